@@ -1,0 +1,133 @@
+// Package problem writes RFC 9457 problem details and maps the library's error categories
+// to HTTP status codes in one place, so no handler chooses a status on its own and no
+// response leaks internals.
+package problem
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+)
+
+// Error categories. Wrap one of these (with %w) to choose the response status.
+var (
+	ErrBadRequest      = errors.New("bad request")             // 400
+	ErrUnauthenticated = errors.New("unauthenticated")         // 401
+	ErrForbidden       = errors.New("forbidden")               // 403
+	ErrNotFound        = errors.New("not found")               // 404
+	ErrConflict        = errors.New("conflict")                // 409
+	ErrTooLarge        = errors.New("request too large")       // 413 / 431
+	ErrUnprocessable   = errors.New("unprocessable")           // 422
+	ErrUnavailable     = errors.New("temporarily unavailable") // 503
+)
+
+// Details is an RFC 9457 problem document. Extension members go in Extra.
+type Details struct {
+	Type     string         `json:"type"`
+	Title    string         `json:"title"`
+	Status   int            `json:"status"`
+	Detail   string         `json:"detail,omitempty"`
+	Instance string         `json:"instance,omitempty"`
+	Extra    map[string]any `json:"-"`
+}
+
+// MarshalJSON flattens Extra into the top-level object as RFC 9457 extension members.
+func (d Details) MarshalJSON() ([]byte, error) {
+	m := map[string]any{"type": d.Type, "title": d.Title, "status": d.Status}
+	if d.Detail != "" {
+		m["detail"] = d.Detail
+	}
+	if d.Instance != "" {
+		m["instance"] = d.Instance
+	}
+	for k, v := range d.Extra {
+		if _, taken := m[k]; !taken {
+			m[k] = v
+		}
+	}
+	return json.Marshal(m)
+}
+
+// Public is an error whose message is safe to show to the client. Anything else is
+// replaced by the category's title.
+type Public struct {
+	Category error
+	Msg      string
+	Extra    map[string]any
+}
+
+func (p *Public) Error() string { return p.Msg }
+func (p *Public) Unwrap() error { return p.Category }
+
+// Errorf returns an error in category cat whose message is shown to the client.
+func Errorf(cat error, msg string) error { return &Public{Category: cat, Msg: msg} }
+
+// With returns an error in category cat shown with msg and extra extension members
+// (for example the authorisation decision ID).
+func With(cat error, msg string, extra map[string]any) error {
+	return &Public{Category: cat, Msg: msg, Extra: extra}
+}
+
+var categories = []struct {
+	err    error
+	status int
+	slug   string
+}{
+	{ErrBadRequest, http.StatusBadRequest, "bad-request"},
+	{ErrUnauthenticated, http.StatusUnauthorized, "unauthenticated"},
+	{ErrForbidden, http.StatusForbidden, "forbidden"},
+	{ErrNotFound, http.StatusNotFound, "not-found"},
+	{ErrConflict, http.StatusConflict, "conflict"},
+	{ErrTooLarge, http.StatusRequestEntityTooLarge, "too-large"},
+	{ErrUnprocessable, http.StatusUnprocessableEntity, "unprocessable"},
+	{ErrUnavailable, http.StatusServiceUnavailable, "unavailable"},
+}
+
+// TypeBase prefixes every problem type URI.
+const TypeBase = "https://ztbank.dev/problems/"
+
+// From maps err to a problem document. Unknown errors become a 500 with no detail.
+func From(err error) Details {
+	for _, c := range categories {
+		if errors.Is(err, c.err) {
+			d := Details{Type: TypeBase + c.slug, Title: http.StatusText(c.status), Status: c.status}
+			var p *Public
+			if errors.As(err, &p) {
+				d.Detail = p.Msg
+				d.Extra = p.Extra
+			}
+			return d
+		}
+	}
+	return Details{Type: TypeBase + "internal", Title: http.StatusText(http.StatusInternalServerError), Status: http.StatusInternalServerError}
+}
+
+// Write sends err as problem+json. Server errors are logged with the full error, which
+// never reaches the client.
+func Write(w http.ResponseWriter, r *http.Request, err error) {
+	d := From(err)
+	if d.Status >= 500 {
+		slog.Default().ErrorContext(contextOf(r), "request failed", "err", err.Error())
+	}
+	if r != nil {
+		d.Instance = r.URL.Path
+	}
+	WriteDetails(w, d)
+}
+
+// WriteDetails sends a prepared problem document.
+func WriteDetails(w http.ResponseWriter, d Details) {
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(d.Status)
+	_ = json.NewEncoder(w).Encode(d)
+}
+
+func contextOf(r *http.Request) context.Context {
+	if r == nil {
+		return context.Background()
+	}
+	return r.Context()
+}
