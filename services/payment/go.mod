@@ -1,0 +1,7 @@
+module github.com/ztbank/ztbank/services/payment
+
+go 1.26.0
+
+require github.com/ztbank/ztbank/libs v0.0.0
+
+replace github.com/ztbank/ztbank/libs => ../../libs
