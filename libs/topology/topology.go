@@ -79,6 +79,7 @@ type Workload struct {
 	Service   string // binary and ServiceAccount name
 	ID        spiffeid.ID
 	Listen    string // local mTLS listen address
+	Public    string // local client-facing HTTPS address; only the edge has one
 	Health    string // local plain health/metrics address
 	DBRole    string // PostgreSQL login role, empty if the workload has no database
 	Calls     []string
@@ -164,6 +165,7 @@ type fileWorkload struct {
 	Service      string   `yaml:"service"`
 	Platform     bool     `yaml:"platform"`
 	Listen       string   `yaml:"listen"`
+	Public       string   `yaml:"public"`
 	Health       string   `yaml:"health"`
 	DatabaseRole string   `yaml:"database_role"`
 	Calls        []string `yaml:"calls"`
@@ -187,7 +189,7 @@ func (f *fileTenant) UnmarshalYAML(n *yaml.Node) error {
 // UnmarshalYAML records the line of each workload and of each call edge.
 func (f *fileWorkload) UnmarshalYAML(n *yaml.Node) error {
 	type plain fileWorkload
-	if err := checkKeys(n, "name", "tenant", "service", "platform", "listen", "health", "database_role", "calls"); err != nil {
+	if err := checkKeys(n, "name", "tenant", "service", "platform", "listen", "public", "health", "database_role", "calls"); err != nil {
 		return err
 	}
 	if err := n.Decode((*plain)(f)); err != nil {
@@ -271,7 +273,7 @@ func Parse(file string, b []byte) (*Topology, error) {
 	roles := map[string]string{}
 	for _, fw := range f.Workloads {
 		w := Workload{Name: fw.Name, Tenant: fw.Tenant, Service: fw.Service, Listen: fw.Listen,
-			Health: fw.Health, DBRole: fw.DatabaseRole, Calls: fw.Calls, line: fw.line}
+			Public: fw.Public, Health: fw.Health, DBRole: fw.DatabaseRole, Calls: fw.Calls, line: fw.line}
 		if !dnsLabel.MatchString(fw.Service) {
 			return nil, bad(fw.line, "workload %q: service %q is not a DNS label", fw.Name, fw.Service)
 		}
@@ -303,7 +305,14 @@ func Parse(file string, b []byte) (*Topology, error) {
 		if other, dup := t.byID[id]; dup {
 			return nil, bad(fw.line, "duplicate SPIFFE ID %s (also workload %q at line %d)", id, other.Name, other.line)
 		}
-		for _, a := range []struct{ key, addr string }{{"listen", w.Listen}, {"health", w.Health}} {
+		if w.Public != "" && !fw.Platform {
+			return nil, bad(fw.line, "workload %q: only platform workloads have a public address", w.Name)
+		}
+		checks := []struct{ key, addr string }{{"listen", w.Listen}, {"health", w.Health}}
+		if w.Public != "" {
+			checks = append(checks, struct{ key, addr string }{"public", w.Public})
+		}
+		for _, a := range checks {
 			if _, _, err := net.SplitHostPort(a.addr); err != nil {
 				return nil, bad(fw.line, "workload %q: %s address %q is not host:port", w.Name, a.key, a.addr)
 			}
