@@ -1,0 +1,83 @@
+package demo
+
+import (
+	"crypto/sha1"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/uuid"
+)
+
+// uuidV5 recomputes RFC 9562 §5.5 by hand so the test does not only trust the library it checks.
+func uuidV5(ns uuid.UUID, name string) uuid.UUID {
+	h := sha1.New()
+	h.Write(ns[:])
+	h.Write([]byte(name))
+	var u uuid.UUID
+	copy(u[:], h.Sum(nil))
+	u[6] = u[6]&0x0f | 0x50
+	u[8] = u[8]&0x3f | 0x80
+	return u
+}
+
+func TestUserIDs(t *testing.T) {
+	seen := map[uuid.UUID]string{}
+	for _, u := range Users() {
+		want := uuidV5(uuid.NameSpaceURL, "ztbank:"+u.Username)
+		if u.ID != want {
+			t.Errorf("%s: ID = %s, want %s", u.Username, u.ID, want)
+		}
+		if u.ID.Version() != 5 {
+			t.Errorf("%s: version %d, want 5", u.Username, u.ID.Version())
+		}
+		if prev, ok := seen[u.ID]; ok {
+			t.Errorf("%s and %s share ID %s", prev, u.Username, u.ID)
+		}
+		seen[u.ID] = u.Username
+	}
+}
+
+func TestUsersRolesAndTenants(t *testing.T) {
+	type row struct{ Username, Tenant, Role string }
+	var got []row
+	for _, u := range Users() {
+		got = append(got, row{u.Username, u.Tenant, u.Role})
+	}
+	want := []row{
+		{"alice@bank-a", "bank-a", RoleCustomer},
+		{"carol@bank-a", "bank-a", RoleStaff},
+		{"bob@bank-b", "bank-b", RoleCustomer},
+		{"dave@bank-b", "bank-b", RoleCustomer},
+		{"erin@bank-b", "bank-b", RoleStaff},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("Users() mismatch (-want +got):\n%s", diff)
+	}
+}
+
+func TestAccountsBelongToCustomersOfTheirTenant(t *testing.T) {
+	for _, a := range Accounts() {
+		u, ok := UserByName(a.Owner)
+		if !ok {
+			t.Errorf("account %s: unknown owner %q", a.ID, a.Owner)
+			continue
+		}
+		if u.Tenant != a.Tenant || u.Role != RoleCustomer {
+			t.Errorf("account %s: owner %s is %s/%s, want a customer of %s", a.ID, u.Username, u.Tenant, u.Role, a.Tenant)
+		}
+		if a.Opening <= 0 {
+			t.Errorf("account %s: opening balance %d, want positive", a.ID, a.Opening)
+		}
+		if a.ID != AccountID(a.Owner, a.Name) {
+			t.Errorf("account %s: ID not derived from owner and name", a.ID)
+		}
+	}
+}
+
+func TestUsersReturnsCopy(t *testing.T) {
+	u := Users()
+	u[0].Username = "mallory"
+	if Users()[0].Username == "mallory" {
+		t.Error("Users() exposes package state")
+	}
+}
