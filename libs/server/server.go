@@ -1,0 +1,323 @@
+// Package server is the scaffolding every ztbank service shares: configuration from the
+// environment, the workload's SPIFFE identity, mTLS clients to its allowed peers, the chi
+// router with identity middleware, a separate plain port that serves only health and
+// metrics, and graceful shutdown that drains in-flight requests.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/ztbank/ztbank/libs/identity"
+	"github.com/ztbank/ztbank/libs/logging"
+	"github.com/ztbank/ztbank/libs/topology"
+	"github.com/ztbank/ztbank/libs/transport"
+)
+
+// Env is the configuration every service reads from its environment.
+type Env struct {
+	Workload     string         // ZTBANK_WORKLOAD, e.g. bank-a/gateway (required)
+	TopologyPath string         // ZTBANK_TOPOLOGY; empty means the embedded topology
+	Mode         transport.Mode // ZTBANK_TRANSPORT_MODE: direct (default) or mesh
+	Socket       string         // SPIFFE_ENDPOINT_SOCKET (direct mode)
+	Listen       string         // ZTBANK_LISTEN; default from the topology
+	HealthListen string         // ZTBANK_HEALTH_LISTEN; default from the topology
+	PeerURL      string         // ZTBANK_PEER_URL_TEMPLATE with {service} {namespace} {tenant} {listen}
+	LogLevel     string         // ZTBANK_LOG_LEVEL
+	StartTimeout time.Duration  // ZTBANK_SVID_TIMEOUT, default 30s
+}
+
+// LoadEnv reads and validates Env.
+func LoadEnv(getenv func(string) string) (Env, error) {
+	e := Env{
+		Workload:     getenv("ZTBANK_WORKLOAD"),
+		TopologyPath: getenv("ZTBANK_TOPOLOGY"),
+		Socket:       getenv("SPIFFE_ENDPOINT_SOCKET"),
+		Listen:       getenv("ZTBANK_LISTEN"),
+		HealthListen: getenv("ZTBANK_HEALTH_LISTEN"),
+		PeerURL:      getenv("ZTBANK_PEER_URL_TEMPLATE"),
+		LogLevel:     getenv("ZTBANK_LOG_LEVEL"),
+		StartTimeout: 30 * time.Second,
+	}
+	if e.Workload == "" {
+		return e, errors.New("ZTBANK_WORKLOAD is not set (e.g. bank-a/gateway)")
+	}
+	m, err := transport.ParseMode(getenv("ZTBANK_TRANSPORT_MODE"))
+	if err != nil {
+		return e, fmt.Errorf("ZTBANK_TRANSPORT_MODE: %w", err)
+	}
+	e.Mode = m
+	if s := getenv("ZTBANK_SVID_TIMEOUT"); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil || d <= 0 {
+			return e, fmt.Errorf("ZTBANK_SVID_TIMEOUT %q: want a positive duration like 30s", s)
+		}
+		e.StartTimeout = d
+	}
+	if e.Mode == transport.Direct && e.Socket == "" {
+		return e, errors.New("SPIFFE_ENDPOINT_SOCKET is not set (direct mode needs the SPIRE agent's socket, e.g. unix:///run/spire/agent.sock)")
+	}
+	if e.PeerURL == "" {
+		if e.Mode == transport.Mesh {
+			e.PeerURL = "http://{service}.{namespace}.svc.cluster.local:8080"
+		} else {
+			e.PeerURL = "https://{listen}"
+		}
+	}
+	return e, nil
+}
+
+// Runtime is a started service's shared wiring.
+type Runtime struct {
+	Env      Env
+	Topology *topology.Topology
+	Self     topology.Workload
+	Source   *identity.Source // nil in mesh mode
+	Log      *slog.Logger
+
+	draining atomic.Bool
+}
+
+// Setup loads the environment and topology, checks that this binary is the service the
+// workload names, and (in direct mode) obtains the SVID and checks it is the workload's own
+// ID: a mis-registered entry is a start-up error, not a silent identity swap.
+func Setup(ctx context.Context, service string, getenv func(string) string, stderr io.Writer) (*Runtime, error) {
+	env, err := LoadEnv(getenv)
+	if err != nil {
+		return nil, err
+	}
+	topo, err := topology.Load(env.TopologyPath)
+	if err != nil {
+		return nil, err
+	}
+	self, ok := topo.Workload(env.Workload)
+	if !ok {
+		return nil, fmt.Errorf("ZTBANK_WORKLOAD %q is not in the topology", env.Workload)
+	}
+	if self.Service != service {
+		return nil, fmt.Errorf("ZTBANK_WORKLOAD %q runs service %q, but this binary is %q", env.Workload, self.Service, service)
+	}
+	if env.Listen == "" {
+		env.Listen = self.Listen
+	}
+	if env.HealthListen == "" {
+		env.HealthListen = self.Health
+	}
+	rt := &Runtime{Env: env, Topology: topo, Self: self,
+		Log: logging.New(stderr, env.LogLevel, service, self.Name)}
+	slog.SetDefault(rt.Log)
+	if env.Mode == transport.Direct {
+		src, err := identity.New(ctx, identity.WithAddr(env.Socket), identity.WithStartTimeout(env.StartTimeout),
+			identity.WithLogger(rt.Log))
+		if err != nil {
+			return nil, err
+		}
+		if got := src.ID(); got != self.ID {
+			src.Close()
+			return nil, fmt.Errorf("workload API issued %s but workload %s is %s: check the SPIRE registration entry", got, self.Name, self.ID)
+		}
+		rt.Source = src
+	}
+	return rt, nil
+}
+
+// Close releases the identity source.
+func (rt *Runtime) Close() {
+	if rt.Source != nil {
+		rt.Source.Close()
+	}
+}
+
+// Peer is an HTTP client bound to one allowed peer workload.
+type Peer struct {
+	Name    string
+	BaseURL string
+	Client  *http.Client
+}
+
+// Peer returns a client for a workload this service may call per the topology. Asking for
+// any other workload is a programming error reported at start-up, not at request time.
+func (rt *Runtime) Peer(name string, opts ...transport.ClientOption) (*Peer, error) {
+	if !rt.Topology.MayCall(rt.Self.Name, name) {
+		return nil, fmt.Errorf("topology does not allow %s to call %s", rt.Self.Name, name)
+	}
+	return rt.peer(name, opts...)
+}
+
+func (rt *Runtime) peer(name string, opts ...transport.ClientOption) (*Peer, error) {
+	w, ok := rt.Topology.Workload(name)
+	if !ok {
+		return nil, fmt.Errorf("unknown workload %s", name)
+	}
+	p := &Peer{Name: name, BaseURL: rt.PeerURL(w)}
+	if rt.Env.Mode == transport.Mesh {
+		p.Client = transport.MeshClient(opts...)
+	} else {
+		p.Client = transport.Client(rt.Source, w.ID, opts...)
+	}
+	return p, nil
+}
+
+// PeerURL expands the peer URL template for w.
+func (rt *Runtime) PeerURL(w topology.Workload) string {
+	return strings.NewReplacer("{service}", w.Service, "{namespace}", w.Namespace,
+		"{tenant}", w.Tenant, "{listen}", w.Listen).Replace(rt.Env.PeerURL)
+}
+
+// Serve runs the service's API on the mTLS listener (plain HTTP behind the sidecar in mesh
+// mode) and health/metrics on the plain health listener until ctx is done, then drains.
+// Extra readiness checks (a database ping, say) are run by /readyz.
+func (rt *Runtime) Serve(ctx context.Context, api http.Handler, ready ...func(context.Context) error) error {
+	apiLn, err := net.Listen("tcp", rt.Env.Listen)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", rt.Env.Listen, err)
+	}
+	healthLn, err := net.Listen("tcp", rt.Env.HealthListen)
+	if err != nil {
+		apiLn.Close()
+		return fmt.Errorf("listen %s: %w", rt.Env.HealthListen, err)
+	}
+	return rt.ServeListeners(ctx, apiLn, healthLn, api, ready...)
+}
+
+// ServeListeners is Serve on listeners the caller opened (tests use port 0).
+func (rt *Runtime) ServeListeners(ctx context.Context, apiLn, healthLn net.Listener, api http.Handler, ready ...func(context.Context) error) error {
+	apiSrv := &http.Server{
+		Handler:           api,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       15 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    32 << 10,
+		ErrorLog:          log.New(handshakeLog{rt.Log}, "", 0),
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	if rt.Env.Mode == transport.Direct {
+		apiSrv.TLSConfig = transport.ServerTLS(rt.Source, rt.Topology.AllowedCallers(rt.Self.Name))
+	}
+	healthSrv := &http.Server{Handler: rt.healthHandler(ready), ReadHeaderTimeout: 5 * time.Second}
+
+	errc := make(chan error, 2)
+	go func() {
+		var err error
+		if apiSrv.TLSConfig != nil {
+			err = apiSrv.ServeTLS(apiLn, "", "")
+		} else {
+			err = apiSrv.Serve(apiLn)
+		}
+		errc <- err
+	}()
+	go func() { errc <- healthSrv.Serve(healthLn) }()
+	rt.Log.Info("serving", "api", apiLn.Addr().String(), "health", healthLn.Addr().String(),
+		"mode", string(rt.Env.Mode), "spiffe_id", rt.Self.ID.String())
+
+	select {
+	case err := <-errc:
+		apiSrv.Close()
+		healthSrv.Close()
+		return fmt.Errorf("server stopped: %w", err)
+	case <-ctx.Done():
+	}
+	// Report not-ready first so load balancers stop sending, then drain what is in flight.
+	rt.draining.Store(true)
+	shutCtx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	err := apiSrv.Shutdown(shutCtx)
+	healthSrv.Shutdown(shutCtx)
+	rt.Log.Info("stopped")
+	if err != nil {
+		return fmt.Errorf("drain: %w", err)
+	}
+	return nil
+}
+
+// healthHandler serves /healthz (process alive), /readyz (identity valid, dependencies up,
+// not draining) and /metrics, and nothing else: this port is plain HTTP and must expose no
+// business data.
+func (rt *Runtime) healthHandler(ready []func(context.Context) error) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "ok\n")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if err := rt.Ready(r.Context(), ready...); err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		io.WriteString(w, "ready\n")
+	})
+	mux.Handle("GET /metrics", promhttp.Handler())
+	return mux
+}
+
+// Ready runs the readiness checks.
+func (rt *Runtime) Ready(ctx context.Context, checks ...func(context.Context) error) error {
+	if rt.draining.Load() {
+		return errors.New("draining")
+	}
+	if rt.Source != nil {
+		if err := rt.Source.Ready(); err != nil {
+			return err
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	for _, c := range checks {
+		if err := c(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// handshakeLog turns net/http's TLS handshake error lines into a counter and a structured
+// log line. Refusals by the allowlist are counted where they happen, so they are skipped.
+type handshakeLog struct{ log *slog.Logger }
+
+func (h handshakeLog) Write(p []byte) (int, error) {
+	line := strings.TrimSpace(string(p))
+	if strings.Contains(line, "TLS handshake error") {
+		reason := "other"
+		switch {
+		case strings.Contains(line, transport.ErrPeerNotAllowed.Error()):
+			reason = ""
+		case strings.Contains(line, "certificate required"), strings.Contains(line, "didn't provide a certificate"):
+			reason = "no_certificate"
+		case strings.Contains(line, "x509"), strings.Contains(line, "certificate"):
+			reason = "bad_certificate"
+		case strings.Contains(line, "EOF"), strings.Contains(line, "connection reset"):
+			reason = "aborted"
+		}
+		if reason != "" {
+			transport.HandshakeFailures().WithLabelValues(reason).Inc()
+		}
+		h.log.Warn("mTLS handshake refused", "reason", reason, "detail", line)
+		return len(p), nil
+	}
+	h.log.Warn(line)
+	return len(p), nil
+}
+
+// Peers returns clients for every workload this service may call, in topology order.
+func (rt *Runtime) Peers(opts ...transport.ClientOption) ([]*Peer, error) {
+	var out []*Peer
+	for _, name := range rt.Self.Calls {
+		p, err := rt.Peer(name, opts...)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}

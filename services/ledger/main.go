@@ -1,0 +1,38 @@
+// Command ledger is the ztbank ledger service. Which tenant it serves is configuration
+// (ZTBANK_WORKLOAD); the binary is tenant-agnostic.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/ztbank/ztbank/libs/server"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args, os.Getenv, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintf(os.Stderr, "ledger: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+// run wires the service from its environment and blocks until ctx is done. Tests call it
+// directly with their own getenv and a cancellable ctx.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	rt, err := server.Setup(ctx, "ledger", getenv, stderr)
+	if err != nil {
+		return err
+	}
+	defer rt.Close()
+	peers, err := rt.Peers()
+	if err != nil {
+		return err
+	}
+	return rt.Serve(ctx, NewServer(rt, peers))
+}
