@@ -86,6 +86,7 @@ type Runtime struct {
 	Source   *identity.Source // nil in mesh mode
 	Log      *slog.Logger
 
+	getenv   func(string) string
 	draining atomic.Bool
 }
 
@@ -114,7 +115,7 @@ func Setup(ctx context.Context, service string, getenv func(string) string, stde
 	if env.HealthListen == "" {
 		env.HealthListen = self.Health
 	}
-	rt := &Runtime{Env: env, Topology: topo, Self: self,
+	rt := &Runtime{Env: env, Topology: topo, Self: self, getenv: getenv,
 		Log: logging.New(stderr, env.LogLevel, service, self.Name)}
 	slog.SetDefault(rt.Log)
 	if env.Mode == transport.Direct {
@@ -169,10 +170,19 @@ func (rt *Runtime) peer(name string, opts ...transport.ClientOption) (*Peer, err
 	return p, nil
 }
 
-// PeerURL expands the peer URL template for w.
+// PeerURL expands the peer URL template for w. {listen} is the peer's topology address
+// unless ZTBANK_PEER_ADDR_<WORKLOAD> (e.g. ZTBANK_PEER_ADDR_BANK_A_USER) overrides it, as
+// the local stack does when tests run it on free ports.
 func (rt *Runtime) PeerURL(w topology.Workload) string {
+	listen := w.Listen
+	if rt.getenv != nil {
+		key := "ZTBANK_PEER_ADDR_" + strings.ToUpper(strings.NewReplacer("/", "_", "-", "_").Replace(w.Name))
+		if a := rt.getenv(key); a != "" {
+			listen = a
+		}
+	}
 	return strings.NewReplacer("{service}", w.Service, "{namespace}", w.Namespace,
-		"{tenant}", w.Tenant, "{listen}", w.Listen).Replace(rt.Env.PeerURL)
+		"{tenant}", w.Tenant, "{listen}", listen).Replace(rt.Env.PeerURL)
 }
 
 // Serve runs the service's API on the mTLS listener (plain HTTP behind the sidecar in mesh
@@ -288,10 +298,10 @@ type handshakeLog struct{ log *slog.Logger }
 func (h handshakeLog) Write(p []byte) (int, error) {
 	line := strings.TrimSpace(string(p))
 	if strings.Contains(line, "TLS handshake error") {
-		reason := "other"
+		reason, counted := "other", false
 		switch {
 		case strings.Contains(line, transport.ErrPeerNotAllowed.Error()):
-			reason = ""
+			reason, counted = "not_allowed", true
 		case strings.Contains(line, "certificate required"), strings.Contains(line, "didn't provide a certificate"):
 			reason = "no_certificate"
 		case strings.Contains(line, "x509"), strings.Contains(line, "certificate"):
@@ -299,7 +309,7 @@ func (h handshakeLog) Write(p []byte) (int, error) {
 		case strings.Contains(line, "EOF"), strings.Contains(line, "connection reset"):
 			reason = "aborted"
 		}
-		if reason != "" {
+		if !counted {
 			transport.HandshakeFailures().WithLabelValues(reason).Inc()
 		}
 		h.log.Warn("mTLS handshake refused", "reason", reason, "detail", line)

@@ -1,0 +1,439 @@
+// Package stack brings up the local ztbank stack: a real SPIRE server and agent, one
+// registration entry per workload keyed by that workload's own binary path, and the
+// services, each started from its own copy of its binary so `unix:path` selectors tell the
+// two gateways apart. Tests use it to run the stack exactly as `make dev` does.
+package stack
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/ztbank/ztbank/libs/localspire"
+	"github.com/ztbank/ztbank/libs/topology"
+)
+
+// Options configure a stack.
+type Options struct {
+	Root     string             // repository root (holds go.work)
+	StateDir string             // where binaries, sockets, logs and stack.json go
+	Topology *topology.Topology // default: the embedded topology
+	// Ports remaps every listen address to a free port instead of the topology's fixed
+	// local ports, so tests can run beside a developer's `make dev`.
+	FreePorts bool
+	// SVIDTTL sets the X509-SVID TTL for every workload entry; zero means one hour.
+	SVIDTTL  time.Duration
+	Progress io.Writer // step-by-step progress for humans; nil discards
+	// Services limits which workloads are started (names from the topology); nil means all
+	// services that have a binary under services/.
+	Services []string
+}
+
+// Stack is a running local stack.
+type Stack struct {
+	opts     Options
+	Spire    *localspire.Stack
+	BinDir   string
+	Topo     *topology.Topology
+	Services map[string]*Service // by workload name
+
+	mu sync.Mutex
+}
+
+// Service is one running workload process.
+type Service struct {
+	Workload topology.Workload
+	Binary   string
+	Listen   string
+	Health   string
+	LogPath  string
+	Env      []string
+
+	cmd *exec.Cmd
+}
+
+// Info is what stack.json records for tools and tests.
+type Info struct {
+	Status      string         `json:"status"`
+	PID         int            `json:"pid"`
+	TrustDomain string         `json:"trust_domain"`
+	SpireServer string         `json:"spire_server_socket"`
+	AgentSocket string         `json:"agent_socket"`
+	Bundle      string         `json:"trust_bundle"`
+	SpireBin    string         `json:"spire_bin"`
+	Workloads   []WorkloadInfo `json:"workloads"`
+}
+
+// WorkloadInfo describes one workload in stack.json.
+type WorkloadInfo struct {
+	Name     string `json:"name"`
+	SpiffeID string `json:"spiffe_id"`
+	Binary   string `json:"binary"`
+	Listen   string `json:"listen"`
+	Health   string `json:"health"`
+	Log      string `json:"log"`
+}
+
+func (o *Options) progress(format string, args ...any) {
+	if o.Progress != nil {
+		fmt.Fprintf(o.Progress, "==> "+format+"\n", args...)
+	}
+}
+
+// Start builds, registers and starts everything and waits until every service is ready.
+// On error everything already started is stopped.
+func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
+	if opts.Topology == nil {
+		opts.Topology = topology.Default()
+	}
+	if opts.SVIDTTL == 0 {
+		opts.SVIDTTL = time.Hour
+	}
+	s := &Stack{opts: opts, Topo: opts.Topology, Services: map[string]*Service{},
+		BinDir: filepath.Join(opts.StateDir, "bin")}
+	defer func() {
+		if err != nil {
+			s.Stop()
+		}
+	}()
+	spireBin, err := localspire.Binaries(ctx, progressOr(opts.Progress))
+	if err != nil {
+		return nil, err
+	}
+	workloads := s.selected()
+	opts.progress("building %d service binaries", len(workloads))
+	if err := s.build(ctx, workloads); err != nil {
+		return nil, err
+	}
+	opts.progress("starting SPIRE server and agent (trust domain %s)", s.Topo.TrustDomain.Name())
+	sp, err := localspire.Start(ctx, localspire.Config{BinDir: spireBin, Dir: filepath.Join(opts.StateDir, "spire"),
+		TrustDomain: s.Topo.TrustDomain, DefaultTTL: opts.SVIDTTL})
+	if err != nil {
+		return nil, err
+	}
+	s.Spire = sp
+	opts.progress("registering %d workload entries (unix:path selectors)", len(workloads))
+	var entries []localspire.Entry
+	for _, w := range workloads {
+		entries = append(entries, localspire.Entry{ID: w.ID, BinaryPath: s.binaryPath(w), TTL: opts.SVIDTTL})
+	}
+	if err := sp.Register(ctx, entries...); err != nil {
+		return nil, err
+	}
+	if err := s.assignAddrs(workloads); err != nil {
+		return nil, err
+	}
+	for _, w := range workloads {
+		opts.progress("starting %s", w.Name)
+		if err := s.startService(w); err != nil {
+			return nil, err
+		}
+	}
+	opts.progress("waiting for %d services to report ready", len(workloads))
+	if err := s.WaitReady(ctx, 90*time.Second); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func progressOr(w io.Writer) io.Writer {
+	if w == nil {
+		return io.Discard
+	}
+	return w
+}
+
+// selected returns the workloads to run: those with a service binary in the repo.
+func (s *Stack) selected() []topology.Workload {
+	var out []topology.Workload
+	for _, w := range s.Topo.Workloads {
+		if s.opts.Services != nil && !contains(s.opts.Services, w.Name) {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(s.opts.Root, "services", w.Service, "main.go")); err != nil {
+			continue
+		}
+		out = append(out, w)
+	}
+	return out
+}
+
+func contains(xs []string, x string) bool {
+	for _, v := range xs {
+		if v == x {
+			return true
+		}
+	}
+	return false
+}
+
+// binaryPath is the per-workload binary: .dev/bin/<namespace>/<service>/<service>.
+func (s *Stack) binaryPath(w topology.Workload) string {
+	p, _ := filepath.Abs(filepath.Join(s.BinDir, w.Namespace, w.Service, w.Service))
+	return p
+}
+
+// build compiles each service once and copies it to every workload path that runs it.
+func (s *Stack) build(ctx context.Context, workloads []topology.Workload) error {
+	built := map[string]string{}
+	for _, w := range workloads {
+		if _, ok := built[w.Service]; ok {
+			continue
+		}
+		out := filepath.Join(s.BinDir, "build", w.Service)
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", out, "./services/"+w.Service)
+		cmd.Dir = s.opts.Root
+		if b, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("build %s: %w\n%s", w.Service, err, b)
+		}
+		built[w.Service] = out
+	}
+	for _, w := range workloads {
+		dst := s.binaryPath(w)
+		if err := copyFile(built[w.Service], dst); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func copyFile(src, dst string) error {
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	tmp := dst + ".tmp"
+	out, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o755)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	if err := out.Close(); err != nil {
+		return err
+	}
+	// Rename so a running old binary keeps its inode; writing in place would fail with
+	// "text file busy".
+	return os.Rename(tmp, dst)
+}
+
+func (s *Stack) assignAddrs(workloads []topology.Workload) error {
+	for _, w := range workloads {
+		svc := &Service{Workload: w, Binary: s.binaryPath(w), Listen: w.Listen, Health: w.Health,
+			LogPath: filepath.Join(s.opts.StateDir, "logs", strings.ReplaceAll(w.Name, "/", "-")+".log")}
+		if s.opts.FreePorts {
+			ports, err := FreePorts(2)
+			if err != nil {
+				return err
+			}
+			svc.Listen = fmt.Sprintf("127.0.0.1:%d", ports[0])
+			svc.Health = fmt.Sprintf("127.0.0.1:%d", ports[1])
+		}
+		s.Services[w.Name] = svc
+	}
+	return nil
+}
+
+// PeerURLs builds the ZTBANK_PEER_URL_TEMPLATE-free addressing for free-port runs: each
+// service gets its peers' actual addresses through ZTBANK_PEER_<NAME> variables.
+func (s *Stack) serviceEnv(svc *Service) []string {
+	env := []string{
+		"PATH=" + os.Getenv("PATH"),
+		"HOME=" + os.Getenv("HOME"),
+		"ZTBANK_WORKLOAD=" + svc.Workload.Name,
+		"ZTBANK_TRANSPORT_MODE=direct",
+		"SPIFFE_ENDPOINT_SOCKET=unix://" + s.Spire.AgentSock,
+		"ZTBANK_LISTEN=" + svc.Listen,
+		"ZTBANK_HEALTH_LISTEN=" + svc.Health,
+	}
+	for name, peer := range s.Services {
+		env = append(env, "ZTBANK_PEER_ADDR_"+envName(name)+"="+peer.Listen)
+	}
+	sort.Strings(env)
+	return append(env, svc.Env...)
+}
+
+// envName turns a workload name into an environment variable suffix: bank-a/gateway →
+// BANK_A_GATEWAY.
+func envName(name string) string {
+	return strings.ToUpper(strings.NewReplacer("/", "_", "-", "_").Replace(name))
+}
+
+func (s *Stack) startService(w topology.Workload) error {
+	svc := s.Services[w.Name]
+	if err := os.MkdirAll(filepath.Dir(svc.LogPath), 0o755); err != nil {
+		return err
+	}
+	logf, err := os.OpenFile(svc.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(svc.Binary)
+	cmd.Env = s.serviceEnv(svc)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return fmt.Errorf("start %s: %w", w.Name, err)
+	}
+	go func() { cmd.Wait(); logf.Close() }()
+	svc.cmd = cmd
+	return nil
+}
+
+// WaitReady polls every service's /readyz until all answer 200.
+func (s *Stack) WaitReady(ctx context.Context, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for name, svc := range s.Services {
+		for {
+			err := svc.ready(ctx)
+			if err == nil {
+				break
+			}
+			if svc.cmd == nil || svc.cmd.ProcessState != nil || svc.cmd.Process.Signal(syscall.Signal(0)) != nil {
+				return fmt.Errorf("%s exited before becoming ready; see %s:\n%s", name, svc.LogPath, tail(svc.LogPath, 5))
+			}
+			if time.Now().After(deadline) || ctx.Err() != nil {
+				return fmt.Errorf("%s not ready after %s: %v; see %s", name, timeout, err, svc.LogPath)
+			}
+			time.Sleep(150 * time.Millisecond)
+		}
+	}
+	return nil
+}
+
+// Ready returns the service's current /readyz error, or nil.
+func (svc *Service) ready(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+svc.Health+"/readyz", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("readyz %d: %s", resp.StatusCode, strings.TrimSpace(string(b)))
+	}
+	return nil
+}
+
+// Ready reports the service's readiness.
+func (svc *Service) Ready(ctx context.Context) error { return svc.ready(ctx) }
+
+// PID returns the service's process ID.
+func (svc *Service) PID() int {
+	if svc.cmd == nil {
+		return 0
+	}
+	return svc.cmd.Process.Pid
+}
+
+func tail(path string, n int) string {
+	b, _ := os.ReadFile(path)
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Stop terminates the services (SIGTERM, then SIGKILL after a grace period), then SPIRE,
+// and removes sockets. It is safe to call more than once.
+func (s *Stack) Stop() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, svc := range s.Services {
+		if svc.cmd == nil {
+			continue
+		}
+		wg.Add(1)
+		go func(cmd *exec.Cmd) {
+			defer wg.Done()
+			stopProcess(cmd, 25*time.Second)
+		}(svc.cmd)
+		svc.cmd = nil
+	}
+	wg.Wait()
+	if s.Spire != nil {
+		s.Spire.Stop()
+		s.Spire = nil
+	}
+}
+
+func stopProcess(cmd *exec.Cmd, grace time.Duration) {
+	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+	deadline := time.Now().Add(grace)
+	for time.Now().Before(deadline) {
+		if cmd.Process.Signal(syscall.Signal(0)) != nil {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+}
+
+// Info returns what stack.json holds.
+func (s *Stack) Info() Info {
+	info := Info{Status: "ready", PID: os.Getpid(), TrustDomain: s.Topo.TrustDomain.Name()}
+	if s.Spire != nil {
+		info.SpireServer, info.AgentSocket, info.Bundle = s.Spire.ServerSock, s.Spire.AgentSock, s.Spire.BundlePath()
+	}
+	for _, w := range s.Topo.Workloads {
+		svc, ok := s.Services[w.Name]
+		if !ok {
+			continue
+		}
+		info.Workloads = append(info.Workloads, WorkloadInfo{Name: w.Name, SpiffeID: w.ID.String(),
+			Binary: svc.Binary, Listen: svc.Listen, Health: svc.Health, Log: svc.LogPath})
+	}
+	return info
+}
+
+// WriteInfo writes stack.json atomically.
+func WriteInfo(path string, info Info) error {
+	b, err := json.MarshalIndent(info, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// ReadInfo reads stack.json.
+func ReadInfo(path string) (Info, error) {
+	var info Info
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return info, err
+	}
+	if err := json.Unmarshal(b, &info); err != nil {
+		return info, fmt.Errorf("%s: %w", path, err)
+	}
+	return info, nil
+}
+
+// ErrNotRunning is returned when no stack is recorded.
+var ErrNotRunning = errors.New("no local stack is running")
