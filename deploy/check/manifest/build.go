@@ -10,10 +10,10 @@ import (
 	"fmt"
 	"io"
 
+	yamlv3 "go.yaml.in/yaml/v3"
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/yaml"
-	yamlv3 "go.yaml.in/yaml/v3"
 )
 
 // Object is one rendered Kubernetes object.
