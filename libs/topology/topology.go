@@ -299,11 +299,11 @@ func Parse(file string, b []byte) (*Topology, error) {
 			return nil, bad(fw.line, "workload %q: %v", fw.Name, err)
 		}
 		w.ID = id
-		if _, dup := t.byName[w.Name]; dup {
-			return nil, bad(fw.line, "duplicate workload %q", w.Name)
-		}
 		if other, dup := t.byID[id]; dup {
 			return nil, bad(fw.line, "duplicate SPIFFE ID %s (also workload %q at line %d)", id, other.Name, other.line)
+		}
+		if _, dup := t.byName[w.Name]; dup {
+			return nil, bad(fw.line, "duplicate workload %q", w.Name)
 		}
 		if w.Public != "" && !fw.Platform {
 			return nil, bad(fw.line, "workload %q: only platform workloads have a public address", w.Name)
