@@ -1,0 +1,154 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ztbank/ztbank/libs/topology"
+	"github.com/ztbank/ztbank/libs/usertoken"
+)
+
+// config is the edge's own configuration; the workload identity, transport mode and
+// topology come from the shared service environment (libs/server).
+type config struct {
+	PublicListen   string              // EDGE_PUBLIC_LISTEN; default: the topology's public address
+	TLSCert        string              // EDGE_TLS_CERT: client-facing certificate (dev CA locally)
+	TLSKey         string              // EDGE_TLS_KEY
+	Issuers        map[string][]string // EDGE_ISSUERS: tenant=issuer-URL pairs, comma-separated
+	Audience       string              // EDGE_AUDIENCE: required aud of external tokens; default ztbank
+	Enrolment      string              // EDGE_ENROLMENT: "demo" (default), "claims", or a JSON table path
+	EnrolmentClaim string              // EDGE_ENROLMENT_CLAIM: table key claim; default email
+	OIDCCAFile     string              // EDGE_OIDC_CA_FILE: extra roots for reaching the providers
+	TokenTTL       time.Duration       // EDGE_TOKEN_TTL; default and maximum 5m
+	KeyRotation    time.Duration       // EDGE_KEY_ROTATION; default 1h
+	KeyOverlap     time.Duration       // EDGE_KEY_OVERLAP; default TTL + 1m
+	AuthzPrefix    string              // EDGE_AUTHZ_PREFIX: Emissary AuthService path_prefix; default /authz
+	MaxHeaderBytes int                 // EDGE_MAX_HEADER_BYTES; default 16384
+	MaxBodyBytes   int64               // EDGE_MAX_BODY_BYTES; default 1048576
+}
+
+func loadConfig(getenv func(string) string, topo *topology.Topology) (config, error) {
+	c := config{
+		PublicListen:   getenv("EDGE_PUBLIC_LISTEN"),
+		TLSCert:        getenv("EDGE_TLS_CERT"),
+		TLSKey:         getenv("EDGE_TLS_KEY"),
+		Audience:       or(getenv("EDGE_AUDIENCE"), "ztbank"),
+		Enrolment:      or(getenv("EDGE_ENROLMENT"), "demo"),
+		EnrolmentClaim: or(getenv("EDGE_ENROLMENT_CLAIM"), "email"),
+		OIDCCAFile:     getenv("EDGE_OIDC_CA_FILE"),
+		AuthzPrefix:    or(getenv("EDGE_AUTHZ_PREFIX"), "/authz"),
+	}
+	var errs []error
+	dur := func(name string, def time.Duration) time.Duration {
+		s := getenv(name)
+		if s == "" {
+			return def
+		}
+		d, err := time.ParseDuration(s)
+		if err != nil || d <= 0 {
+			errs = append(errs, fmt.Errorf("%s %q: want a positive duration like 5m", name, s))
+			return def
+		}
+		return d
+	}
+	num := func(name string, def int64) int64 {
+		s := getenv(name)
+		if s == "" {
+			return def
+		}
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || n <= 0 {
+			errs = append(errs, fmt.Errorf("%s %q: want a positive integer", name, s))
+			return def
+		}
+		return n
+	}
+	c.TokenTTL = dur("EDGE_TOKEN_TTL", usertoken.MaxTTL)
+	c.KeyRotation = dur("EDGE_KEY_ROTATION", time.Hour)
+	c.KeyOverlap = dur("EDGE_KEY_OVERLAP", c.TokenTTL+time.Minute)
+	c.MaxHeaderBytes = int(num("EDGE_MAX_HEADER_BYTES", 16<<10))
+	c.MaxBodyBytes = num("EDGE_MAX_BODY_BYTES", 1<<20)
+
+	if edge, ok := topo.Workload("edge"); ok && c.PublicListen == "" {
+		c.PublicListen = edge.Public
+	}
+	if c.PublicListen == "" {
+		errs = append(errs, errors.New("EDGE_PUBLIC_LISTEN is not set and the topology has no public address for the edge"))
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		errs = append(errs, errors.New("EDGE_TLS_CERT and EDGE_TLS_KEY must be set together"))
+	}
+	if !strings.HasPrefix(c.AuthzPrefix, "/") || strings.HasSuffix(c.AuthzPrefix, "/") {
+		errs = append(errs, fmt.Errorf("EDGE_AUTHZ_PREFIX %q: want a path like /authz", c.AuthzPrefix))
+	}
+	iss, err := parseIssuers(getenv("EDGE_ISSUERS"), tenantNames(topo))
+	if err != nil {
+		errs = append(errs, err)
+	}
+	c.Issuers = iss
+	return c, errors.Join(errs...)
+}
+
+// parseIssuers reads "bank-a=https://idp-a,bank-b=https://idp-b". A tenant may appear more
+// than once to trust several issuers.
+func parseIssuers(s string, tenants []string) (map[string][]string, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, errors.New("EDGE_ISSUERS is not set (e.g. bank-a=https://127.0.0.1:9443,bank-b=https://127.0.0.1:9443)")
+	}
+	out := map[string][]string{}
+	for _, pair := range strings.Split(s, ",") {
+		tenant, issuer, ok := strings.Cut(strings.TrimSpace(pair), "=")
+		if !ok {
+			return nil, fmt.Errorf("EDGE_ISSUERS entry %q: want tenant=issuer-url", pair)
+		}
+		if !slices.Contains(tenants, tenant) {
+			return nil, fmt.Errorf("EDGE_ISSUERS entry %q: tenant %q is not in the topology", pair, tenant)
+		}
+		u, err := url.Parse(issuer)
+		if err != nil || u.Host == "" || (u.Scheme != "https" && !(u.Scheme == "http" && isLoopback(u.Hostname()))) {
+			return nil, fmt.Errorf("EDGE_ISSUERS entry %q: issuer must be an https URL (http only on loopback)", pair)
+		}
+		if !slices.Contains(out[tenant], issuer) {
+			out[tenant] = append(out[tenant], issuer)
+		}
+	}
+	return out, nil
+}
+
+func isLoopback(host string) bool {
+	return host == "localhost" || host == "127.0.0.1" || host == "::1"
+}
+
+func tenantNames(topo *topology.Topology) []string {
+	var out []string
+	for _, t := range topo.Tenants {
+		out = append(out, t.Name)
+	}
+	return out
+}
+
+// allIssuers returns every configured issuer once, in a stable order.
+func (c config) allIssuers() []string {
+	var out []string
+	for _, list := range c.Issuers {
+		for _, iss := range list {
+			if !slices.Contains(out, iss) {
+				out = append(out, iss)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func or(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}

@@ -1,0 +1,230 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"log"
+	"log/slog"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/ztbank/ztbank/libs/problem"
+	"github.com/ztbank/ztbank/libs/usertoken"
+	"github.com/ztbank/ztbank/services/edge/exchange"
+)
+
+// upstream is a tenant's gateway as the proxy reaches it.
+type upstream struct {
+	URL       *url.URL
+	Transport http.RoundTripper // mTLS, authorising only the gateway's SPIFFE ID
+	ID        spiffeid.ID
+}
+
+// deps is everything NewServer needs; main builds it from the environment, tests from
+// loopback fakes and real keys.
+type deps struct {
+	Log            *slog.Logger
+	Exchanger      *exchange.Exchanger
+	Minter         *usertoken.Issuer
+	Upstreams      map[string]upstream // by tenant
+	Tenants        []string
+	AuthzPrefix    string
+	MaxHeaderBytes int
+	MaxBodyBytes   int64
+}
+
+type edge struct {
+	log            *slog.Logger
+	ex             *exchange.Exchanger
+	minter         *usertoken.Issuer
+	upstreams      map[string]upstream
+	tenants        []string
+	authzPrefix    string
+	maxHeaderBytes int
+	maxBodyBytes   int64
+}
+
+// NewServer returns the edge's public handler: the tenant reverse proxy and the ext_authz
+// endpoint.
+func NewServer(d deps) http.Handler {
+	e := newEdge(d)
+	mux := http.NewServeMux()
+	addRoutes(mux, e)
+	return mux
+}
+
+// NewInternalServer returns the handler of the edge's mTLS listener.
+func NewInternalServer(d deps) http.Handler {
+	e := newEdge(d)
+	mux := http.NewServeMux()
+	addInternalRoutes(mux, e)
+	return mux
+}
+
+func newEdge(d deps) *edge {
+	return &edge{log: d.Log, ex: d.Exchanger, minter: d.Minter, upstreams: d.Upstreams, tenants: d.Tenants,
+		authzPrefix: d.AuthzPrefix, maxHeaderBytes: d.MaxHeaderBytes, maxBodyBytes: d.MaxBodyBytes}
+}
+
+// strippedHeaders never leave the edge towards a service. Hop-by-hop headers are removed by
+// httputil.ReverseProxy itself; these are the ones a client could use to pose as the
+// platform: identity headers (also refused up front, removed here as a second line), and any
+// header that looks like a place an internal token might be read from.
+var strippedHeaders = []string{
+	exchange.HeaderSpiffeID, exchange.HeaderXFCC,
+	"X-Internal-Token", "X-User-Token", "X-Forwarded-User", "X-Auth-Request-User",
+	"X-Auth-Request-Access-Token", "Proxy-Authorization", "Forwarded",
+}
+
+// isStripped reports whether a client header must be removed before proxying. Every
+// X-Ztbank-* header is reserved for the platform.
+func isStripped(name string) bool {
+	for _, s := range strippedHeaders {
+		if strings.EqualFold(name, s) {
+			return true
+		}
+	}
+	return len(name) >= len("X-Ztbank-") && strings.EqualFold(name[:len("X-Ztbank-")], "X-Ztbank-")
+}
+
+type grantKey struct{}
+
+// proxy authenticates a request for tenant and forwards it, without the tenant prefix, to
+// the tenant's gateway with the internal token as its only credential.
+func (e *edge) proxy(tenant string) http.Handler {
+	up, ok := e.upstreams[tenant]
+	if !ok {
+		return e.unavailable("no gateway configured for " + tenant)
+	}
+	prefix := "/" + tenant
+	rp := &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			g := pr.In.Context().Value(grantKey{}).(exchange.Grant)
+			pr.SetURL(up.URL)
+			pr.Out.URL.Path = singleJoin(up.URL.Path, strings.TrimPrefix(pr.In.URL.Path, prefix))
+			pr.Out.URL.RawPath = ""
+			for name := range pr.Out.Header {
+				if isStripped(name) {
+					pr.Out.Header.Del(name)
+				}
+			}
+			pr.Out.Header.Set(exchange.HeaderAuthorization, "Bearer "+g.Token.Raw)
+			pr.Out.Header.Set(exchange.HeaderSpiffeID, g.User.ID.String())
+			pr.SetXForwarded()
+		},
+		Transport: up.Transport,
+		ErrorLog:  log.New(logWriter{e.log}, "", 0),
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			e.log.ErrorContext(r.Context(), "gateway unreachable", "tenant", tenant, "gateway", up.ID.String(), "err", err)
+			var tooLarge *http.MaxBytesError
+			if errors.As(err, &tooLarge) {
+				problem.Write(w, r, problem.Errorf(problem.ErrTooLarge, "request body too large"))
+				return
+			}
+			problem.WriteDetails(w, problem.Details{Type: problem.TypeBase + "bad-gateway",
+				Title: http.StatusText(http.StatusBadGateway), Status: http.StatusBadGateway, Instance: r.URL.Path})
+		},
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		g, ok := e.ex.Authorize(w, r, tenant)
+		if !ok {
+			return
+		}
+		rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), grantKey{}, g)))
+	})
+}
+
+func singleJoin(a, b string) string {
+	if b == "" {
+		b = "/"
+	}
+	return strings.TrimSuffix(a, "/") + b
+}
+
+// authz is the Emissary AuthService (HTTP ext_authz) endpoint. Emissary sends the client's
+// method, headers and path appended to the prefix; 200 lets the request through with the
+// headers we return copied onto it, anything else goes back to the client as is.
+func (e *edge) authz() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rest := strings.TrimPrefix(r.URL.Path, e.authzPrefix+"/")
+		tenant, _, _ := strings.Cut(rest, "/")
+		if _, ok := e.upstreams[tenant]; !ok && !contains(e.tenants, tenant) {
+			e.log.WarnContext(r.Context(), "request refused", "reason", "no such tenant", "status", http.StatusForbidden,
+				"method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr)
+			problem.Write(w, r, problem.Errorf(problem.ErrForbidden, "no such tenant"))
+			return
+		}
+		g, ok := e.ex.Authorize(w, r, tenant)
+		if !ok {
+			return
+		}
+		w.Header().Set(exchange.HeaderAuthorization, "Bearer "+g.Token.Raw)
+		w.Header().Set(exchange.HeaderSpiffeID, g.User.ID.String())
+		w.Header().Set("Cache-Control", "no-store")
+		w.WriteHeader(http.StatusOK)
+	})
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// limits refuses requests whose headers or declared body exceed the edge's limits before
+// any token is parsed, and caps the body that is actually read.
+func (e *edge) limits(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		size := len(r.Method) + len(r.RequestURI) + len(r.Proto)
+		for k, vs := range r.Header {
+			for _, v := range vs {
+				size += len(k) + len(v) + 4
+			}
+		}
+		if size > e.maxHeaderBytes {
+			e.log.WarnContext(r.Context(), "request refused", "reason", "headers too large", "status",
+				http.StatusRequestHeaderFieldsTooLarge, "bytes", size, "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr)
+			problem.WriteDetails(w, problem.Details{Type: problem.TypeBase + "too-large",
+				Title:  http.StatusText(http.StatusRequestHeaderFieldsTooLarge),
+				Status: http.StatusRequestHeaderFieldsTooLarge, Detail: "request headers too large", Instance: r.URL.Path})
+			return
+		}
+		if r.ContentLength > e.maxBodyBytes {
+			e.log.WarnContext(r.Context(), "request refused", "reason", "body too large", "status",
+				http.StatusRequestEntityTooLarge, "bytes", r.ContentLength, "method", r.Method, "path", r.URL.Path)
+			problem.Write(w, r, problem.Errorf(problem.ErrTooLarge, "request body too large"))
+			return
+		}
+		if r.Body != nil {
+			r.Body = http.MaxBytesReader(w, r.Body, e.maxBodyBytes)
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (e *edge) notFound() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		problem.Write(w, r, problem.Errorf(problem.ErrNotFound, "no such route"))
+	})
+}
+
+func (e *edge) unavailable(msg string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		problem.Write(w, r, problem.Errorf(problem.ErrUnavailable, msg))
+	})
+}
+
+// logWriter sends net/http's log lines to slog.
+type logWriter struct{ log *slog.Logger }
+
+func (l logWriter) Write(p []byte) (int, error) {
+	l.log.Warn(strings.TrimSpace(string(p)))
+	return len(p), nil
+}

@@ -1,0 +1,263 @@
+// Command edge is the ztbank edge: it verifies clients' external OIDC tokens, maps each user
+// to a tenant and a user SPIFFE ID, and exchanges the token for a short-lived internal JWT.
+// One exchange core serves two front ends: a reverse proxy to the tenant gateways (local and
+// compose runs) and an Emissary AuthService / ext_authz endpoint (Kubernetes).
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/ztbank/ztbank/libs/server"
+	"github.com/ztbank/ztbank/libs/transport"
+	"github.com/ztbank/ztbank/libs/usertoken"
+	"github.com/ztbank/ztbank/services/edge/enrol"
+	"github.com/ztbank/ztbank/services/edge/exchange"
+	"github.com/ztbank/ztbank/services/edge/extoken"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args, os.Getenv, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintf(os.Stderr, "edge: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+// run wires the edge from its environment and blocks until ctx is done. Tests call it
+// directly with their own getenv and a cancellable ctx.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	env := func(k string) string {
+		if v := getenv(k); v != "" || k != "ZTBANK_WORKLOAD" {
+			return v
+		}
+		return "edge" // the edge is one workload; no need to name it
+	}
+	rt, err := server.Setup(ctx, "edge", env, stderr)
+	if err != nil {
+		return err
+	}
+	defer rt.Close()
+	cfg, err := loadConfig(getenv, rt.Topology)
+	if err != nil {
+		return err
+	}
+	if cfg.TLSCert == "" && rt.Env.Mode == transport.Direct {
+		return errors.New("EDGE_TLS_CERT and EDGE_TLS_KEY are required in direct mode (the public listener serves HTTPS)")
+	}
+
+	minter, err := usertoken.NewIssuer(rt.Self.ID, usertoken.WithTTL(cfg.TokenTTL),
+		usertoken.WithRotation(cfg.KeyRotation, cfg.KeyOverlap))
+	if err != nil {
+		return err
+	}
+	oidcClient, err := providerClient(cfg.OIDCCAFile)
+	if err != nil {
+		return err
+	}
+	ext, err := extoken.New(cfg.allIssuers(), cfg.Audience, oidcClient, extoken.WithLogger(rt.Log))
+	if err != nil {
+		return err
+	}
+	mapper, err := newMapper(cfg, tenantNames(rt.Topology))
+	if err != nil {
+		return err
+	}
+	d := deps{
+		Log:            rt.Log,
+		Exchanger:      exchange.New(ext, mapper, cfg.Issuers, minter, exchange.WithLogger(rt.Log)),
+		Minter:         minter,
+		Upstreams:      map[string]upstream{},
+		Tenants:        tenantNames(rt.Topology),
+		AuthzPrefix:    cfg.AuthzPrefix,
+		MaxHeaderBytes: cfg.MaxHeaderBytes,
+		MaxBodyBytes:   cfg.MaxBodyBytes,
+	}
+	for _, tenant := range d.Tenants {
+		name := tenant + "/gateway"
+		p, err := rt.Peer(name, transport.WithTimeout(30*time.Second))
+		if err != nil {
+			return fmt.Errorf("gateway of %s: %w", tenant, err)
+		}
+		u, err := url.Parse(p.BaseURL)
+		if err != nil {
+			return fmt.Errorf("gateway URL %q: %w", p.BaseURL, err)
+		}
+		w, _ := rt.Topology.Workload(name)
+		d.Upstreams[tenant] = upstream{URL: u, Transport: p.Client.Transport, ID: w.ID}
+	}
+
+	public := newHTTPServer(ctx, NewServer(d), rt)
+	if cfg.TLSCert != "" {
+		certs, err := newCertReloader(cfg.TLSCert, cfg.TLSKey)
+		if err != nil {
+			return err
+		}
+		public.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: certs.get}
+	}
+	internal := newHTTPServer(ctx, NewInternalServer(d), rt)
+	if rt.Env.Mode == transport.Direct {
+		internal.TLSConfig = transport.ServerTLSAnyMember(rt.Source, rt.Topology.TrustDomain)
+	}
+	health := &http.Server{Handler: healthHandler(rt), ReadHeaderTimeout: 5 * time.Second}
+
+	servers := []struct {
+		srv  *http.Server
+		addr string
+		name string
+	}{{public, cfg.PublicListen, "public"}, {internal, rt.Env.Listen, "internal"}, {health, rt.Env.HealthListen, "health"}}
+	errc := make(chan error, len(servers))
+	for _, s := range servers {
+		ln, err := net.Listen("tcp", s.addr)
+		if err != nil {
+			return fmt.Errorf("listen %s (%s): %w", s.addr, s.name, err)
+		}
+		defer ln.Close()
+		go func() {
+			if s.srv.TLSConfig != nil {
+				errc <- s.srv.ServeTLS(ln, "", "")
+			} else {
+				errc <- s.srv.Serve(ln)
+			}
+		}()
+		rt.Log.Info("listening", "listener", s.name, "addr", ln.Addr().String(), "tls", s.srv.TLSConfig != nil)
+	}
+	fmt.Fprintf(stdout, "edge: public %s, jwks %s/.well-known/jwks.json, issuers %v\n", cfg.PublicListen, rt.Env.Listen, cfg.allIssuers())
+
+	select {
+	case err := <-errc:
+		for _, s := range servers {
+			s.srv.Close()
+		}
+		return fmt.Errorf("server stopped: %w", err)
+	case <-ctx.Done():
+	}
+	shutCtx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var errs []error
+	for _, s := range servers {
+		if err := s.srv.Shutdown(shutCtx); err != nil {
+			errs = append(errs, fmt.Errorf("drain %s: %w", s.name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func newHTTPServer(ctx context.Context, h http.Handler, rt *server.Runtime) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		// The hard limit; the edge's own, lower limit answers with problem+json first.
+		MaxHeaderBytes: 64 << 10,
+		BaseContext:    func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+		ErrorLog:       newErrorLog(rt),
+	}
+}
+
+func healthHandler(rt *server.Runtime) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "ok\n") })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if err := rt.Ready(r.Context()); err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = io.WriteString(w, "ready\n")
+	})
+	mux.Handle("GET /metrics", promhttp.Handler())
+	return mux
+}
+
+func newMapper(cfg config, tenants []string) (enrol.Mapper, error) {
+	switch cfg.Enrolment {
+	case "demo":
+		return enrol.DemoTable(tenants)
+	case "claims":
+		return enrol.Claims{Tenants: tenants}, nil
+	default:
+		return enrol.LoadTable(cfg.Enrolment, cfg.EnrolmentClaim, tenants)
+	}
+}
+
+// providerClient is the client for OIDC discovery and JWKS, trusting the system roots plus
+// the optional CA file (the dev CA locally).
+func providerClient(caFile string) (*http.Client, error) {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("EDGE_OIDC_CA_FILE: %w", err)
+		}
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("EDGE_OIDC_CA_FILE %s: no PEM certificates", caFile)
+		}
+		t.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	return &http.Client{Transport: t, Timeout: 10 * time.Second}, nil
+}
+
+// certReloader serves the public certificate and reloads it when the files change, because
+// the dev CA issues day-long leaves and the stack renews them under a running edge.
+type certReloader struct {
+	certFile, keyFile string
+
+	mu      sync.Mutex
+	cert    *tls.Certificate
+	modTime time.Time
+	checked time.Time
+}
+
+func newCertReloader(certFile, keyFile string) (*certReloader, error) {
+	c := &certReloader{certFile: certFile, keyFile: keyFile}
+	if _, err := c.get(nil); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *certReloader) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cert != nil && time.Since(c.checked) < 10*time.Second {
+		return c.cert, nil
+	}
+	c.checked = time.Now()
+	fi, err := os.Stat(c.certFile)
+	if err == nil && c.cert != nil && !fi.ModTime().After(c.modTime) {
+		return c.cert, nil
+	}
+	cert, lerr := tls.LoadX509KeyPair(c.certFile, c.keyFile)
+	if lerr != nil {
+		if c.cert != nil {
+			return c.cert, nil // keep serving the last good pair while files are mid-write
+		}
+		return nil, fmt.Errorf("load public certificate: %w", lerr)
+	}
+	c.cert = &cert
+	if fi != nil {
+		c.modTime = fi.ModTime()
+	}
+	return c.cert, nil
+}
