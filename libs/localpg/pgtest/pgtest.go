@@ -1,0 +1,146 @@
+// Package pgtest gives an integration test package one migrated PostgreSQL cluster: started
+// once in TestMain, every tenant database migrated, every service role given a rotated
+// password in a file, and pools that log in as those roles through libs/dbcred exactly as
+// the services do.
+package pgtest
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ztbank/ztbank/libs/dbcred"
+	"github.com/ztbank/ztbank/libs/dbcred/passwordfile"
+	"github.com/ztbank/ztbank/libs/localpg"
+	"github.com/ztbank/ztbank/libs/migrate"
+	"github.com/ztbank/ztbank/libs/topology"
+)
+
+// Env is a running, migrated cluster.
+type Env struct {
+	Cluster  *localpg.Cluster
+	Topology *topology.Topology
+	dir      string
+}
+
+// Main runs the package's tests against a fresh Env that setup may use to store globals.
+// With -short it prints why and skips them all, as integration tests need a server.
+func Main(m *testing.M, setup func(*Env) error) int {
+	flag.Parse()
+	if testing.Short() {
+		fmt.Println("skipping integration tests in -short mode: they start a PostgreSQL server (libs/localpg)")
+		return 0
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	env, err := Start(ctx)
+	cancel()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "pgtest:", err)
+		return 1
+	}
+	defer env.Close()
+	if setup != nil {
+		if err := setup(env); err != nil {
+			fmt.Fprintln(os.Stderr, "pgtest setup:", err)
+			return 1
+		}
+	}
+	return m.Run()
+}
+
+// Start starts a throwaway cluster, migrates every tenant database from the repository's
+// migrations/ directory and rotates every service role's password (15 minutes).
+func Start(ctx context.Context) (*Env, error) {
+	migrations, err := MigrationsDir()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "pgtest-")
+	if err != nil {
+		return nil, err
+	}
+	c, err := localpg.Start(ctx, filepath.Join(dir, "pg"), localpg.Throwaway())
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	env := &Env{Cluster: c, Topology: topology.Default(), dir: dir}
+	if err := migrate.UpAll(ctx, c.AdminDSN("postgres"), env.Topology, os.DirFS(migrations)); err != nil {
+		env.Close()
+		return nil, err
+	}
+	for _, w := range env.Topology.Workloads {
+		if w.DBRole == "" {
+			continue
+		}
+		if _, err := env.Rotate(ctx, w.DBRole, 15*time.Minute); err != nil {
+			env.Close()
+			return nil, err
+		}
+	}
+	return env, nil
+}
+
+// Close stops the server and deletes its files.
+func (e *Env) Close() {
+	e.Cluster.Stop()
+	os.RemoveAll(e.dir)
+}
+
+// PasswordFile is where Rotate writes role's password.
+func (e *Env) PasswordFile(role string) string {
+	return filepath.Join(e.dir, "secrets", role+".password")
+}
+
+// Rotate gives role a new password valid for ttl and writes it to PasswordFile(role).
+func (e *Env) Rotate(ctx context.Context, role string, ttl time.Duration) (dbcred.Credential, error) {
+	admin, err := pgx.Connect(ctx, e.Cluster.AdminDSN("postgres"))
+	if err != nil {
+		return dbcred.Credential{}, err
+	}
+	defer admin.Close(context.Background())
+	return passwordfile.Rotate(ctx, admin, role, e.PasswordFile(role), ttl)
+}
+
+// Pool opens a pool logged in as role on database db, reading the role's password file for
+// each connection. Its metrics go to a private registry unless opts say otherwise.
+func (e *Env) Pool(ctx context.Context, role, db string, opts ...dbcred.Option) (*pgxpool.Pool, error) {
+	opts = append([]dbcred.Option{dbcred.WithRegisterer(prometheus.NewRegistry())}, opts...)
+	return dbcred.Pool(ctx, e.Cluster.DSN(role, "", db), passwordfile.New(e.PasswordFile(role)), opts...)
+}
+
+// Admin opens a superuser pool on db, for test fixtures and assertions only.
+func (e *Env) Admin(ctx context.Context, db string) (*pgxpool.Pool, error) {
+	return pgxpool.New(ctx, e.Cluster.AdminDSN(db))
+}
+
+// MigrationsDir finds the repository's migrations/ directory from the working directory
+// upwards (go test runs in the package directory).
+func MigrationsDir() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		candidate := filepath.Join(dir, "migrations")
+		if fi, err := os.Stat(candidate); err == nil && fi.IsDir() {
+			if _, err := os.Stat(filepath.Join(dir, "go.work")); err == nil {
+				return candidate, nil
+			}
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("pgtest: no migrations/ directory beside a go.work above the working directory")
+		}
+		dir = parent
+	}
+}
