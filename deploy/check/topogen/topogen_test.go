@@ -1,6 +1,7 @@
 package topogen_test
 
 import (
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -33,14 +34,21 @@ func TestCommittedFilesMatchTopology(t *testing.T) {
 			t.Errorf("%s drifted from the topology; run make generate. mismatch (-want +got):\n%s", f.Name, diff)
 		}
 	}
-	entries, err := os.ReadDir(generatedDir)
+	err = filepath.WalkDir(generatedDir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, err := filepath.Rel(generatedDir, p)
+		if err != nil {
+			return err
+		}
+		if !slices.Contains(want, filepath.ToSlash(rel)) {
+			t.Errorf("stale generated file %s: the generator no longer writes it; delete it", rel)
+		}
+		return nil
+	})
 	if err != nil {
 		t.Fatal(err)
-	}
-	for _, e := range entries {
-		if !slices.Contains(want, e.Name()) {
-			t.Errorf("stale generated file %s: the generator no longer writes it; delete it", e.Name())
-		}
 	}
 }
 

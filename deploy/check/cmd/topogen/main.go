@@ -42,7 +42,11 @@ func run(args []string, stdout io.Writer) error {
 	}
 	var errs []error
 	for _, f := range files {
-		p := filepath.Join(*out, f.Name)
+		p := filepath.Join(*out, filepath.FromSlash(f.Name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			errs = append(errs, fmt.Errorf("create %s: %w", filepath.Dir(p), err))
+			continue
+		}
 		if err := os.WriteFile(p, f.Body, 0o644); err != nil {
 			errs = append(errs, fmt.Errorf("write %s: %w", p, err))
 			continue
