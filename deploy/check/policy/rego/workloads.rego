@@ -38,6 +38,8 @@ exception(o) := e if {
 
 is_exempt(o, what) if what in exception(o).allow
 
+allowed_host_path(o, path) if path in exception(o).hostPaths
+
 run_as_non_root(x) if x.c.securityContext.runAsNonRoot == true
 
 run_as_non_root(x) if {
@@ -137,7 +139,7 @@ deny contains msg if {
 	some p in pods
 	some v in p.spec.volumes
 	v.hostPath
-	not v.hostPath.path in object.get(exception(p.obj), "hostPaths", [])
+	not allowed_host_path(p.obj, v.hostPath.path)
 	msg := sprintf("%s: hostPath %s is not allowed", [ref(p.obj), v.hostPath.path])
 }
 
