@@ -8,7 +8,7 @@ import (
 
 // typicalInput is a customer reading her own account through the gateway: the most common
 // decision on the platform, with a resource and one path parameter.
-func typicalInput(b *testing.B) Input {
+func typicalInput(b testing.TB) Input {
 	alice := userID("bank-a", "alice")
 	return Input{
 		Caller: workloadID(b, "bank-a/gateway"), User: alice, Tenant: "bank-a", Roles: []string{"customer"},

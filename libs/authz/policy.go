@@ -181,7 +181,10 @@ func TopologyData(topo *topology.Topology) map[string]any {
 func prepare(ctx context.Context, src *policySource, data map[string]any) (rego.PreparedEvalQuery, error) {
 	opts := []func(*rego.Rego){
 		rego.Query(Query),
-		rego.Store(inmem.NewFromObject(data)),
+		// The store hands out AST values, so the topology and permission table are not
+		// converted from Go values again on every read during evaluation.
+		rego.Store(inmem.NewFromObjectWithOpts(data, inmem.OptReturnASTValuesOnRead(true))),
+		rego.StoreReadAST(true),
 		rego.SetRegoVersion(ast.RegoV1),
 		rego.Strict(true),
 	}

@@ -89,6 +89,13 @@ test_workload_only_route_without_user if {
 	) == {"allow": true, "reason": "allowed"}
 }
 
+test_workload_only_route_on_a_resource_has_no_owner_to_match if {
+	decide(
+		{"action": "whoami", "route": route({"workload_only": true}), "resource": {"tenant": "bank-b"}},
+		["user"],
+	) == {"allow": true, "reason": "allowed"}
+}
+
 test_workload_only_route_still_checks_a_present_user if {
 	denied(
 		{"action": "whoami", "route": route({"workload_only": true}), "user": object.union(alice, {"tenant": "bank-a"})},
@@ -109,6 +116,10 @@ test_deny_missing_workload if {
 test_deny_workload_not_in_topology_for_service if denied({"caller": gateway_a_id}, "workload_not_allowed")
 
 test_deny_edge_skipping_the_gateway if denied({"caller": topology.workloads.edge.id}, "workload_not_allowed")
+
+test_deny_route_without_from_list if {
+	denied({"route": object.remove(base.route, ["from"])}, "workload_not_allowed")
+}
 
 test_deny_workload_not_listed_on_route if denied(object.union(posting, {"caller": gateway_b_id}), "workload_not_allowed")
 
@@ -211,10 +222,10 @@ test_empty_input_is_denied if {
 		with data.ztbank.service as ledger
 }
 
-# Deny is the default: when no deny rule fires but no grant applies either, the request is
-# still refused. The current rules make this unreachable, so the rules are replaced here.
+# Deny is the default: when every check passes but no grant applies, the request is still
+# refused. The current rules make this unreachable, so the grant is replaced here.
 test_default_is_deny_when_nothing_grants if {
-	decide({}, []) == {"allow": false, "reason": "no_grant"} with authz.deny as set() with authz.grant as false
+	decide({}, []) == {"allow": false, "reason": "no_grant"} with authz.grant as false
 }
 
 # --- data invariants ----------------------------------------------------------------------
