@@ -1,0 +1,69 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/ztbank/ztbank/libs/topology"
+)
+
+func envOf(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+func TestLoadConfig(t *testing.T) {
+	topo := topology.Default()
+	got, err := loadConfig(envOf(map[string]string{
+		"EDGE_ISSUERS":      "bank-a=https://idp.example, bank-b=https://idp.example,bank-b=http://127.0.0.1:9000",
+		"EDGE_KEY_ROTATION": "30m",
+	}), topo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := config{
+		PublicListen:   "127.0.0.1:8443",
+		Issuers:        map[string][]string{"bank-a": {"https://idp.example"}, "bank-b": {"https://idp.example", "http://127.0.0.1:9000"}},
+		Audience:       "ztbank",
+		Enrolment:      "demo",
+		EnrolmentClaim: "email",
+		TokenTTL:       5 * time.Minute,
+		KeyRotation:    30 * time.Minute,
+		KeyOverlap:     6 * time.Minute,
+		AuthzPrefix:    "/authz",
+		MaxHeaderBytes: 16 << 10,
+		MaxBodyBytes:   1 << 20,
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("loadConfig() mismatch (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]string{"http://127.0.0.1:9000", "https://idp.example"}, got.allIssuers()); diff != "" {
+		t.Errorf("allIssuers() mismatch (-want +got):\n%s", diff)
+	}
+}
+
+func TestLoadConfigErrors(t *testing.T) {
+	topo := topology.Default()
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		want string
+	}{
+		{"no issuers", map[string]string{}, "EDGE_ISSUERS is not set"},
+		{"unknown tenant", map[string]string{"EDGE_ISSUERS": "bank-z=https://idp"}, "not in the topology"},
+		{"plain http off loopback", map[string]string{"EDGE_ISSUERS": "bank-a=http://idp.example"}, "https URL"},
+		{"not a pair", map[string]string{"EDGE_ISSUERS": "https://idp"}, "want tenant=issuer-url"},
+		{"bad duration", map[string]string{"EDGE_ISSUERS": "bank-a=https://idp", "EDGE_TOKEN_TTL": "soon"}, "EDGE_TOKEN_TTL"},
+		{"cert without key", map[string]string{"EDGE_ISSUERS": "bank-a=https://idp", "EDGE_TLS_CERT": "c.pem"}, "set together"},
+		{"bad prefix", map[string]string{"EDGE_ISSUERS": "bank-a=https://idp", "EDGE_AUTHZ_PREFIX": "authz/"}, "EDGE_AUTHZ_PREFIX"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := loadConfig(envOf(tc.env), topo)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("loadConfig() error = %v, want one mentioning %q", err, tc.want)
+			}
+		})
+	}
+}
