@@ -161,6 +161,10 @@ func (s *Stack) selected() []topology.Workload {
 		if s.opts.Services != nil && !contains(s.opts.Services, w.Name) {
 			continue
 		}
+		// The edge needs OIDC and key configuration that only a full stack provides.
+		if s.opts.Services == nil && w.Tenant == "" {
+			continue
+		}
 		if _, err := os.Stat(filepath.Join(s.opts.Root, "services", w.Service, "main.go")); err != nil {
 			continue
 		}

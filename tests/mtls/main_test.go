@@ -1,0 +1,202 @@
+// Package mtls proves the foundation's transport guarantees against a real SPIRE server
+// and agent and the real service binaries, started exactly as `make dev` starts them.
+package mtls
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/big"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+
+	"github.com/ztbank/ztbank/libs/localspire"
+	"github.com/ztbank/ztbank/tools/devstack/stack"
+)
+
+// svidTTL is short so the rotation test sees several rotations (the agent renews at half
+// life) and the outage test sees SVIDs approach expiry.
+const svidTTL = 60 * time.Second
+
+var (
+	st      *stack.Stack
+	tmpRoot string
+)
+
+func TestMain(m *testing.M) {
+	flagShort := false
+	for _, a := range os.Args {
+		if a == "-test.short=true" || a == "-test.short" {
+			flagShort = true
+		}
+	}
+	if flagShort {
+		fmt.Println("skipping SPIRE integration tests in -short mode")
+		os.Exit(0)
+	}
+	os.Exit(runMain(m))
+}
+
+func runMain(m *testing.M) int {
+	root, err := localspire.RepoRoot()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	// Unix socket paths must stay short, so not t.TempDir() under a long test name.
+	tmpRoot, err = os.MkdirTemp("", "ztmtls")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(tmpRoot)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	st, err = stack.Start(ctx, stack.Options{Root: root, StateDir: tmpRoot, FreePorts: true,
+		SVIDTTL: svidTTL, Progress: os.Stderr})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "start local stack:", err)
+		return 1
+	}
+	defer st.Stop()
+	return m.Run()
+}
+
+// mintedClient holds a genuine SVID minted by the stack's SPIRE server for id.
+type mintedClient struct {
+	svid   *x509svid.SVID
+	bundle *x509bundle.Bundle
+}
+
+func mint(t *testing.T, id spiffeid.ID) mintedClient {
+	t.Helper()
+	dir := filepath.Join(tmpRoot, "minted", strings.NewReplacer("/", "_", ":", "_").Replace(id.String()))
+	if err := st.Spire.Mint(context.Background(), id, time.Hour, dir); err != nil {
+		t.Fatal(err)
+	}
+	svid, err := x509svid.Load(filepath.Join(dir, "svid.pem"), filepath.Join(dir, "key.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bundle, err := x509bundle.Load(id.TrustDomain(), filepath.Join(dir, "bundle.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mintedClient{svid, bundle}
+}
+
+// httpClient returns a client that presents this SVID and accepts only server. Keep-alive
+// is off so every request is a fresh handshake: these tests are about handshakes.
+func (c mintedClient) httpClient(server spiffeid.ID) *http.Client {
+	cfg := tlsconfig.MTLSClientConfig(c.svid, c.bundle, tlsconfig.AuthorizeID(server))
+	return &http.Client{Timeout: 10 * time.Second,
+		Transport: &http.Transport{TLSClientConfig: cfg, DisableKeepAlives: true}}
+}
+
+// hop mirrors server.Hop.
+type hop struct {
+	Workload string `json:"workload"`
+	Caller   string `json:"caller"`
+	Next     []hop  `json:"next"`
+	Error    string `json:"error"`
+}
+
+func getJSON(c *http.Client, u string) (hop, int, error) {
+	var h hop
+	resp, err := c.Get(u)
+	if err != nil {
+		return h, 0, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return h, resp.StatusCode, err
+	}
+	if resp.StatusCode == http.StatusOK {
+		if err := json.Unmarshal(b, &h); err != nil {
+			return h, resp.StatusCode, fmt.Errorf("decode %s: %w", b, err)
+		}
+	}
+	return h, resp.StatusCode, nil
+}
+
+// chainErrors lists every hop of a chain response that failed.
+func chainErrors(h hop) []string {
+	var out []string
+	if h.Error != "" {
+		out = append(out, h.Workload+": "+h.Error)
+	}
+	for _, n := range h.Next {
+		out = append(out, chainErrors(n)...)
+	}
+	return out
+}
+
+// metric reads one sample from a service's /metrics; missing means 0.
+func metric(t *testing.T, svc *stack.Service, name string, labels string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + svc.Health + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name+labels) + ` (\S+)$`)
+	m := re.FindSubmatch(b)
+	if m == nil {
+		return 0
+	}
+	v, err := strconv.ParseFloat(string(m[1]), 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// foreignClient presents a certificate with a legitimate-looking SPIFFE ID signed by a CA
+// the trust domain has never heard of.
+func foreignClient(t *testing.T, claim spiffeid.ID, server spiffeid.ID) *http.Client {
+	t.Helper()
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "rogue CA"},
+		NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Hour), IsCA: true,
+		BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	leafKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	u, _ := url.Parse(claim.String())
+	leafTmpl := &x509.Certificate{SerialNumber: big.NewInt(2), NotBefore: time.Now().Add(-time.Minute),
+		NotAfter: time.Now().Add(time.Hour), URIs: []*url.URL{u}, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
+	leafDER, err := x509.CreateCertificate(rand.Reader, leafTmpl, ca, &leafKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The client still verifies the real server against the real bundle.
+	real := mint(t, spiffeid.RequireFromPath(claim.TrustDomain(), "/test/verifier"))
+	cfg := tlsconfig.TLSClientConfig(real.bundle, tlsconfig.AuthorizeID(server))
+	cfg.Certificates = []tls.Certificate{{Certificate: [][]byte{leafDER, caDER}, PrivateKey: leafKey}}
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg, DisableKeepAlives: true}}
+}
