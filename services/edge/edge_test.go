@@ -118,9 +118,19 @@ type testEdge struct {
 	logs     *syncBuffer
 	clk      *clock
 	edgeID   spiffeid.ID
+	ext      *extoken.Verifier
+	mapper   enrol.Mapper
+	trusted  map[string][]string
 }
 
-func newTestEdge(t *testing.T, opts ...usertoken.Option) *testEdge {
+// exchanger returns another exchanger over the test edge's verifier, mapper and minter.
+func (te *testEdge) exchanger(tb testing.TB, opts ...exchange.Option) *exchange.Exchanger {
+	tb.Helper()
+	return exchange.New(te.ext, te.mapper, te.trusted, te.minter,
+		append([]exchange.Option{exchange.WithClock(te.clk.Now), exchange.WithLogger(slog.New(slog.DiscardHandler))}, opts...)...)
+}
+
+func newTestEdge(t testing.TB, opts ...usertoken.Option) *testEdge {
 	t.Helper()
 	topo := topology.Default()
 	w, _ := topo.Workload("edge")
@@ -146,6 +156,7 @@ func newTestEdge(t *testing.T, opts ...usertoken.Option) *testEdge {
 	for _, tn := range tenants {
 		trusted[tn] = []string{te.provider.URL}
 	}
+	te.ext, te.mapper, te.trusted = ext, mapper, trusted
 	d := deps{
 		Log:            log,
 		Exchanger:      exchange.New(ext, mapper, trusted, minter, exchange.WithLogger(log), exchange.WithClock(te.clk.Now)),
@@ -209,7 +220,7 @@ func with(c map[string]any, k string, v any) map[string]any {
 
 func b64(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
 
-func (te *testEdge) do(t *testing.T, method, path string, h http.Header) *http.Response {
+func (te *testEdge) do(t testing.TB, method, path string, h http.Header) *http.Response {
 	t.Helper()
 	req, err := http.NewRequest(method, te.public.URL+path, nil)
 	if err != nil {

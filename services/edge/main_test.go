@@ -1,0 +1,132 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/pem"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/ztbank/ztbank/libs/topology"
+	"github.com/ztbank/ztbank/libs/usertoken"
+	"github.com/ztbank/ztbank/services/edge/internal/oidctest"
+)
+
+// freeAddr returns a loopback address that was free a moment ago.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// TestRunMeshMode starts the real binary's run() in mesh mode (plain HTTP behind a sidecar,
+// so no SPIRE is needed) against a loopback provider and a gateway stand-in, and drives one
+// request through ext_authz and the proxy.
+func TestRunMeshMode(t *testing.T) {
+	p := oidctest.Start(t)
+	caFile := filepath.Join(t.TempDir(), "provider-ca.pem")
+	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: p.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var gotPath, gotAuth string
+	gw := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		gotPath, gotAuth = r.URL.Path, r.Header.Get("Authorization")
+		_, _ = io.WriteString(w, "gateway")
+	}))
+	defer gw.Close()
+
+	public, internal, health := freeAddr(t), freeAddr(t), freeAddr(t)
+	env := map[string]string{
+		"ZTBANK_TRANSPORT_MODE":    "mesh",
+		"ZTBANK_LISTEN":            internal,
+		"ZTBANK_HEALTH_LISTEN":     health,
+		"ZTBANK_PEER_URL_TEMPLATE": gw.URL + "/{tenant}",
+		"EDGE_PUBLIC_LISTEN":       public,
+		"EDGE_ISSUERS":             "bank-a=" + p.URL + ",bank-b=" + p.URL,
+		"EDGE_OIDC_CA_FILE":        caFile,
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var stdout, stderr bytes.Buffer
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, nil, envOf(env), &stdout, &stderr) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run() = %v\n%s", err, stderr.String())
+		}
+	}()
+
+	waitFor(t, "http://"+health+"/healthz")
+	now := time.Now()
+	ext := p.SignRS256(t, map[string]any{"iss": p.URL, "aud": "ztbank", "sub": "x", "email": "alice@bank-a",
+		"exp": now.Add(time.Hour).Unix(), "iat": now.Unix()})
+
+	req, _ := http.NewRequest(http.MethodGet, "http://"+public+"/authz/bank-a/v1/accounts", nil)
+	req.Header.Set("Authorization", "Bearer "+ext)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	internalTok, _ := strings.CutPrefix(resp.Header.Get("Authorization"), "Bearer ")
+	if resp.StatusCode != http.StatusOK || internalTok == "" {
+		t.Fatalf("ext_authz: status %d, Authorization %q\n%s", resp.StatusCode, resp.Header.Get("Authorization"), stderr.String())
+	}
+
+	// The internal token verifies against the JWKS the edge serves on its internal listener.
+	keys := usertoken.NewRemoteKeys(http.DefaultClient, "http://"+internal+"/.well-known/jwks.json")
+	edgeID := mustEdgeID(t)
+	if _, err := usertoken.NewVerifier(keys, "bank-a", edgeID).Verify(context.Background(), internalTok); err != nil {
+		t.Errorf("internal token from run(): %v", err)
+	}
+
+	req, _ = http.NewRequest(http.MethodGet, "http://"+public+"/bank-a/v1/accounts", nil)
+	req.Header.Set("Authorization", "Bearer "+ext)
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || string(body) != "gateway" || gotPath != "/bank-a/v1/accounts" || gotAuth != "Bearer "+internalTok {
+		t.Errorf("proxy: status %d body %q; gateway saw path %q auth %q", resp.StatusCode, body, gotPath, gotAuth)
+	}
+}
+
+func mustEdgeID(t *testing.T) spiffeid.ID {
+	t.Helper()
+	w, ok := topology.Default().Workload("edge")
+	if !ok {
+		t.Fatal("no edge in the topology")
+	}
+	return w.ID
+}
+
+func waitFor(t *testing.T, url string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("%s not up within 10s", url)
+}
