@@ -78,9 +78,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
+	exOpts := []exchange.Option{exchange.WithLogger(rt.Log)}
+	if rt.Env.Mode == transport.Mesh {
+		exOpts = append(exOpts, exchange.WithIdentityHeaders(exchange.HeaderSpiffeID))
+	}
 	d := deps{
 		Log:            rt.Log,
-		Exchanger:      exchange.New(ext, mapper, cfg.Issuers, minter, exchange.WithLogger(rt.Log)),
+		Exchanger:      exchange.New(ext, mapper, cfg.Issuers, minter, exOpts...),
 		Minter:         minter,
 		Upstreams:      map[string]upstream{},
 		Tenants:        tenantNames(rt.Topology),

@@ -76,6 +76,8 @@ func TestRunMeshMode(t *testing.T) {
 
 	req, _ := http.NewRequest(http.MethodGet, "http://"+public+"/authz/bank-a/v1/accounts", nil)
 	req.Header.Set("Authorization", "Bearer "+ext)
+	// What the edge's own sidecar adds in mesh mode: it must not be mistaken for a client's.
+	req.Header.Set("X-Forwarded-Client-Cert", "By=spiffe://ztbank.local/ns/ztbank-system/sa/edge;URI=spiffe://ztbank.local/ns/ztbank-system/sa/emissary")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -103,6 +105,19 @@ func TestRunMeshMode(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK || string(body) != "gateway" || gotPath != "/bank-a/v1/accounts" || gotAuth != "Bearer "+internalTok {
 		t.Errorf("proxy: status %d body %q; gateway saw path %q auth %q", resp.StatusCode, body, gotPath, gotAuth)
+	}
+
+	// A client X-Spiffe-Id is refused in mesh mode too.
+	req, _ = http.NewRequest(http.MethodGet, "http://"+public+"/authz/bank-a/v1/accounts", nil)
+	req.Header.Set("Authorization", "Bearer "+ext)
+	req.Header.Set("X-Spiffe-Id", "spiffe://bank-a/user/someone-else")
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("client X-Spiffe-Id in mesh mode: status %d, want 403", resp.StatusCode)
 	}
 }
 

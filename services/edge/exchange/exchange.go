@@ -65,6 +65,7 @@ type Exchanger struct {
 	// it cannot expire between the edge and the last service of the chain.
 	reuseMargin time.Duration
 	maxCached   int
+	refused     []string // identity headers that refuse a request
 
 	mu    sync.Mutex
 	cache map[[sha256.Size]byte]Grant
@@ -82,6 +83,14 @@ func WithLogger(l *slog.Logger) Option { return func(e *Exchanger) { e.log = l }
 // WithReuseMargin sets the least remaining life of a reused internal token. Default 30s.
 func WithReuseMargin(d time.Duration) Option { return func(e *Exchanger) { e.reuseMargin = d } }
 
+// WithIdentityHeaders replaces the identity headers whose presence refuses a request
+// (default IdentityHeaders). In mesh mode the edge's own sidecar sets
+// X-Forwarded-Client-Cert on every inbound request after discarding any the caller sent
+// (Istio's SANITIZE_SET), so there only X-Spiffe-Id is refused.
+func WithIdentityHeaders(names ...string) Option {
+	return func(e *Exchanger) { e.refused = names }
+}
+
 // WithCacheSize bounds the mint cache. Default 10000; 0 disables reuse.
 func WithCacheSize(n int) Option { return func(e *Exchanger) { e.maxCached = n } }
 
@@ -89,7 +98,7 @@ func WithCacheSize(n int) Option { return func(e *Exchanger) { e.maxCached = n }
 // that tenant: a provider trusted by bank-b cannot vouch for a bank-a user.
 func New(ext TokenVerifier, mapper enrol.Mapper, trusted map[string][]string, minter *usertoken.Issuer, opts ...Option) *Exchanger {
 	e := &Exchanger{ext: ext, mapper: mapper, trusted: trusted, minter: minter, now: time.Now,
-		log: slog.Default(), reuseMargin: 30 * time.Second, maxCached: 10_000,
+		log: slog.Default(), reuseMargin: 30 * time.Second, maxCached: 10_000, refused: IdentityHeaders,
 		cache: make(map[[sha256.Size]byte]Grant)}
 	for _, o := range opts {
 		o(e)
@@ -101,7 +110,7 @@ func New(ext TokenVerifier, mapper enrol.Mapper, trusted map[string][]string, mi
 // category (401 for token failures, 403 for a valid user who may not go there, 503 when an
 // issuer cannot be reached) with a client-safe message, and the full reason beneath.
 func (e *Exchanger) Exchange(ctx context.Context, h http.Header, tenant string) (Grant, error) {
-	for _, name := range IdentityHeaders {
+	for _, name := range e.refused {
 		if _, present := h[http.CanonicalHeaderKey(name)]; present {
 			return Grant{}, refuse(problem.ErrForbidden, ErrIdentityHeader, fmt.Errorf("%s: %w", name, ErrIdentityHeader))
 		}
