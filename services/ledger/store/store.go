@@ -152,8 +152,11 @@ func (s *Store) Transfer(ctx context.Context, reference string, from, to uuid.UU
 }
 
 // Post records t atomically, or, when its reference was posted before, returns that posting
-// with Replayed set (ErrReferenceConflict if its entries differ). Accounts are locked in ID
-// order so concurrent postings never deadlock on each other.
+// with Replayed set (ErrReferenceConflict if its entries differ). It runs SERIALIZABLE: two
+// postings that read the same balance and both debit it cannot both commit, so the
+// overdraft check needs no row locks (which ledger_svc, having no UPDATE grant, could not
+// take anyway). Entries are written in account-ID order, so the balance updates their
+// trigger makes take row locks in one global order and rarely deadlock.
 func (s *Store) Post(ctx context.Context, t Transaction) (Transaction, error) {
 	if err := t.Validate(); err != nil {
 		return Transaction{}, err
@@ -180,19 +183,19 @@ func (s *Store) Post(ctx context.Context, t Transaction) (Transaction, error) {
 			ids[i], amounts[i] = p.AccountID, p.Amount
 		}
 		rows, err := tx.Query(ctx, `SELECT id, kind, currency, balance FROM ledger.accounts
-			WHERE id = ANY($1) ORDER BY id FOR UPDATE`, ids)
+			WHERE id = ANY($1) ORDER BY id`, ids)
 		if err != nil {
-			return fmt.Errorf("lock accounts: %w", err)
+			return fmt.Errorf("read accounts: %w", err)
 		}
-		type locked struct {
+		type balance struct {
 			ID       uuid.UUID
 			Kind     string
 			Currency string
 			Balance  int64
 		}
-		accts, err := pgx.CollectRows(rows, pgx.RowToStructByPos[locked])
+		accts, err := pgx.CollectRows(rows, pgx.RowToStructByPos[balance])
 		if err != nil {
-			return fmt.Errorf("lock accounts: %w", err)
+			return fmt.Errorf("read accounts: %w", err)
 		}
 		if len(accts) != len(ids) {
 			return fmt.Errorf("posting to %d accounts, %d exist: %w", len(ids), len(accts), ErrNotFound)
@@ -212,7 +215,7 @@ func (s *Store) Post(ctx context.Context, t Transaction) (Transaction, error) {
 			return fmt.Errorf("insert transaction: %w", err)
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO ledger.entries (transaction_id, account_id, currency, amount)
-			SELECT $1, a, $2, n FROM unnest($3::uuid[], $4::bigint[]) AS e(a, n)`,
+			SELECT $1, a, $2, n FROM unnest($3::uuid[], $4::bigint[]) WITH ORDINALITY AS e(a, n, i) ORDER BY i`,
 			out.ID, string(t.Currency), ids, amounts); err != nil {
 			return fmt.Errorf("insert entries: %w", err)
 		}
