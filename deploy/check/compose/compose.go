@@ -1,0 +1,130 @@
+// Package compose loads docker-compose.yml with compose-go (the loader Docker Compose itself
+// uses, schema validation included) and checks the project: every service has a Dockerfile or
+// an image, a healthcheck, dependencies on services that exist, and every topology workload
+// runs under its own SPIFFE registration.
+package compose
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+
+	"github.com/compose-spec/compose-go/v2/cli"
+	"github.com/compose-spec/compose-go/v2/types"
+	"github.com/ztbank/ztbank/libs/topology"
+)
+
+// Load parses the compose file at path the way `docker compose config` would, offline: no
+// .env, no OS environment, so the result does not depend on the machine.
+func Load(ctx context.Context, path string) (*types.Project, error) {
+	opts, err := cli.NewProjectOptions([]string{path},
+		cli.WithWorkingDirectory(filepath.Dir(path)),
+		cli.WithName("ztbank"),
+		cli.WithResolvedPaths(true),
+		cli.WithConsistency(true),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("compose options: %w", err)
+	}
+	p, err := opts.LoadProject(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("load %s: %w", path, err)
+	}
+	return p, nil
+}
+
+// oneShot services run to completion; they have nothing to healthcheck.
+func oneShot(p *types.Project, name string) bool {
+	for _, s := range p.Services {
+		for dep, d := range s.DependsOn {
+			if dep == name && d.Condition == types.ServiceConditionCompletedSuccessfully {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+var registration = regexp.MustCompile(`(?m)^register\s+(\S+)\s+(\S+)\s*$`)
+
+// Check returns every problem in the project.
+func Check(p *types.Project, t *topology.Topology, registerScript []byte) []error {
+	var errs []error
+	for name, s := range p.Services {
+		if s.Build == nil && s.Image == "" {
+			errs = append(errs, fmt.Errorf("service %s has neither build nor image", name))
+		}
+		if s.Build != nil {
+			df := s.Build.Dockerfile
+			if !filepath.IsAbs(df) {
+				df = filepath.Join(s.Build.Context, df)
+			}
+			if _, err := os.Stat(df); err != nil {
+				errs = append(errs, fmt.Errorf("service %s: Dockerfile %s does not exist", name, df))
+			}
+		}
+		if s.Image != "" && !strings.Contains(s.Image, "@") {
+			_, tag, ok := strings.Cut(s.Image[strings.LastIndex(s.Image, "/")+1:], ":")
+			if !ok || tag == "latest" {
+				errs = append(errs, fmt.Errorf("service %s: image %s needs a pinned tag", name, s.Image))
+			}
+		}
+		if (s.HealthCheck == nil || s.HealthCheck.Disable || len(s.HealthCheck.Test) == 0) && !oneShot(p, name) {
+			errs = append(errs, fmt.Errorf("service %s has no healthcheck", name))
+		}
+		for dep := range s.DependsOn {
+			if _, err := p.GetService(dep); err != nil {
+				errs = append(errs, fmt.Errorf("service %s depends on unknown service %s", name, dep))
+			}
+		}
+		for _, v := range s.Volumes {
+			if v.Type == types.VolumeTypeBind && !strings.HasPrefix(v.Source, "/var/run/docker.sock") {
+				if _, err := os.Stat(v.Source); err != nil {
+					errs = append(errs, fmt.Errorf("service %s mounts %s, which does not exist", name, v.Source))
+				}
+			}
+		}
+	}
+
+	// Every topology workload: a service with its ZTBANK_WORKLOAD, direct mode, and a SPIRE
+	// registration whose ID is the topology's and whose selector is that service alone.
+	regs := map[string]string{}
+	for _, m := range registration.FindAllStringSubmatch(string(registerScript), -1) {
+		regs[m[1]] = m[2]
+	}
+	for _, w := range t.Workloads {
+		var svc *types.ServiceConfig
+		for _, s := range p.Services {
+			if v := s.Environment["ZTBANK_WORKLOAD"]; v != nil && *v == w.Name {
+				if svc != nil {
+					errs = append(errs, fmt.Errorf("workload %s runs in two services", w.Name))
+				}
+				s := s
+				svc = &s
+			}
+		}
+		if svc == nil {
+			errs = append(errs, fmt.Errorf("workload %s has no compose service", w.Name))
+			continue
+		}
+		if m := svc.Environment["ZTBANK_TRANSPORT_MODE"]; m == nil || *m != "direct" {
+			errs = append(errs, fmt.Errorf("service %s is not in direct mTLS mode", svc.Name))
+		}
+		want := strings.TrimPrefix(w.ID.String(), t.TrustDomain.IDString()+"/")
+		if got, ok := regs[svc.Name]; !ok {
+			errs = append(errs, fmt.Errorf("service %s (%s) has no SPIRE registration", svc.Name, w.Name))
+		} else if got != want {
+			errs = append(errs, fmt.Errorf("service %s registers as %s, topology says %s", svc.Name, got, want))
+		}
+	}
+	for svc := range regs {
+		if !slices.Contains(p.ServiceNames(), svc) {
+			errs = append(errs, fmt.Errorf("SPIRE registration for unknown service %s", svc))
+		}
+	}
+	return errs
+}
