@@ -16,10 +16,11 @@ import (
 // config is the edge's own configuration; the workload identity, transport mode and
 // topology come from the shared service environment (libs/server).
 type config struct {
-	PublicListen   string              // EDGE_PUBLIC_LISTEN; default: the topology's public address
+	PublicListen   string              // EDGE_PUBLIC_LISTEN (or ZTBANK_PUBLIC_LISTEN); default: the topology's public address
 	TLSCert        string              // EDGE_TLS_CERT: client-facing certificate (dev CA locally)
 	TLSKey         string              // EDGE_TLS_KEY
-	Issuers        map[string][]string // EDGE_ISSUERS: tenant=issuer-URL pairs, comma-separated
+	Issuers        map[string][]string // EDGE_ISSUERS: tenant=issuer-URL pairs, comma-separated; or ZTBANK_OIDC_ISSUER for every tenant
+	AllowHTTP      bool                // EDGE_ALLOW_HTTP_ISSUERS: permit plain-http issuers off loopback (compose network only)
 	Audience       string              // EDGE_AUDIENCE: required aud of external tokens; default ztbank
 	Enrolment      string              // EDGE_ENROLMENT: "demo" (default), "claims", or a JSON table path
 	EnrolmentClaim string              // EDGE_ENROLMENT_CLAIM: table key claim; default email
@@ -34,7 +35,7 @@ type config struct {
 
 func loadConfig(getenv func(string) string, topo *topology.Topology) (config, error) {
 	c := config{
-		PublicListen:   getenv("EDGE_PUBLIC_LISTEN"),
+		PublicListen:   or(getenv("EDGE_PUBLIC_LISTEN"), getenv("ZTBANK_PUBLIC_LISTEN")),
 		TLSCert:        getenv("EDGE_TLS_CERT"),
 		TLSKey:         getenv("EDGE_TLS_KEY"),
 		Audience:       or(getenv("EDGE_AUDIENCE"), "ztbank"),
@@ -86,7 +87,17 @@ func loadConfig(getenv func(string) string, topo *topology.Topology) (config, er
 	if !strings.HasPrefix(c.AuthzPrefix, "/") || strings.HasSuffix(c.AuthzPrefix, "/") {
 		errs = append(errs, fmt.Errorf("EDGE_AUTHZ_PREFIX %q: want a path like /authz", c.AuthzPrefix))
 	}
-	iss, err := parseIssuers(getenv("EDGE_ISSUERS"), tenantNames(topo))
+	c.AllowHTTP = getenv("EDGE_ALLOW_HTTP_ISSUERS") == "true"
+	issuers := getenv("EDGE_ISSUERS")
+	if issuers == "" && getenv("ZTBANK_OIDC_ISSUER") != "" {
+		// One provider for every tenant, as in the local stack and compose.
+		var pairs []string
+		for _, t := range tenantNames(topo) {
+			pairs = append(pairs, t+"="+getenv("ZTBANK_OIDC_ISSUER"))
+		}
+		issuers = strings.Join(pairs, ",")
+	}
+	iss, err := parseIssuers(issuers, tenantNames(topo), c.AllowHTTP)
 	if err != nil {
 		errs = append(errs, err)
 	}
@@ -96,7 +107,7 @@ func loadConfig(getenv func(string) string, topo *topology.Topology) (config, er
 
 // parseIssuers reads "bank-a=https://idp-a,bank-b=https://idp-b". A tenant may appear more
 // than once to trust several issuers.
-func parseIssuers(s string, tenants []string) (map[string][]string, error) {
+func parseIssuers(s string, tenants []string, allowHTTP bool) (map[string][]string, error) {
 	if strings.TrimSpace(s) == "" {
 		return nil, errors.New("EDGE_ISSUERS is not set (e.g. bank-a=https://127.0.0.1:9443,bank-b=https://127.0.0.1:9443)")
 	}
@@ -110,8 +121,8 @@ func parseIssuers(s string, tenants []string) (map[string][]string, error) {
 			return nil, fmt.Errorf("EDGE_ISSUERS entry %q: tenant %q is not in the topology", pair, tenant)
 		}
 		u, err := url.Parse(issuer)
-		if err != nil || u.Host == "" || (u.Scheme != "https" && !(u.Scheme == "http" && isLoopback(u.Hostname()))) {
-			return nil, fmt.Errorf("EDGE_ISSUERS entry %q: issuer must be an https URL (http only on loopback)", pair)
+		if err != nil || u.Host == "" || (u.Scheme != "https" && !(u.Scheme == "http" && (allowHTTP || isLoopback(u.Hostname())))) {
+			return nil, fmt.Errorf("EDGE_ISSUERS entry %q: issuer must be an https URL (http only on loopback or with EDGE_ALLOW_HTTP_ISSUERS=true)", pair)
 		}
 		if !slices.Contains(out[tenant], issuer) {
 			out[tenant] = append(out[tenant], issuer)

@@ -44,6 +44,24 @@ func TestLoadConfig(t *testing.T) {
 	}
 }
 
+func TestLoadConfigComposeNames(t *testing.T) {
+	got, err := loadConfig(envOf(map[string]string{
+		"ZTBANK_OIDC_ISSUER":      "http://devoidc:9998",
+		"ZTBANK_PUBLIC_LISTEN":    ":8080",
+		"EDGE_ALLOW_HTTP_ISSUERS": "true",
+	}), topology.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][]string{"bank-a": {"http://devoidc:9998"}, "bank-b": {"http://devoidc:9998"}}
+	if diff := cmp.Diff(want, got.Issuers); diff != "" {
+		t.Errorf("Issuers mismatch (-want +got):\n%s", diff)
+	}
+	if got.PublicListen != ":8080" {
+		t.Errorf("PublicListen = %q, want :8080", got.PublicListen)
+	}
+}
+
 func TestLoadConfigErrors(t *testing.T) {
 	topo := topology.Default()
 	for _, tc := range []struct {
@@ -57,6 +75,7 @@ func TestLoadConfigErrors(t *testing.T) {
 		{"not a pair", map[string]string{"EDGE_ISSUERS": "https://idp"}, "want tenant=issuer-url"},
 		{"bad duration", map[string]string{"EDGE_ISSUERS": "bank-a=https://idp", "EDGE_TOKEN_TTL": "soon"}, "EDGE_TOKEN_TTL"},
 		{"cert without key", map[string]string{"EDGE_ISSUERS": "bank-a=https://idp", "EDGE_TLS_CERT": "c.pem"}, "set together"},
+		{"http issuer in compose without opt-in", map[string]string{"ZTBANK_OIDC_ISSUER": "http://devoidc:9998"}, "EDGE_ALLOW_HTTP_ISSUERS"},
 		{"bad prefix", map[string]string{"EDGE_ISSUERS": "bank-a=https://idp", "EDGE_AUTHZ_PREFIX": "authz/"}, "EDGE_AUTHZ_PREFIX"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -70,6 +70,9 @@ func TestRunMeshMode(t *testing.T) {
 	}()
 
 	waitFor(t, "http://"+health+"/healthz")
+	if err := run(context.Background(), []string{"edge", "healthcheck"}, envOf(env), io.Discard, io.Discard); err != nil {
+		t.Errorf("edge healthcheck = %v", err)
+	}
 	now := time.Now()
 	ext := p.SignRS256(t, map[string]any{"iss": p.URL, "aud": "ztbank", "sub": "x", "email": "alice@bank-a",
 		"exp": now.Add(time.Hour).Unix(), "iat": now.Unix()})
