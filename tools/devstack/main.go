@@ -41,10 +41,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
+	// ZTBANK_DEV_DIR and ZTBANK_DEV_FREE_PORTS let tests run a second stack beside a
+	// developer's own without clashing on .dev/ or the topology's fixed ports.
 	state := filepath.Join(root, ".dev")
+	if d := getenv("ZTBANK_DEV_DIR"); d != "" {
+		state = d
+	}
+	freePorts := getenv("ZTBANK_DEV_FREE_PORTS") == "1"
 	switch args[1] {
 	case "dev":
-		return dev(ctx, root, state, stdout)
+		return dev(ctx, root, state, freePorts, stdout)
 	case "up":
 		return up(ctx, args[0], state, stdout)
 	case "down":
@@ -61,7 +67,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 }
 
 // dev runs the stack in the foreground until ctx is cancelled (Ctrl-C).
-func dev(ctx context.Context, root, state string, stdout io.Writer) error {
+func dev(ctx context.Context, root, state string, freePorts bool, stdout io.Writer) error {
 	infoPath := filepath.Join(state, "stack.json")
 	if info, err := stack.ReadInfo(infoPath); err == nil && alive(info.PID) && info.PID != os.Getpid() {
 		return fmt.Errorf("a stack is already running (pid %d); run `make down` first", info.PID)
@@ -74,7 +80,7 @@ func dev(ctx context.Context, root, state string, stdout io.Writer) error {
 		return err
 	}
 	start := time.Now()
-	s, err := stack.Start(ctx, stack.Options{Root: root, StateDir: state, Progress: stdout})
+	s, err := stack.Start(ctx, stack.Options{Root: root, StateDir: state, FreePorts: freePorts, Progress: stdout})
 	if err != nil {
 		return err
 	}
