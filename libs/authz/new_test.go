@@ -17,7 +17,7 @@ import (
 
 // policyWith returns the embedded policy directory with files replaced (nil data removes
 // the file), so a test can start an engine on a broken variant.
-func policyWith(t *testing.T, replace map[string]*string) fstest.MapFS {
+func policyWith(t testing.TB, replace map[string]*string) fstest.MapFS {
 	t.Helper()
 	fsys := fstest.MapFS{}
 	entries, err := fs.ReadDir(embedded, ".")
@@ -45,7 +45,7 @@ func ptr(s string) *string { return &s }
 
 // withoutTenantRule is the embedded policy with both tenant checks cut out of the chain:
 // the classic cross-tenant leak.
-func withoutTenantRule(t *testing.T) string {
+func withoutTenantRule(t testing.TB) string {
 	t.Helper()
 	b, err := fs.ReadFile(embedded, "authz.rego")
 	if err != nil {

@@ -155,7 +155,13 @@ func (src *policySource) document(svc Service, topo *topology.Topology) (map[str
 		merged[k] = v
 	}
 	merged["topology"] = TopologyData(topo)
-	merged["service"] = map[string]any{"name": svc.Workload, "tenant": svc.Tenant, "id": svc.ID.String()}
+	merged["service"] = map[string]any{
+		"name":   svc.Workload,
+		"tenant": svc.Tenant,
+		"id":     svc.ID.String(),
+		// Built here once rather than concatenated by the policy on every decision.
+		"user_prefix": "spiffe://" + svc.Tenant + "/user/",
+	}
 	return map[string]any{"ztbank": merged}, nil
 }
 
