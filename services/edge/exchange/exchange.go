@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -124,7 +125,12 @@ func (e *Exchanger) Exchange(ctx context.Context, h http.Header, tenant string) 
 	}
 	key := sha256.Sum256([]byte(raw))
 	if g, ok := e.cached(key); ok {
-		return g, e.checkTenant(g, tenant)
+		if err := e.checkTenant(g, tenant); err != nil {
+			return Grant{}, err
+		}
+		_, grants := metrics()
+		grants.WithLabelValues(tenant, "reused").Inc()
+		return g, nil
 	}
 	tok, err := e.ext.Verify(ctx, raw)
 	if err != nil {
@@ -159,6 +165,8 @@ func (e *Exchanger) Exchange(ctx context.Context, h http.Header, tenant string) 
 	}
 	g := Grant{Token: it, User: u}
 	e.store(key, g)
+	_, grants := metrics()
+	grants.WithLabelValues(tenant, "minted").Inc()
 	return g, nil
 }
 
@@ -238,6 +246,8 @@ func (e *Exchanger) Authorize(w http.ResponseWriter, r *http.Request, tenant str
 	if errors.As(err, &rf) {
 		reason = rf.Reason.Error()
 	}
+	refusals, _ := metrics()
+	refusals.WithLabelValues(reason, strconv.Itoa(d.Status)).Inc()
 	level := slog.LevelWarn
 	if d.Status >= 500 {
 		level = slog.LevelError
