@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net/http"
 	"os"
 	"slices"
 	"time"
@@ -68,6 +69,7 @@ type Engine struct {
 	rbac        map[string]any
 	workloads   map[string]bool
 	audit       *auditor
+	terms       termCache
 	now         func() time.Time
 }
 
@@ -190,8 +192,16 @@ func New(ctx context.Context, svc Service, topo *topology.Topology, opts ...Opti
 		audit:       newAuditor(cfg.auditW, counter, svc),
 		now:         cfg.now,
 	}
+	e.terms = termCache{}
+	e.terms.add("", "customer", "staff", svc.Tenant)
+	e.terms.add(http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete)
+	e.terms.add(e.Permissions()...)
 	for _, w := range topo.Workloads {
 		e.workloads[w.Name] = true
+		e.terms.add(w.Name, w.ID.String())
+	}
+	for _, t := range topo.Tenants {
+		e.terms.add(t.Name)
 	}
 	if !cfg.skipSelfTest {
 		if err := e.selfTest(ctx, topo); err != nil {
@@ -217,7 +227,7 @@ func (e *Engine) Decide(ctx context.Context, in Input) Decision {
 }
 
 func (e *Engine) decide(ctx context.Context, in Input) (Decision, error) {
-	rs, err := e.query.Eval(ctx, rego.EvalParsedInput(in.value()))
+	rs, err := e.query.Eval(ctx, rego.EvalParsedInput(in.value(e.terms)))
 	if err != nil {
 		return Decision{Reason: ReasonPolicyError}, fmt.Errorf("evaluate policy: %w", err)
 	}

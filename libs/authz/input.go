@@ -74,35 +74,36 @@ var (
 //	 "user": {"id": "spiffe://<tenant>/user/<id>", "tenant": "...", "roles": [...]},
 //	 "route": {"method": "...", "pattern": "...", "params": {...}, "from": [...], "workload_only": false},
 //	 "resource": {"kind": "...", "id": "...", "owner": "...", "tenant": "..."}}
-func (in *Input) value() ast.Value {
+func (in *Input) value(terms termCache) ast.Value {
+	str := terms.term
 	top := ast.NewObjectWithCapacity(5)
 	if !in.Caller.IsZero() {
-		top.Insert(keyCaller, ast.StringTerm(in.Caller.String()))
+		top.Insert(keyCaller, str(in.Caller.String()))
 	}
-	top.Insert(keyAction, ast.StringTerm(in.Action))
+	top.Insert(keyAction, str(in.Action))
 	if !in.User.IsZero() {
 		roles := make([]*ast.Term, len(in.Roles))
 		for i, r := range in.Roles {
-			roles[i] = ast.StringTerm(r)
+			roles[i] = str(r)
 		}
 		top.Insert(keyUser, ast.ObjectTerm(
 			ast.Item(keyID, ast.StringTerm(in.User.String())),
-			ast.Item(keyTenant, ast.StringTerm(in.Tenant)),
+			ast.Item(keyTenant, str(in.Tenant)),
 			ast.Item(keyRoles, ast.ArrayTerm(roles...)),
 		))
 	}
 
 	params := ast.NewObjectWithCapacity(len(in.Params))
 	for k, v := range in.Params {
-		params.Insert(ast.StringTerm(k), ast.StringTerm(v))
+		params.Insert(str(k), ast.StringTerm(v))
 	}
 	from := make([]*ast.Term, len(in.From))
 	for i, w := range in.From {
-		from[i] = ast.StringTerm(w)
+		from[i] = str(w)
 	}
 	top.Insert(keyRoute, ast.ObjectTerm(
-		ast.Item(keyMethod, ast.StringTerm(in.Method)),
-		ast.Item(keyPattern, ast.StringTerm(in.Route)),
+		ast.Item(keyMethod, str(in.Method)),
+		ast.Item(keyPattern, str(in.Route)),
 		ast.Item(keyParams, ast.NewTerm(params)),
 		ast.Item(keyFrom, ast.ArrayTerm(from...)),
 		ast.Item(keyWorkloadOnly, ast.BooleanTerm(in.WorkloadOnly)),
@@ -110,7 +111,7 @@ func (in *Input) value() ast.Value {
 
 	if res := in.Resource; res != nil {
 		o := ast.NewObjectWithCapacity(4)
-		o.Insert(keyTenant, ast.StringTerm(res.Tenant))
+		o.Insert(keyTenant, str(res.Tenant))
 		if !res.Owner.IsZero() {
 			o.Insert(keyOwner, ast.StringTerm(res.Owner.String()))
 		}
@@ -123,6 +124,28 @@ func (in *Input) value() ast.Value {
 		top.Insert(keyResource, ast.NewTerm(o))
 	}
 	return top
+}
+
+// termCache holds ready-made terms for the strings most inputs repeat: workload IDs, tenant
+// names, permission and role names, HTTP methods and the workloads routes name. It is built
+// by New and read-only afterwards, so it needs no lock; terms are immutable once built.
+type termCache map[string]*ast.Term
+
+// term returns the cached term for s, or a new one.
+func (c termCache) term(s string) *ast.Term {
+	if t, ok := c[s]; ok {
+		return t
+	}
+	return ast.StringTerm(s)
+}
+
+// add caches a term for each of ss.
+func (c termCache) add(ss ...string) {
+	for _, s := range ss {
+		if _, ok := c[s]; !ok {
+			c[s] = ast.StringTerm(s)
+		}
+	}
 }
 
 // sortedKeys returns m's keys in order, for stable audit output.

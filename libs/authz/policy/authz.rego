@@ -80,7 +80,7 @@ workload_may_act if {
 # claim, so a token that claims one tenant for another tenant's user is refused.
 user_in_service_tenant if {
 	input.user.tenant == service.tenant
-	startswith(input.user.id, concat("", ["spiffe://", service.tenant, "/user/"]))
+	startswith(input.user.id, service.user_prefix)
 }
 
 resource_in_service_tenant if not input.resource

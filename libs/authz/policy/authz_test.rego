@@ -20,7 +20,12 @@ topology := {
 	"by_id": {w.id: name | some name, w in workloads},
 }
 
-ledger := {"name": "bank-b/ledger", "tenant": "bank-b", "id": concat("", [td, "/ns/bank-b/sa/ledger"])}
+ledger := {
+	"name": "bank-b/ledger",
+	"tenant": "bank-b",
+	"id": concat("", [td, "/ns/bank-b/sa/ledger"]),
+	"user_prefix": "spiffe://bank-b/user/",
+}
 
 payment_id := topology.workloads["bank-b/payment"].id
 
