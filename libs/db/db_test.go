@@ -41,6 +41,7 @@ func TestMain(m *testing.M) {
 // SERIALIZABLE. PostgreSQL aborts all but one of each colliding group with 40001; Transact
 // must retry them so that every increment lands exactly once.
 func TestSerializationFailuresAreRetried(t *testing.T) {
+	pgtest.Require(t)
 	ctx := t.Context()
 	if _, err := pool.Exec(ctx, `INSERT INTO counters VALUES (1, 0)`); err != nil {
 		t.Fatal(err)
@@ -80,6 +81,7 @@ func TestSerializationFailuresAreRetried(t *testing.T) {
 }
 
 func TestOtherErrorsAreNotRetried(t *testing.T) {
+	pgtest.Require(t)
 	calls := 0
 	boom := errors.New("business rule")
 	err := db.Transact(t.Context(), pool, func(tx pgx.Tx) error { calls++; return boom })
@@ -98,6 +100,7 @@ func TestOtherErrorsAreNotRetried(t *testing.T) {
 }
 
 func TestRetriesAreBounded(t *testing.T) {
+	pgtest.Require(t)
 	calls := 0
 	err := db.Transact(t.Context(), pool, func(tx pgx.Tx) error {
 		calls++
@@ -110,6 +113,7 @@ func TestRetriesAreBounded(t *testing.T) {
 }
 
 func TestRollbackOnError(t *testing.T) {
+	pgtest.Require(t)
 	ctx := t.Context()
 	_ = db.Transact(ctx, pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `INSERT INTO counters VALUES (3, 0)`); err != nil {

@@ -27,6 +27,7 @@ func TestMain(m *testing.M) {
 }
 
 func TestPoolRequiresVerifyFull(t *testing.T) {
+	pgtest.Require(t)
 	good := env.Cluster.DSN("account_svc", "", "bank_a")
 	src := passwordfile.New(env.PasswordFile("account_svc"))
 	for _, mode := range []string{"disable", "allow", "prefer", "require", "verify-ca"} {
@@ -57,6 +58,7 @@ func TestPoolRequiresVerifyFull(t *testing.T) {
 }
 
 func TestCredentialFailuresAreCounted(t *testing.T) {
+	pgtest.Require(t)
 	reg := prometheus.NewRegistry()
 	boom := errors.New("no credential")
 	src := dbcred.TokenSourceFunc(func(context.Context) (dbcred.Credential, error) { return dbcred.Credential{}, boom })
@@ -77,6 +79,7 @@ func TestCredentialFailuresAreCounted(t *testing.T) {
 // through a pool that recycles connections quickly. No query may fail; PostgreSQL must
 // refuse a password once it is past VALID UNTIL; and the pool must pick up the next one.
 func TestRotationUnderLoad(t *testing.T) {
+	pgtest.Require(t)
 	ctx := t.Context()
 	const role, ttl = "ledger_svc", 3 * time.Second
 	if _, err := env.Rotate(ctx, role, ttl); err != nil {

@@ -75,6 +75,7 @@ func TestLoad(t *testing.T) {
 }
 
 func TestUpIsIdempotentAndDownReverts(t *testing.T) {
+	pgtest.Require(t)
 	ctx := t.Context()
 	fsys := migrationsFS(t)
 	if err := migrate.UpAll(ctx, env.Cluster.AdminDSN("postgres"), env.Topology, fsys); err != nil {
@@ -165,6 +166,7 @@ var probes = []probe{
 // grants the design calls for: each role reaches its own tables only, and only the other
 // tenant's database refuses the connection itself.
 func TestRoleGrants(t *testing.T) {
+	pgtest.Require(t)
 	ctx := t.Context()
 	roles := []string{"user_svc", "account_svc", "payment_svc", "ledger_svc"}
 	got := map[string]string{}

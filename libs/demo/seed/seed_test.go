@@ -21,6 +21,7 @@ func TestMain(m *testing.M) {
 }
 
 func TestSeedIsIdempotentAndMatchesDemo(t *testing.T) {
+	pgtest.Require(t)
 	ctx := t.Context()
 	for range 2 {
 		if err := seed.Run(ctx, env.Cluster.AdminDSN("postgres"), env.Topology); err != nil {

@@ -32,13 +32,22 @@ type Env struct {
 	dir      string
 }
 
+// skipReason is why Main did not start a server, or "" when it did.
+var skipReason string
+
 // Main runs the package's tests against a fresh Env that setup may use to store globals.
-// With -short it prints why and skips them all, as integration tests need a server.
+// With -short, or while fuzzing (go test -fuzz), it starts no server and runs the tests
+// anyway: integration tests call Require and skip, unit tests and fuzz targets run.
 func Main(m *testing.M, setup func(*Env) error) int {
 	flag.Parse()
-	if testing.Short() {
-		fmt.Println("skipping integration tests in -short mode: they start a PostgreSQL server (libs/localpg)")
-		return 0
+	switch {
+	case testing.Short():
+		skipReason = "integration test skipped in -short mode: it needs a PostgreSQL server (libs/localpg)"
+	case flag.Lookup("test.fuzz") != nil && flag.Lookup("test.fuzz").Value.String() != "":
+		skipReason = "integration test skipped while fuzzing"
+	}
+	if skipReason != "" {
+		return m.Run()
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	env, err := Start(ctx)
@@ -55,6 +64,14 @@ func Main(m *testing.M, setup func(*Env) error) int {
 		}
 	}
 	return m.Run()
+}
+
+// Require skips t when Main started no server.
+func Require(t testing.TB) {
+	t.Helper()
+	if skipReason != "" {
+		t.Skip(skipReason)
+	}
 }
 
 // Start starts a throwaway cluster, migrates every tenant database from the repository's

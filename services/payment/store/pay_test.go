@@ -115,6 +115,7 @@ func payUntilDone(ctx context.Context, ps *store.Store, principal uuid.UUID, key
 // with lost responses, retries and duplicate concurrent submissions under the same key,
 // then checks the books.
 func TestConcurrentPayments(t *testing.T) {
+	pgtest.Require(t)
 	ctx := t.Context()
 	ls := ledgerstore.New(ledgerPool, db.WithMaxAttempts(50))
 	ps := store.New(paymentPool, store.WithTxOptions(db.WithMaxAttempts(50)))
@@ -250,6 +251,7 @@ func TestConcurrentPayments(t *testing.T) {
 }
 
 func TestSameKeyDifferentRequestIsRefused(t *testing.T) {
+	pgtest.Require(t)
 	ctx := t.Context()
 	ls := ledgerstore.New(ledgerPool)
 	ps := store.New(paymentPool)
@@ -290,6 +292,7 @@ func TestSameKeyDifferentRequestIsRefused(t *testing.T) {
 }
 
 func TestFailureIsStoredAndReplayed(t *testing.T) {
+	pgtest.Require(t)
 	ctx := t.Context()
 	ls := ledgerstore.New(ledgerPool)
 	ps := store.New(paymentPool)
@@ -326,6 +329,7 @@ func TestFailureIsStoredAndReplayed(t *testing.T) {
 }
 
 func TestInvalidRequestsAreRefusedBeforeTheLedger(t *testing.T) {
+	pgtest.Require(t)
 	ps := store.New(paymentPool)
 	adapter := &ledgerAdapter{}
 	a, b := uuid.New(), uuid.New()
