@@ -1,0 +1,472 @@
+package devoidc
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	gooidc "github.com/coreos/go-oidc/v3/oidc"
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/ztbank/ztbank/libs/devca"
+)
+
+// startProvider starts a real provider on loopback, with its own CA and state directory.
+func startProvider(t *testing.T, cfg Config) (*Provider, *http.Client) {
+	t.Helper()
+	ca, err := devca.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	cfg.CA = ca
+	if cfg.StateDir == "" {
+		cfg.StateDir = filepath.Join(t.TempDir(), "oidc")
+	}
+	p, err := Start(ctx, cfg)
+	if err != nil {
+		t.Fatalf("Start() error = %v", err)
+	}
+	t.Cleanup(func() { p.Close() })
+	client := &http.Client{
+		Timeout:   10 * time.Second,
+		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: p.Pool()}},
+	}
+	return p, client
+}
+
+func passwordOf(t *testing.T, p *Provider, username string) string {
+	t.Helper()
+	pw, err := ReadSecrets(p.PasswordsFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pw[username] == "" {
+		t.Fatalf("no password for %s in %s", username, p.PasswordsFile())
+	}
+	return pw[username]
+}
+
+// accessClaims are the claims the edge relies on.
+type accessClaims struct {
+	Issuer   string   `json:"iss"`
+	Subject  string   `json:"sub"`
+	Audience []string `json:"aud"`
+	Tenant   string   `json:"tenant"`
+	Roles    []string `json:"roles"`
+	Email    string   `json:"email"`
+	Expiry   int64    `json:"exp"`
+	ClientID string   `json:"client_id"`
+}
+
+// verify checks a token the way the edge does, with an independent OIDC library: discovery,
+// JWKS, signature, issuer, audience, expiry and algorithm allowlist.
+func verify(t *testing.T, p *Provider, client *http.Client, token string, algs ...string) (accessClaims, error) {
+	t.Helper()
+	ctx := gooidc.ClientContext(context.Background(), client)
+	provider, err := gooidc.NewProvider(ctx, p.Issuer())
+	if err != nil {
+		t.Fatalf("go-oidc discovery: %v", err)
+	}
+	if len(algs) == 0 {
+		algs = []string{gooidc.RS256, gooidc.ES256}
+	}
+	v := provider.Verifier(&gooidc.Config{ClientID: DefaultAudience, SupportedSigningAlgs: algs})
+	tok, err := v.Verify(ctx, token)
+	if err != nil {
+		return accessClaims{}, err
+	}
+	var c accessClaims
+	if err := tok.Claims(&c); err != nil {
+		t.Fatal(err)
+	}
+	return c, nil
+}
+
+func TestDiscoveryAndJWKS(t *testing.T) {
+	p, client := startProvider(t, Config{})
+	var meta struct {
+		Issuer          string   `json:"issuer"`
+		JWKSURI         string   `json:"jwks_uri"`
+		GrantTypes      []string `json:"grant_types_supported"`
+		PKCEMethods     []string `json:"code_challenge_methods_supported"`
+		IDTokenAlgs     []string `json:"id_token_signing_alg_values_supported"`
+		ResponseTypes   []string `json:"response_types_supported"`
+		AuthEndpoint    string   `json:"authorization_endpoint"`
+		TokenEndpoint   string   `json:"token_endpoint"`
+		RevokeEndpoint  string   `json:"revocation_endpoint"`
+		ScopesSupported []string `json:"scopes_supported"`
+	}
+	getJSON(t, client, p.Issuer()+"/.well-known/openid-configuration", &meta)
+	if meta.Issuer != p.Issuer() {
+		t.Errorf("issuer = %q, want %q", meta.Issuer, p.Issuer())
+	}
+	if u, _ := url.Parse(meta.Issuer); u.Scheme != "https" || u.Hostname() != "127.0.0.1" {
+		t.Errorf("issuer %q is not https on 127.0.0.1", meta.Issuer)
+	}
+	for _, grant := range []string{"authorization_code", "refresh_token", "client_credentials"} {
+		if !slices.Contains(meta.GrantTypes, grant) {
+			t.Errorf("grant_types_supported = %v, missing %s", meta.GrantTypes, grant)
+		}
+	}
+	if !slices.Contains(meta.PKCEMethods, "S256") {
+		t.Errorf("code_challenge_methods_supported = %v, missing S256", meta.PKCEMethods)
+	}
+	if diff := cmp.Diff([]string{"RS256"}, meta.IDTokenAlgs); diff != "" {
+		t.Errorf("id_token_signing_alg_values_supported mismatch (-want +got):\n%s", diff)
+	}
+
+	var jwks struct {
+		Keys []struct {
+			Kty string `json:"kty"`
+			Kid string `json:"kid"`
+			Alg string `json:"alg"`
+			Use string `json:"use"`
+			D   string `json:"d"`
+		} `json:"keys"`
+	}
+	getJSON(t, client, meta.JWKSURI, &jwks)
+	if len(jwks.Keys) != 1 {
+		t.Fatalf("JWKS has %d keys, want 1", len(jwks.Keys))
+	}
+	k := jwks.Keys[0]
+	if k.Kty != "RSA" || k.Alg != "RS256" || k.Use != "sig" || k.Kid == "" {
+		t.Errorf("JWKS key = %+v, want an RS256 signing key with a kid", k)
+	}
+	if k.D != "" {
+		t.Error("JWKS publishes a private key")
+	}
+}
+
+func getJSON(t *testing.T, client *http.Client, u string, v any) {
+	t.Helper()
+	resp, err := client.Get(u)
+	if err != nil {
+		t.Fatalf("GET %s: %v", u, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: HTTP %d", u, resp.StatusCode)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		t.Fatalf("GET %s: %v", u, err)
+	}
+}
+
+func TestLoginIssuesVerifiableAccessTokens(t *testing.T) {
+	p, client := startProvider(t, Config{})
+	ctx := context.Background()
+	for _, tc := range []struct {
+		username string
+		tenant   string
+		roles    []string
+	}{
+		{"alice@bank-a", "bank-a", []string{"customer"}},
+		{"carol@bank-a", "bank-a", []string{"staff"}},
+		{"bob@bank-b", "bank-b", []string{"customer"}},
+		{"dave@bank-b", "bank-b", []string{"customer"}},
+		{"erin@bank-b", "bank-b", []string{"staff"}},
+	} {
+		t.Run(tc.username, func(t *testing.T) {
+			before := time.Now()
+			tokens, err := Login(ctx, client, p.Issuer(), CLIClientID, tc.username, passwordOf(t, p, tc.username))
+			if err != nil {
+				t.Fatalf("Login() error = %v", err)
+			}
+			if tokens.RefreshToken == "" || tokens.IDToken == "" {
+				t.Errorf("Login() tokens = %+v, want refresh and ID tokens too", tokens)
+			}
+			got, err := verify(t, p, client, tokens.AccessToken)
+			if err != nil {
+				t.Fatalf("access token does not verify: %v", err)
+			}
+			if exp := time.Unix(got.Expiry, 0); exp.Before(before) || exp.After(before.Add(DefaultAccessTokenTTL+time.Minute)) {
+				t.Errorf("exp = %v, want about %v after %v", exp, DefaultAccessTokenTTL, before)
+			}
+			got.Expiry = 0
+			want := accessClaims{
+				Issuer:   p.Issuer(),
+				Subject:  UserID(tc.username),
+				Audience: []string{CLIClientID, DefaultAudience},
+				Tenant:   tc.tenant,
+				Roles:    tc.roles,
+				Email:    tc.username + ".example",
+				ClientID: CLIClientID,
+			}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("access token claims mismatch (-want +got):\n%s", diff)
+			}
+
+			// The ID token is signed by the same key and names the same audience, so it must
+			// not carry what the edge maps a user by, or it could stand in for an access token.
+			idClaims, err := verify(t, p, client, tokens.IDToken)
+			if err != nil {
+				t.Fatalf("ID token does not verify: %v", err)
+			}
+			if idClaims.Tenant != "" || idClaims.Roles != nil {
+				t.Errorf("ID token carries tenant %q and roles %v, want none", idClaims.Tenant, idClaims.Roles)
+			}
+		})
+	}
+}
+
+func TestUserIDsAreStable(t *testing.T) {
+	// Seed data, fixtures and the isolation suite may name users by these IDs: they must
+	// never change, whatever machine or run the provider starts on.
+	want := map[string]string{
+		"alice@bank-a": "0689dc95-0180-59ff-9f48-fcd9846faec9",
+		"carol@bank-a": "b0dd2b2f-a5a7-5465-9864-266ed2273612",
+		"bob@bank-b":   "1bae0bd4-d861-53c7-a06f-9efb50dc6237",
+		"dave@bank-b":  "4023f7e9-d7fc-5c5c-ab5b-8c4251be8269",
+		"erin@bank-b":  "eb402722-1c17-50e6-b731-7e026bb3fb11",
+	}
+	got := map[string]string{}
+	for _, u := range DemoUsers() {
+		got[u.Username] = u.ID()
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("demo user IDs mismatch (-want +got):\n%s", diff)
+	}
+}
+
+func TestLoginRejectsBadCredentials(t *testing.T) {
+	p, client := startProvider(t, Config{})
+	ctx := context.Background()
+	alicePW := passwordOf(t, p, "alice@bank-a")
+	for _, tc := range []struct {
+		name, username, password string
+	}{
+		{"wrong password", "alice@bank-a", "not-the-password"},
+		{"empty password", "alice@bank-a", ""},
+		{"another user's password", "bob@bank-b", alicePW},
+		{"unknown user", "mallory@bank-a", alicePW},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Login(ctx, client, p.Issuer(), CLIClientID, tc.username, tc.password)
+			if !errors.Is(err, ErrLoginRejected) {
+				t.Errorf("Login() error = %v, want ErrLoginRejected", err)
+			}
+		})
+	}
+}
+
+func TestCodeExchangeRequiresTheRightVerifier(t *testing.T) {
+	p, client := startProvider(t, Config{})
+	ctx := context.Background()
+	code, verifier, err := authorize(ctx, client, p.Issuer(), CLIClientID, "bob@bank-b", passwordOf(t, p, "bob@bank-b"))
+	if err != nil {
+		t.Fatalf("authorize() error = %v", err)
+	}
+
+	_, err = exchangeCode(ctx, client, p.Issuer(), CLIClientID, code.code, randomSecret(), code.nonce)
+	var oauthErr *OAuthError
+	if !errors.As(err, &oauthErr) || oauthErr.Code != "invalid_grant" {
+		t.Fatalf("exchange with a wrong verifier: error = %v, want invalid_grant", err)
+	}
+	// The failure was the verifier's alone: the right one still redeems the code, once.
+	if _, err := exchangeCode(ctx, client, p.Issuer(), CLIClientID, code.code, verifier, code.nonce); err != nil {
+		t.Fatalf("exchange with the right verifier: %v", err)
+	}
+	_, err = exchangeCode(ctx, client, p.Issuer(), CLIClientID, code.code, verifier, code.nonce)
+	if !errors.As(err, &oauthErr) || oauthErr.Code != "invalid_grant" {
+		t.Errorf("second exchange of one code: error = %v, want invalid_grant", err)
+	}
+}
+
+func TestAuthorizeRequiresPKCES256(t *testing.T) {
+	p, client := startProvider(t, Config{})
+	noFollow := *client
+	noFollow.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	base := url.Values{
+		"client_id":     {CLIClientID},
+		"response_type": {"code"},
+		"redirect_uri":  {CLIRedirectURI},
+		"scope":         {"openid"},
+		"state":         {"s"},
+	}
+	for _, tc := range []struct {
+		name  string
+		extra url.Values
+	}{
+		{"no challenge", nil},
+		{"plain method", url.Values{"code_challenge": {"abcdefghijabcdefghijabcdefghijabcdefghij12345"}, "code_challenge_method": {"plain"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			q := url.Values{}
+			for k, v := range base {
+				q[k] = v
+			}
+			for k, v := range tc.extra {
+				q[k] = v
+			}
+			resp, err := noFollow.Get(p.Issuer() + "/authorize?" + q.Encode())
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			loc, err := resp.Location()
+			if err != nil {
+				t.Fatalf("authorize answered HTTP %d without a redirect", resp.StatusCode)
+			}
+			if got := loc.Query().Get("error"); got != "invalid_request" {
+				t.Errorf("authorize redirected to %s, want error=invalid_request", loc)
+			}
+		})
+	}
+}
+
+func TestRefreshRotates(t *testing.T) {
+	p, client := startProvider(t, Config{})
+	ctx := context.Background()
+	first, err := Login(ctx, client, p.Issuer(), CLIClientID, "dave@bank-b", passwordOf(t, p, "dave@bank-b"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := Refresh(ctx, client, p.Issuer(), CLIClientID, first.RefreshToken)
+	if err != nil {
+		t.Fatalf("Refresh() error = %v", err)
+	}
+	if second.RefreshToken == "" || second.RefreshToken == first.RefreshToken {
+		t.Errorf("Refresh() did not rotate the refresh token")
+	}
+	claims, err := verify(t, p, client, second.AccessToken)
+	if err != nil {
+		t.Fatalf("refreshed access token does not verify: %v", err)
+	}
+	if claims.Subject != UserID("dave@bank-b") || claims.Tenant != "bank-b" {
+		t.Errorf("refreshed token sub=%q tenant=%q, want dave's", claims.Subject, claims.Tenant)
+	}
+	_, err = Refresh(ctx, client, p.Issuer(), CLIClientID, first.RefreshToken)
+	var oauthErr *OAuthError
+	if !errors.As(err, &oauthErr) || oauthErr.Code != "invalid_grant" {
+		t.Errorf("reusing a rotated refresh token: error = %v, want invalid_grant", err)
+	}
+}
+
+func TestClientCredentials(t *testing.T) {
+	p, client := startProvider(t, Config{})
+	ctx := context.Background()
+	secrets, err := ReadSecrets(p.ClientSecretsFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokens, err := ClientCredentials(ctx, client, p.Issuer(), ServiceClientID, secrets[ServiceClientID])
+	if err != nil {
+		t.Fatalf("ClientCredentials() error = %v", err)
+	}
+	got, err := verify(t, p, client, tokens.AccessToken)
+	if err != nil {
+		t.Fatalf("client token does not verify: %v", err)
+	}
+	got.Expiry = 0
+	want := accessClaims{Issuer: p.Issuer(), Subject: ServiceClientID, Audience: []string{DefaultAudience}, ClientID: ServiceClientID}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("client token claims mismatch (-want +got):\n%s", diff)
+	}
+
+	for _, tc := range []struct{ name, id, secret string }{
+		{"wrong secret", ServiceClientID, "guess"},
+		{"public client", CLIClientID, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ClientCredentials(ctx, client, p.Issuer(), tc.id, tc.secret)
+			var oauthErr *OAuthError
+			if !errors.As(err, &oauthErr) || oauthErr.Code != "invalid_client" {
+				t.Errorf("ClientCredentials() error = %v, want invalid_client", err)
+			}
+		})
+	}
+}
+
+func TestES256(t *testing.T) {
+	p, client := startProvider(t, Config{Algorithm: ES256})
+	tokens, err := Login(context.Background(), client, p.Issuer(), CLIClientID, "alice@bank-a", passwordOf(t, p, "alice@bank-a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := verify(t, p, client, tokens.AccessToken, gooidc.ES256); err != nil {
+		t.Errorf("ES256 access token does not verify: %v", err)
+	}
+	// An edge that allows only RS256 must refuse it.
+	if _, err := verify(t, p, client, tokens.AccessToken, gooidc.RS256); err == nil {
+		t.Error("ES256 token verified with an RS256-only allowlist")
+	}
+}
+
+func TestSecretFiles(t *testing.T) {
+	stateDir := filepath.Join(t.TempDir(), "state")
+	p, _ := startProvider(t, Config{StateDir: stateDir})
+	for _, path := range []string{p.PasswordsFile(), p.ClientSecretsFile()} {
+		if filepath.Dir(path) != stateDir {
+			t.Errorf("%s is outside the state directory %s", path, stateDir)
+		}
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s has mode %v, want 0600", path, fi.Mode().Perm())
+		}
+	}
+	pw, err := ReadSecrets(p.PasswordsFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for name, secret := range pw {
+		names = append(names, name)
+		if len(secret) < 32 {
+			t.Errorf("password of %s is %d characters, want at least 32", name, len(secret))
+		}
+	}
+	slices.Sort(names)
+	want := []string{"alice@bank-a", "bob@bank-b", "carol@bank-a", "dave@bank-b", "erin@bank-b"}
+	if diff := cmp.Diff(want, names); diff != "" {
+		t.Errorf("passwords.json users mismatch (-want +got):\n%s", diff)
+	}
+
+	// A secrets file others can read is refused: those secrets are no longer secret.
+	if err := os.Chmod(p.PasswordsFile(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadSecrets(p.PasswordsFile()); err == nil {
+		t.Error("ReadSecrets() accepted a world-readable file")
+	}
+}
+
+func TestStartRefusesBadConfig(t *testing.T) {
+	ca, err := devca.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+	}{
+		{"all interfaces", Config{Listen: "0.0.0.0:0", StateDir: dir, CA: ca}},
+		{"host name", Config{Listen: "example.com:0", StateDir: dir, CA: ca}},
+		{"no state dir", Config{CA: ca}},
+		{"no CA", Config{StateDir: dir}},
+		{"HMAC", Config{StateDir: dir, CA: ca, Algorithm: "HS256"}},
+		{"none", Config{StateDir: dir, CA: ca, Algorithm: "none"}},
+		{"user without tenant", Config{StateDir: dir, CA: ca, Users: []User{{Username: "alice", Roles: []string{RoleCustomer}}}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := Start(context.Background(), tc.cfg)
+			if err == nil {
+				p.Close()
+				t.Fatal("Start() succeeded, want an error")
+			}
+		})
+	}
+}

@@ -1,0 +1,156 @@
+package devoidc
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/google/uuid"
+)
+
+// Roles a demo user can hold. The edge copies them into the internal token and the policies
+// decide on them; the provider only asserts them.
+const (
+	RoleCustomer = "customer"
+	RoleStaff    = "staff"
+)
+
+// userIDNamespace roots the name-based UUIDs of users. It is a fixed random value so that
+// IDs stay the same across restarts and machines: seed data, policies and tests can name
+// alice's accounts before the provider ever runs.
+var userIDNamespace = uuid.MustParse("6d1f6c2e-3b0f-4a57-9a55-0d2f1c1b8e42")
+
+// User is a person who can log in to the development provider.
+type User struct {
+	// Username is the login name, "<name>@<tenant>" (for example "alice@bank-a").
+	Username string
+	// Roles are the roles asserted in the access token's "roles" claim.
+	Roles []string
+}
+
+// Tenant returns the tenant the user belongs to: the part of the username after "@".
+func (u User) Tenant() string {
+	_, tenant, _ := strings.Cut(u.Username, "@")
+	return tenant
+}
+
+// ID returns the user's stable subject identifier, a name-based (version 5) UUID of the
+// username. The edge turns it into the user's SPIFFE ID, spiffe://<tenant>/user/<id>.
+func (u User) ID() string { return UserID(u.Username) }
+
+// Email returns the user's e-mail address in the reserved .example domain, so that no demo
+// message could ever reach a real mailbox.
+func (u User) Email() string { return u.Username + ".example" }
+
+// UserID returns the subject identifier the provider issues for username.
+func UserID(username string) string {
+	return uuid.NewSHA1(userIDNamespace, []byte(username)).String()
+}
+
+// DemoUsers returns the seeded users of the local stack: two tenants, each with customers
+// and a member of staff, so that every isolation case (own data, neighbour's data, other
+// tenant, staff within and across tenants) has someone to play it.
+func DemoUsers() []User {
+	return []User{
+		{Username: "alice@bank-a", Roles: []string{RoleCustomer}},
+		{Username: "carol@bank-a", Roles: []string{RoleStaff}},
+		{Username: "bob@bank-b", Roles: []string{RoleCustomer}},
+		{Username: "dave@bank-b", Roles: []string{RoleCustomer}},
+		{Username: "erin@bank-b", Roles: []string{RoleStaff}},
+	}
+}
+
+func validateUsers(users []User) error {
+	seen := map[string]bool{}
+	for _, u := range users {
+		name, tenant, ok := strings.Cut(u.Username, "@")
+		if !ok || name == "" || tenant == "" || strings.ContainsAny(u.Username, " /") {
+			return fmt.Errorf("devoidc: username %q is not of the form name@tenant", u.Username)
+		}
+		if seen[u.Username] {
+			return fmt.Errorf("devoidc: duplicate user %q", u.Username)
+		}
+		seen[u.Username] = true
+		if len(u.Roles) == 0 {
+			return fmt.Errorf("devoidc: user %q has no roles", u.Username)
+		}
+	}
+	return nil
+}
+
+// credential is a secret generated at start-up. Only its digest is kept for comparison, so
+// that the comparison takes the same time whatever the length of the guess.
+type credential [sha256.Size]byte
+
+func newCredential(secret string) credential { return sha256.Sum256([]byte(secret)) }
+
+func (c credential) matches(guess string) bool {
+	g := sha256.Sum256([]byte(guess))
+	return subtle.ConstantTimeCompare(c[:], g[:]) == 1
+}
+
+// randomSecret returns 32 random bytes, base64url-encoded: long enough that no one guesses
+// it, and safe to pass on a command line or in a form.
+func randomSecret() string {
+	b := make([]byte, 32)
+	rand.Read(b) // never returns an error (crypto/rand, Go 1.24+)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// ReadSecrets reads a file written by the provider (passwords.json or client-secrets.json):
+// a JSON object from a user or client name to its secret. It refuses a file that others can
+// read, because such a file would mean the secrets have already leaked on this machine.
+func ReadSecrets(path string) (map[string]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("devoidc: read secrets: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("devoidc: read secrets: %w", err)
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("devoidc: %s has mode %v, want 0600", path, fi.Mode().Perm())
+	}
+	var secrets map[string]string
+	if err := json.NewDecoder(f).Decode(&secrets); err != nil {
+		return nil, fmt.Errorf("devoidc: parse %s: %w", path, err)
+	}
+	return secrets, nil
+}
+
+// writeSecrets writes secrets as ReadSecrets reads them, mode 0600, through a rename so a
+// reader never sees a half-written file.
+func writeSecrets(path string, secrets map[string]string) error {
+	data, err := json.MarshalIndent(secrets, "", "  ")
+	if err != nil {
+		return fmt.Errorf("devoidc: encode secrets: %w", err)
+	}
+	tmp := path + ".tmp"
+	if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("devoidc: write %s: %w", path, err)
+	}
+	// O_EXCL: refuse to follow a link planted where the temporary file goes.
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("devoidc: write %s: %w", path, err)
+	}
+	if _, err := f.Write(append(data, '\n')); err != nil {
+		f.Close()
+		return fmt.Errorf("devoidc: write %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("devoidc: write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("devoidc: write %s: %w", path, err)
+	}
+	return nil
+}
