@@ -22,12 +22,13 @@ const MaxBodyBytes = 64 << 10
 
 // Router returns the service's chi router with the platform middleware in order: panic
 // recovery, request logging, body limit, and caller identification against the topology's
-// allowlist. Services add user-token verification and authorisation on top.
+// allowlist, then the authorisation audit (one line per request; routes nobody guarded are
+// refused). Services add user-token verification and per-route permissions.
 func (rt *Runtime) Router() chi.Router {
 	r := chi.NewRouter()
 	r.Use(recoverer(rt.Log), limitBody,
 		transport.Identify(rt.Env.Mode, rt.Topology.AllowedCallers(rt.Self.Name)),
-		requestLog(rt.Log))
+		requestLog(rt.Log), rt.Authz.Audit)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, problem.Errorf(problem.ErrNotFound, "no such route"))
 	})

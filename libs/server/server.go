@@ -19,10 +19,13 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/ztbank/ztbank/libs/authz"
 	"github.com/ztbank/ztbank/libs/identity"
 	"github.com/ztbank/ztbank/libs/logging"
+	"github.com/ztbank/ztbank/libs/problem"
 	"github.com/ztbank/ztbank/libs/topology"
 	"github.com/ztbank/ztbank/libs/transport"
+	"github.com/ztbank/ztbank/libs/usertoken"
 )
 
 // Env is the configuration every service reads from its environment.
@@ -85,6 +88,10 @@ type Runtime struct {
 	Self     topology.Workload
 	Source   *identity.Source // nil in mesh mode
 	Log      *slog.Logger
+	// Authz is the service's policy engine, prepared and self-tested at start-up.
+	Authz *authz.Engine
+	// Tokens verifies internal user JWTs against the edge's JWKS (nil for the edge itself).
+	Tokens *usertoken.Verifier
 
 	getenv   func(string) string
 	draining atomic.Bool
@@ -130,7 +137,54 @@ func Setup(ctx context.Context, service string, getenv func(string) string, stde
 		}
 		rt.Source = src
 	}
+	azOpts, err := authz.OptionsFromEnv(getenv)
+	if err != nil {
+		rt.Close()
+		return nil, err
+	}
+	rt.Authz, err = authz.New(ctx, authz.Service{Workload: self.Name, Tenant: self.Tenant, ID: self.ID}, topo,
+		append(azOpts, authz.WithAuditWriter(stderr))...)
+	if err != nil {
+		rt.Close()
+		return nil, fmt.Errorf("authorisation policy: %w", err)
+	}
+	if edge, ok := topo.Workload("edge"); ok && self.Tenant != "" {
+		// The JWKS is public data, but fetching it over mTLS pinned to the edge's ID means
+		// nobody else can feed this service signing keys.
+		p, err := rt.peer(edge.Name)
+		if err != nil {
+			rt.Close()
+			return nil, err
+		}
+		keys := usertoken.NewRemoteKeys(p.Client, p.BaseURL+"/.well-known/jwks.json", usertoken.WithLogger(rt.Log))
+		rt.Tokens = usertoken.NewVerifier(keys, self.Tenant, edge.ID, usertoken.WithLogger(rt.Log))
+	}
 	return rt, nil
+}
+
+// UserToken is middleware that requires a valid internal JWT and puts its user into the
+// request context. Banking routes sit behind it.
+func (rt *Runtime) UserToken(next http.Handler) http.Handler {
+	if rt.Tokens == nil {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			problem.Write(w, r, problem.Errorf(problem.ErrUnauthenticated, "this workload does not accept user tokens"))
+		})
+	}
+	return usertoken.Middleware(rt.Tokens)(next)
+}
+
+// OptionalUserToken verifies an internal JWT when one is present (a bad one is still a
+// 401) and lets workload-only requests through without one. Diagnostic routes use it so
+// they can report the user a request carries.
+func (rt *Runtime) OptionalUserToken(next http.Handler) http.Handler {
+	strict := rt.UserToken(next)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") == "" {
+			next.ServeHTTP(w, r)
+			return
+		}
+		strict.ServeHTTP(w, r)
+	})
 }
 
 // Close releases the identity source.
