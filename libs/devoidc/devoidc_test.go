@@ -1,6 +1,8 @@
 package devoidc
 
 import (
+	"github.com/ztbank/ztbank/libs/demo"
+
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -221,13 +223,19 @@ func TestLoginIssuesVerifiableAccessTokens(t *testing.T) {
 
 func TestUserIDsAreStable(t *testing.T) {
 	// Seed data, fixtures and the isolation suite may name users by these IDs: they must
-	// never change, whatever machine or run the provider starts on.
+	// never change, whatever machine or run the provider starts on, and must be the IDs the
+	// seed step (libs/demo) writes to the databases.
 	want := map[string]string{
-		"alice@bank-a": "0689dc95-0180-59ff-9f48-fcd9846faec9",
-		"carol@bank-a": "b0dd2b2f-a5a7-5465-9864-266ed2273612",
-		"bob@bank-b":   "1bae0bd4-d861-53c7-a06f-9efb50dc6237",
-		"dave@bank-b":  "4023f7e9-d7fc-5c5c-ab5b-8c4251be8269",
-		"erin@bank-b":  "eb402722-1c17-50e6-b731-7e026bb3fb11",
+		"alice@bank-a": "bf6e9a70-7d48-5448-8742-29e2c62555ea",
+		"carol@bank-a": "e10841f0-37e0-5946-b236-e2eae75b19d4",
+		"bob@bank-b":   "c468799c-d693-5b3b-b260-3a8361714db2",
+		"dave@bank-b":  "31252754-0f74-582f-88fe-b957f4625ff4",
+		"erin@bank-b":  demo.UserID("erin@bank-b").String(),
+	}
+	for name, id := range want {
+		if seeded := demo.UserID(name).String(); seeded != id {
+			t.Errorf("%s: seed step uses %s, provider pins %s", name, seeded, id)
+		}
 	}
 	got := map[string]string{}
 	for _, u := range DemoUsers() {

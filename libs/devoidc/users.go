@@ -11,7 +11,7 @@ import (
 	"os"
 	"strings"
 
-	"github.com/google/uuid"
+	"github.com/ztbank/ztbank/libs/demo"
 )
 
 // Roles a demo user can hold. The edge copies them into the internal token and the policies
@@ -20,11 +20,6 @@ const (
 	RoleCustomer = "customer"
 	RoleStaff    = "staff"
 )
-
-// userIDNamespace roots the name-based UUIDs of users. It is a fixed random value so that
-// IDs stay the same across restarts and machines: seed data, policies and tests can name
-// alice's accounts before the provider ever runs.
-var userIDNamespace = uuid.MustParse("6d1f6c2e-3b0f-4a57-9a55-0d2f1c1b8e42")
 
 // User is a person who can log in to the development provider.
 type User struct {
@@ -50,7 +45,9 @@ func (u User) Email() string { return u.Username + ".example" }
 
 // UserID returns the subject identifier the provider issues for username.
 func UserID(username string) string {
-	return uuid.NewSHA1(userIDNamespace, []byte(username)).String()
+	// One derivation for the whole platform (libs/demo), so the seed data, this provider
+	// and the edge's enrolment agree on alice's ID without sharing state.
+	return demo.UserID(username).String()
 }
 
 // DemoUsers returns the seeded users of the local stack: two tenants, each with customers
