@@ -1,0 +1,49 @@
+// Command devoidc runs the local development OIDC provider and fetches tokens from it.
+//
+//	devoidc serve -listen 127.0.0.1:9900 -state-dir .dev/oidc [-ca-cert ca.pem -ca-key ca-key.pem]
+//	devoidc token -stack .dev/stack.json -user alice@bank-a
+//	devoidc client-token -stack .dev/stack.json
+//
+// serve prints the issuer URL on one line once it accepts connections, writes provider.json
+// (the "oidc" object of .dev/stack.json) to its state directory, and runs until interrupted.
+// token logs a user in headlessly through the provider's real authorization-code + PKCE
+// endpoints and prints the access token on one line; client-token does the same for the
+// confidential client with the client-credentials grant. Errors are one line on stderr.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args, os.Getenv, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintf(os.Stderr, "devoidc: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+const usage = "usage: devoidc serve|token|client-token [flags] (see -h of each)"
+
+// run dispatches to a subcommand. Tests call it directly with their own context and writers.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) < 2 {
+		return fmt.Errorf("%s", usage)
+	}
+	switch args[1] {
+	case "serve":
+		return serve(ctx, args[2:], stdout, stderr)
+	case "token":
+		return userToken(ctx, args[2:], getenv, stdout, stderr)
+	case "client-token":
+		return clientToken(ctx, args[2:], getenv, stdout, stderr)
+	default:
+		return fmt.Errorf("unknown command %q; %s", args[1], usage)
+	}
+}
