@@ -1,8 +1,6 @@
 package devoidc
 
 import (
-	"github.com/ztbank/ztbank/libs/demo"
-
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -18,6 +16,7 @@ import (
 	gooidc "github.com/coreos/go-oidc/v3/oidc"
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/ztbank/ztbank/libs/demo"
 	"github.com/ztbank/ztbank/libs/devca"
 )
 

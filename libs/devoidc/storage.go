@@ -434,7 +434,7 @@ func (s *storage) SetUserinfoFromScopes(_ context.Context, info *oidc.UserInfo, 
 		case oidc.ScopeEmail:
 			info.Email, info.EmailVerified = u.Email(), true
 		case oidc.ScopeProfile:
-			info.PreferredUsername = u.Username
+			info.PreferredUsername, info.Name = u.Username, u.Name
 		}
 	}
 	return nil

@@ -17,14 +17,16 @@ import (
 // Roles a demo user can hold. The edge copies them into the internal token and the policies
 // decide on them; the provider only asserts them.
 const (
-	RoleCustomer = "customer"
-	RoleStaff    = "staff"
+	RoleCustomer = demo.RoleCustomer
+	RoleStaff    = demo.RoleStaff
 )
 
 // User is a person who can log in to the development provider.
 type User struct {
 	// Username is the login name, "<name>@<tenant>" (for example "alice@bank-a").
 	Username string
+	// Name is the display name given in the "name" claim of the profile scope.
+	Name string
 	// Roles are the roles asserted in the access token's "roles" claim.
 	Roles []string
 }
@@ -50,17 +52,16 @@ func UserID(username string) string {
 	return demo.UserID(username).String()
 }
 
-// DemoUsers returns the seeded users of the local stack: two tenants, each with customers
-// and a member of staff, so that every isolation case (own data, neighbour's data, other
-// tenant, staff within and across tenants) has someone to play it.
+// DemoUsers returns the seeded users of the local stack (libs/demo): two tenants, each with
+// customers and a member of staff, so that every isolation case (own data, neighbour's data,
+// other tenant, staff within and across tenants) has someone to play it. Deriving them from
+// libs/demo keeps the provider and the seed data from drifting apart.
 func DemoUsers() []User {
-	return []User{
-		{Username: "alice@bank-a", Roles: []string{RoleCustomer}},
-		{Username: "carol@bank-a", Roles: []string{RoleStaff}},
-		{Username: "bob@bank-b", Roles: []string{RoleCustomer}},
-		{Username: "dave@bank-b", Roles: []string{RoleCustomer}},
-		{Username: "erin@bank-b", Roles: []string{RoleStaff}},
+	var users []User
+	for _, u := range demo.Users() {
+		users = append(users, User{Username: u.Username, Name: u.DisplayName, Roles: []string{u.Role}})
 	}
+	return users
 }
 
 func validateUsers(users []User) error {
