@@ -200,7 +200,7 @@ func TestLoginIssuesVerifiableAccessTokens(t *testing.T) {
 				Audience: []string{CLIClientID, DefaultAudience},
 				Tenant:   tc.tenant,
 				Roles:    tc.roles,
-				Email:    tc.username + ".example",
+				Email:    tc.username, // the edge enrols demo users by this claim
 				ClientID: CLIClientID,
 			}
 			if diff := cmp.Diff(want, got); diff != "" {

@@ -41,9 +41,11 @@ func (u User) Tenant() string {
 // username. The edge turns it into the user's SPIFFE ID, spiffe://<tenant>/user/<id>.
 func (u User) ID() string { return UserID(u.Username) }
 
-// Email returns the user's e-mail address in the reserved .example domain, so that no demo
-// message could ever reach a real mailbox.
-func (u User) Email() string { return u.Username + ".example" }
+// Email returns the user's e-mail address, which is the username itself: the edge enrols
+// demo users by the email claim (services/edge/enrol), as it would with a hosted provider
+// whose users sign in with their address. The tenant names are not resolvable domains, so
+// no demo message could reach a real mailbox.
+func (u User) Email() string { return u.Username }
 
 // UserID returns the subject identifier the provider issues for username.
 func UserID(username string) string {
