@@ -13,6 +13,7 @@ import (
 
 	"github.com/ztbank/ztbank/libs/caller"
 	"github.com/ztbank/ztbank/libs/problem"
+	"github.com/ztbank/ztbank/libs/telemetry"
 	"github.com/ztbank/ztbank/libs/transport"
 )
 
@@ -26,8 +27,10 @@ const MaxBodyBytes = 64 << 10
 // refused). Services add user-token verification and per-route permissions.
 func (rt *Runtime) Router() chi.Router {
 	r := chi.NewRouter()
-	r.Use(recoverer(rt.Log), limitBody,
-		transport.Identify(rt.Env.Mode, rt.Topology.AllowedCallers(rt.Self.Name)),
+	// Tracing and request metrics come first so refused requests are counted too; Annotate
+	// puts the identity Identify proved on the span.
+	r.Use(telemetry.Server(), recoverer(rt.Log), limitBody,
+		transport.Identify(rt.Env.Mode, rt.Topology.AllowedCallers(rt.Self.Name)), telemetry.Annotate,
 		requestLog(rt.Log), rt.Authz.Audit)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, problem.Errorf(problem.ErrNotFound, "no such route"))

@@ -23,6 +23,7 @@ import (
 	"github.com/ztbank/ztbank/libs/identity"
 	"github.com/ztbank/ztbank/libs/logging"
 	"github.com/ztbank/ztbank/libs/problem"
+	"github.com/ztbank/ztbank/libs/telemetry"
 	"github.com/ztbank/ztbank/libs/topology"
 	"github.com/ztbank/ztbank/libs/transport"
 	"github.com/ztbank/ztbank/libs/usertoken"
@@ -93,8 +94,9 @@ type Runtime struct {
 	// Tokens verifies internal user JWTs against the edge's JWKS (nil for the edge itself).
 	Tokens *usertoken.Verifier
 
-	getenv   func(string) string
-	draining atomic.Bool
+	getenv          func(string) string
+	draining        atomic.Bool
+	shutdownTracing func(context.Context) error
 }
 
 // Setup loads the environment and topology, checks that this binary is the service the
@@ -125,6 +127,10 @@ func Setup(ctx context.Context, service string, getenv func(string) string, stde
 	rt := &Runtime{Env: env, Topology: topo, Self: self, getenv: getenv,
 		Log: logging.New(stderr, env.LogLevel, service, self.Name)}
 	slog.SetDefault(rt.Log)
+	rt.shutdownTracing, err = telemetry.Setup(ctx, service, self.Name, getenv)
+	if err != nil {
+		return nil, err
+	}
 	if env.Mode == transport.Direct {
 		src, err := identity.New(ctx, identity.WithAddr(env.Socket), identity.WithStartTimeout(env.StartTimeout),
 			identity.WithLogger(rt.Log))
@@ -137,16 +143,20 @@ func Setup(ctx context.Context, service string, getenv func(string) string, stde
 		}
 		rt.Source = src
 	}
-	azOpts, err := authz.OptionsFromEnv(getenv)
-	if err != nil {
-		rt.Close()
-		return nil, err
-	}
-	rt.Authz, err = authz.New(ctx, authz.Service{Workload: self.Name, Tenant: self.Tenant, ID: self.ID}, topo,
-		append(azOpts, authz.WithAuditWriter(stderr))...)
-	if err != nil {
-		rt.Close()
-		return nil, fmt.Errorf("authorisation policy: %w", err)
+	// Tenant workloads authorise every request with the embedded policy. The edge serves no
+	// tenant's data: its decisions are the token exchange's, audited by the edge itself.
+	if self.Tenant != "" {
+		azOpts, err := authz.OptionsFromEnv(getenv)
+		if err != nil {
+			rt.Close()
+			return nil, err
+		}
+		rt.Authz, err = authz.New(ctx, authz.Service{Workload: self.Name, Tenant: self.Tenant, ID: self.ID}, topo,
+			append(azOpts, authz.WithAuditWriter(stderr))...)
+		if err != nil {
+			rt.Close()
+			return nil, fmt.Errorf("authorisation policy: %w", err)
+		}
 	}
 	if edge, ok := topo.Workload("edge"); ok && self.Tenant != "" {
 		// The JWKS is public data, but fetching it over mTLS pinned to the edge's ID means
@@ -170,7 +180,7 @@ func (rt *Runtime) UserToken(next http.Handler) http.Handler {
 			problem.Write(w, r, problem.Errorf(problem.ErrUnauthenticated, "this workload does not accept user tokens"))
 		})
 	}
-	return usertoken.Middleware(rt.Tokens)(next)
+	return usertoken.Middleware(rt.Tokens)(telemetry.Annotate(next))
 }
 
 // OptionalUserToken verifies an internal JWT when one is present (a bad one is still a
@@ -189,6 +199,12 @@ func (rt *Runtime) OptionalUserToken(next http.Handler) http.Handler {
 
 // Close releases the identity source.
 func (rt *Runtime) Close() {
+	if rt.shutdownTracing != nil {
+		// Flush spans still buffered, but never hold up shutdown on an absent collector.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		rt.shutdownTracing(ctx)
+		cancel()
+	}
 	if rt.Source != nil {
 		rt.Source.Close()
 	}
@@ -216,6 +232,8 @@ func (rt *Runtime) peer(name string, opts ...transport.ClientOption) (*Peer, err
 		return nil, fmt.Errorf("unknown workload %s", name)
 	}
 	p := &Peer{Name: name, BaseURL: rt.PeerURL(w)}
+	// Tracing wraps last, outermost, so its client span also covers any wrapper the caller added.
+	opts = append(opts[:len(opts):len(opts)], transport.WithRoundTripper(telemetry.Outgoing(name)))
 	if rt.Env.Mode == transport.Mesh {
 		p.Client = transport.MeshClient(opts...)
 	} else {
