@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/go-chi/chi/v5"
@@ -79,7 +80,7 @@ type ledgerFixture struct {
 	audit   *lockedBuffer
 	logs    *lockedBuffer
 	reg     *prometheus.Registry
-	handled int
+	handled atomic.Int32
 }
 
 func newLedgerFixture(t *testing.T) *ledgerFixture {
@@ -107,7 +108,7 @@ func newLedgerFixture(t *testing.T) *ledgerFixture {
 	})
 	r.Use(az.Audit)
 	entries := func(w http.ResponseWriter, req *http.Request) {
-		f.handled++
+		f.handled.Add(1)
 		a, ok := accounts[chi.URLParam(req, "accountID")]
 		if !ok {
 			problem.Write(w, req, problem.ErrNotFound)
@@ -124,11 +125,11 @@ func newLedgerFixture(t *testing.T) *ledgerFixture {
 	}
 	r.With(az.Require("ledger:read")).Get("/v1/accounts/{accountID}/entries", entries)
 	r.With(az.Require("ledger:post", From("bank-b/payment"))).Post("/v1/postings", func(w http.ResponseWriter, req *http.Request) {
-		f.handled++
+		f.handled.Add(1)
 		w.WriteHeader(http.StatusCreated)
 	})
 	r.With(az.Require("whoami", WorkloadOnly())).Get("/internal/whoami", func(w http.ResponseWriter, req *http.Request) {
-		f.handled++
+		f.handled.Add(1)
 		w.Write([]byte(caller.From(req.Context()).Workload.String()))
 	})
 	f.router = r
@@ -221,8 +222,8 @@ func TestRequestsAreAuditedOnce(t *testing.T) {
 			if rec.Code != tc.wantStatus {
 				t.Fatalf("status = %d, want %d; body %s", rec.Code, tc.wantStatus, rec.Body)
 			}
-			if f.handled != tc.wantHandled {
-				t.Errorf("handler ran %d times, want %d", f.handled, tc.wantHandled)
+			if got := int(f.handled.Load()); got != tc.wantHandled {
+				t.Errorf("handler ran %d times, want %d", got, tc.wantHandled)
 			}
 			lines := f.audit.lines(t)
 			if len(lines) != 1 {
@@ -348,5 +349,36 @@ func TestRequireRejectsUnknownNames(t *testing.T) {
 			}()
 			tc.f()
 		})
+	}
+}
+
+// TestConcurrentRequests runs requests from many goroutines through one engine and router
+// (run with -race) and checks that every one produced exactly one audit line.
+func TestConcurrentRequests(t *testing.T) {
+	f := newLedgerFixture(t)
+	const n = 64
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			path := []string{"/v1/accounts/a1/entries", "/v1/accounts/c1/entries"}[i%2]
+			req := httptest.NewRequest("GET", path, nil)
+			ctx := caller.WithWorkload(req.Context(), workloadID(t, "bank-b/gateway"))
+			ctx = caller.WithUser(ctx, customer("bank-b", "alice"))
+			f.router.ServeHTTP(httptest.NewRecorder(), req.WithContext(ctx))
+		}()
+	}
+	wg.Wait()
+	lines := f.audit.lines(t)
+	ids := map[any]bool{}
+	results := map[string]int{}
+	for _, l := range lines {
+		ids[l["decision_id"]] = true
+		results[l["result"].(string)+" "+l["reason"].(string)]++
+	}
+	want := map[string]int{"allow allowed": n / 2, "deny not_owner": n / 2}
+	if diff := cmp.Diff(want, results); diff != "" || len(ids) != n {
+		t.Errorf("audit lines mismatch (-want +got):\n%s\n%d distinct decision IDs, want %d", diff, len(ids), n)
 	}
 }
