@@ -16,14 +16,17 @@ package devoidc
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/zitadel/oidc/v3/pkg/oidc"
@@ -56,8 +59,18 @@ type Config struct {
 	// StateDir receives passwords.json and client-secrets.json. It is created with mode
 	// 0700 if missing. Keep it out of version control (the stack uses .dev/).
 	StateDir string
-	// CA issues the provider's TLS certificate; clients verify it with CA.Pool().
+	// CA issues the provider's TLS certificate; clients verify it with CA.Pool(). Required
+	// unless Insecure.
 	CA *devca.CA
+	// Issuer overrides the issuer URL, which is otherwise https://<bound address>. Only
+	// with Insecure: on loopback the bound address is the only name clients use.
+	Issuer string
+	// Insecure is for a provider inside a container network (docker-compose, kind), where
+	// clients reach it by service name, the loopback-only dev CA cannot vouch for that name,
+	// and the listener must accept other containers. It lifts the loopback restriction and,
+	// with an http:// Issuer, serves plain HTTP. Never use it on a shared host: passwords
+	// would cross the network in clear.
+	Insecure bool
 	// Audience is put in every access token's aud claim, for the edge to require.
 	Audience string
 	// Users can log in; nil means DemoUsers().
@@ -105,7 +118,9 @@ func Start(ctx context.Context, cfg Config) (*Provider, error) {
 		passwords: filepath.Join(cfg.StateDir, PasswordsFile),
 		secrets:   filepath.Join(cfg.StateDir, ClientSecretsFile),
 		serveErr:  make(chan error, 1),
-		pool:      cfg.CA.Pool(),
+	}
+	if cfg.CA != nil {
+		p.pool = cfg.CA.Pool()
 	}
 	if err := writeSecrets(p.passwords, passwords); err != nil {
 		return nil, err
@@ -117,15 +132,25 @@ func Start(ctx context.Context, cfg Config) (*Provider, error) {
 		newCLIClient(cfg.AccessTokenTTL),
 		newServiceClient(serviceSecret, cfg.AccessTokenTTL))
 
-	tlsConf, err := cfg.CA.ServerTLSConfig()
-	if err != nil {
-		return nil, err
+	var tlsConf *tls.Config
+	if cfg.CA != nil {
+		if tlsConf, err = cfg.CA.ServerTLSConfig(); err != nil {
+			return nil, err
+		}
 	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("devoidc: listen: %w", err)
 	}
-	p.issuer = "https://" + ln.Addr().String()
+	p.issuer = cfg.Issuer
+	if p.issuer == "" {
+		p.issuer = "https://" + ln.Addr().String()
+	}
+	var opts []op.Option
+	if strings.HasPrefix(p.issuer, "http://") {
+		tlsConf = nil
+		opts = append(opts, op.WithAllowInsecure())
+	}
 
 	var opConf = &op.Config{
 		CodeMethodS256:        true,
@@ -138,7 +163,7 @@ func Start(ctx context.Context, cfg Config) (*Provider, error) {
 	}
 	// op encrypts opaque tokens with this key; ours are JWTs, but it must not be guessable.
 	rand.Read(opConf.CryptoKey[:])
-	provider, err := op.NewProvider(opConf, store, op.StaticIssuer(p.issuer), op.WithLogger(cfg.Logger))
+	provider, err := op.NewProvider(opConf, store, op.StaticIssuer(p.issuer), append(opts, op.WithLogger(cfg.Logger))...)
 	if err != nil {
 		ln.Close()
 		return nil, fmt.Errorf("devoidc: create provider: %w", err)
@@ -157,7 +182,13 @@ func Start(ctx context.Context, cfg Config) (*Provider, error) {
 		ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
 	}
 	go func() {
-		err := p.srv.ServeTLS(ln, "", "")
+		var err error
+		if tlsConf != nil {
+			err = p.srv.ServeTLS(ln, "", "")
+		} else {
+			cfg.Logger.Warn("serving plain HTTP: tokens and passwords cross the network in clear", "issuer", p.issuer)
+			err = p.srv.Serve(ln)
+		}
 		if errors.Is(err, http.ErrServerClosed) {
 			err = nil
 		}
@@ -174,14 +205,27 @@ func (cfg *Config) setDefaults() error {
 	if cfg.StateDir == "" {
 		return errors.New("devoidc: Config.StateDir is required")
 	}
-	if cfg.CA == nil {
-		return errors.New("devoidc: Config.CA is required")
-	}
 	if cfg.Listen == "" {
 		cfg.Listen = DefaultListen
 	}
-	if err := requireLoopback(cfg.Listen); err != nil {
-		return err
+	if !cfg.Insecure {
+		if cfg.CA == nil {
+			return errors.New("devoidc: Config.CA is required")
+		}
+		if cfg.Issuer != "" {
+			return errors.New("devoidc: Config.Issuer is only for Insecure (container) mode")
+		}
+		if err := requireLoopback(cfg.Listen); err != nil {
+			return err
+		}
+	} else {
+		u, err := url.Parse(cfg.Issuer)
+		if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") || u.Path != "" {
+			return fmt.Errorf("devoidc: Insecure mode needs an http(s)://host[:port] Config.Issuer, got %q", cfg.Issuer)
+		}
+		if u.Scheme == "https" && cfg.CA == nil {
+			return errors.New("devoidc: an https issuer needs Config.CA")
+		}
 	}
 	if cfg.Audience == "" {
 		cfg.Audience = DefaultAudience
@@ -223,7 +267,8 @@ func requireLoopback(addr string) error {
 // Issuer returns the issuer URL, https://127.0.0.1:<port>.
 func (p *Provider) Issuer() string { return p.issuer }
 
-// Pool returns the roots a client needs to verify the provider's certificate.
+// Pool returns the roots a client needs to verify the provider's certificate; nil for a
+// plain-HTTP provider.
 func (p *Provider) Pool() *x509.CertPool { return p.pool }
 
 // PasswordsFile returns the path of the demo users' passwords (see ReadSecrets).

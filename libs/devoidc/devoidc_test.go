@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"errors"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -466,6 +467,10 @@ func TestStartRefusesBadConfig(t *testing.T) {
 		{"no CA", Config{StateDir: dir}},
 		{"HMAC", Config{StateDir: dir, CA: ca, Algorithm: "HS256"}},
 		{"none", Config{StateDir: dir, CA: ca, Algorithm: "none"}},
+		{"issuer without insecure", Config{StateDir: dir, CA: ca, Issuer: "https://idp.example"}},
+		{"insecure without issuer", Config{StateDir: dir, Insecure: true}},
+		{"insecure issuer with a path", Config{StateDir: dir, Insecure: true, Issuer: "http://devoidc:9998/x"}},
+		{"insecure https issuer without CA", Config{StateDir: dir, Insecure: true, Issuer: "https://devoidc:9998"}},
 		{"user without tenant", Config{StateDir: dir, CA: ca, Users: []User{{Username: "alice", Roles: []string{RoleCustomer}}}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -475,5 +480,45 @@ func TestStartRefusesBadConfig(t *testing.T) {
 				t.Fatal("Start() succeeded, want an error")
 			}
 		})
+	}
+}
+
+// TestInsecureContainerMode covers the docker-compose setup: plain HTTP, an issuer named by
+// the service's host name rather than the bound address.
+func TestInsecureContainerMode(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	_, port, _ := net.SplitHostPort(addr)
+	issuer := "http://localhost:" + port
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	p, err := Start(ctx, Config{Listen: addr, StateDir: t.TempDir(), Insecure: true, Issuer: issuer})
+	if err != nil {
+		t.Fatalf("Start() error = %v", err)
+	}
+	defer p.Close()
+	if p.Issuer() != issuer {
+		t.Errorf("Issuer() = %q, want %q", p.Issuer(), issuer)
+	}
+	client := &http.Client{Timeout: 10 * time.Second}
+	pw, err := ReadSecrets(p.PasswordsFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokens, err := Login(ctx, client, issuer, CLIClientID, "bob@bank-b", pw["bob@bank-b"])
+	if err != nil {
+		t.Fatalf("Login() error = %v", err)
+	}
+	got, err := verify(t, p, client, tokens.AccessToken)
+	if err != nil {
+		t.Fatalf("access token does not verify: %v", err)
+	}
+	if got.Issuer != issuer || got.Tenant != "bank-b" {
+		t.Errorf("iss=%q tenant=%q, want %q and bank-b", got.Issuer, got.Tenant, issuer)
 	}
 }

@@ -3,6 +3,12 @@
 //	devoidc serve -listen 127.0.0.1:9900 -state-dir .dev/oidc [-ca-cert ca.pem -ca-key ca-key.pem]
 //	devoidc token -stack .dev/stack.json -user alice@bank-a
 //	devoidc client-token -stack .dev/stack.json
+//	devoidc healthcheck
+//
+// In a container (docker-compose, kind) serve takes DEVOIDC_LISTEN, DEVOIDC_ISSUER and
+// DEVOIDC_STATE_DIR from the environment; an http:// issuer there is the explicit opt-in to
+// plain HTTP on a non-loopback address (see libs/devoidc Config.Insecure). With no command
+// at all the binary serves, as a container entrypoint.
 //
 // serve prints the issuer URL on one line once it accepts connections, writes provider.json
 // (the "oidc" object of .dev/stack.json) to its state directory, and runs until interrupted.
@@ -29,16 +35,18 @@ func main() {
 	}
 }
 
-const usage = "usage: devoidc serve|token|client-token [flags] (see -h of each)"
+const usage = "usage: devoidc serve|token|client-token|healthcheck [flags] (see -h of each)"
 
 // run dispatches to a subcommand. Tests call it directly with their own context and writers.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	if len(args) < 2 {
-		return fmt.Errorf("%s", usage)
+		args = append(args, "serve")
 	}
 	switch args[1] {
 	case "serve":
-		return serve(ctx, args[2:], stdout, stderr)
+		return serve(ctx, args[2:], getenv, stdout, stderr)
+	case "healthcheck":
+		return healthcheck(ctx, args[2:], getenv, stderr)
 	case "token":
 		return userToken(ctx, args[2:], getenv, stdout, stderr)
 	case "client-token":

@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -39,11 +41,18 @@ func (b *syncBuffer) String() string {
 // startServe runs `devoidc serve` with the given extra flags and waits for provider.json.
 func startServe(t *testing.T, stateDir string, extra ...string) providerInfo {
 	t.Helper()
+	args := append([]string{"devoidc", "serve", "-listen", "127.0.0.1:0", "-state-dir", stateDir}, extra...)
+	return startRun(t, stateDir, args, os.Getenv)
+}
+
+// startRun runs the binary's run with args and getenv and waits for the provider.json that
+// a serving provider writes to stateDir.
+func startRun(t *testing.T, stateDir string, args []string, getenv func(string) string) providerInfo {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	var stdout, stderr syncBuffer
-	args := append([]string{"devoidc", "serve", "-listen", "127.0.0.1:0", "-state-dir", stateDir}, extra...)
-	go func() { done <- run(ctx, args, os.Getenv, &stdout, &stderr) }()
+	go func() { done <- run(ctx, args, getenv, &stdout, &stderr) }()
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -232,5 +241,50 @@ func TestServeWithStackCA(t *testing.T) {
 	}
 	if c := claims(t, strings.TrimSpace(stdout.String())); c["roles"] == nil {
 		t.Errorf("token has no roles: %v", c)
+	}
+}
+
+func TestHealthcheck(t *testing.T) {
+	stateDir := filepath.Join(t.TempDir(), "oidc")
+	noEnv := func(string) string { return "" }
+	var stderr bytes.Buffer
+	if err := run(context.Background(), []string{"devoidc", "healthcheck", "-state-dir", stateDir}, noEnv, io.Discard, &stderr); err == nil {
+		t.Error("healthcheck passed before the provider started")
+	}
+	startServe(t, stateDir)
+	if err := run(context.Background(), []string{"devoidc", "healthcheck", "-state-dir", stateDir}, noEnv, io.Discard, &stderr); err != nil {
+		t.Errorf("healthcheck of a serving provider: %v", err)
+	}
+}
+
+// TestContainerMode runs the binary as docker-compose does: no arguments, configuration from
+// the environment, a plain-HTTP issuer named by host name, and its own health probe.
+func TestContainerMode(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	_, port, _ := net.SplitHostPort(addr)
+	stateDir := filepath.Join(t.TempDir(), "oidc")
+	env := map[string]string{
+		"DEVOIDC_LISTEN":    addr,
+		"DEVOIDC_ISSUER":    "http://localhost:" + port,
+		"DEVOIDC_STATE_DIR": stateDir,
+	}
+	getenv := func(k string) string { return env[k] }
+	info := startRun(t, stateDir, []string{"/app/devoidc"}, getenv)
+	if diff := cmp.Diff(providerInfo{
+		Issuer:            env["DEVOIDC_ISSUER"],
+		PasswordsFile:     filepath.Join(stateDir, devoidc.PasswordsFile),
+		ClientSecretsFile: filepath.Join(stateDir, devoidc.ClientSecretsFile),
+		Audience:          devoidc.DefaultAudience,
+	}, info); diff != "" {
+		t.Errorf("provider.json mismatch (-want +got):\n%s", diff)
+	}
+	var stderr bytes.Buffer
+	if err := run(context.Background(), []string{"/app/devoidc", "healthcheck"}, getenv, io.Discard, &stderr); err != nil {
+		t.Errorf("healthcheck: %v", err)
 	}
 }

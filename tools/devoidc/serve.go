@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/ztbank/ztbank/libs/devca"
@@ -30,11 +32,20 @@ type providerInfo struct {
 // appearance is the readiness signal for whoever started the process.
 const providerInfoFile = "provider.json"
 
-func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+// envOr returns the environment's value for key, or def when it is unset or empty.
+func envOr(getenv func(string) string, key, def string) string {
+	if v := getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+func serve(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("devoidc serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	listen := fs.String("listen", "127.0.0.1:9900", "loopback `address` to serve HTTPS on (port 0 picks a free one)")
-	stateDir := fs.String("state-dir", ".dev/oidc", "`directory` for passwords.json, client-secrets.json and provider.json (keep it out of git)")
+	listen := fs.String("listen", envOr(getenv, "DEVOIDC_LISTEN", "127.0.0.1:9900"), "loopback `address` to serve HTTPS on (port 0 picks a free one); env DEVOIDC_LISTEN")
+	stateDir := fs.String("state-dir", envOr(getenv, "DEVOIDC_STATE_DIR", ".dev/oidc"), "`directory` for passwords.json, client-secrets.json and provider.json (keep it out of git); env DEVOIDC_STATE_DIR")
+	issuer := fs.String("issuer", getenv("DEVOIDC_ISSUER"), "container mode only: the `URL` clients reach the provider by, e.g. http://devoidc:9998; an http:// issuer serves plain HTTP on any address; env DEVOIDC_ISSUER")
 	caCert := fs.String("ca-cert", "", "dev CA certificate `file` to issue the TLS certificate from (with -ca-key); empty: generate a CA and write <state-dir>/ca.pem")
 	caKey := fs.String("ca-key", "", "dev CA private key `file` (with -ca-cert)")
 	audience := fs.String("audience", devoidc.DefaultAudience, "API `audience` put in every access token")
@@ -51,15 +62,24 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("serve: %w", err)
 	}
 
-	ca, caFile, err := loadOrCreateCA(*caCert, *caKey, stateAbs)
-	if err != nil {
-		return fmt.Errorf("serve: %w", err)
+	// A plain-HTTP issuer needs no CA: nothing would present its certificate.
+	var (
+		ca     *devca.CA
+		caFile string
+	)
+	insecure := *issuer != ""
+	if !strings.HasPrefix(*issuer, "http://") {
+		if ca, caFile, err = loadOrCreateCA(*caCert, *caKey, stateAbs); err != nil {
+			return fmt.Errorf("serve: %w", err)
+		}
 	}
 	logger := slog.New(slog.NewJSONHandler(stderr, nil))
 	p, err := devoidc.Start(ctx, devoidc.Config{
 		Listen:         *listen,
 		StateDir:       stateAbs,
 		CA:             ca,
+		Issuer:         *issuer,
+		Insecure:       insecure,
 		Audience:       *audience,
 		Algorithm:      *alg,
 		AccessTokenTTL: *accessTTL,
@@ -137,4 +157,50 @@ func writeJSON(path string, v any) error {
 		return err
 	}
 	return os.Rename(tmp, path)
+}
+
+// healthcheck answers a container's health probe: distroless images have no curl, so the
+// binary probes its own provider's /ready endpoint, found from the environment (container
+// mode) or from provider.json in the state directory.
+func healthcheck(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("devoidc healthcheck", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	stateDir := fs.String("state-dir", envOr(getenv, "DEVOIDC_STATE_DIR", ".dev/oidc"), "state `directory` of the provider to probe; env DEVOIDC_STATE_DIR")
+	issuer := fs.String("issuer", getenv("DEVOIDC_ISSUER"), "issuer `URL` to probe instead of the one in provider.json; env DEVOIDC_ISSUER")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	e := endpointFlags{issuer: *issuer}
+	if e.issuer == "" || !strings.HasPrefix(e.issuer, "http://") {
+		data, err := os.ReadFile(filepath.Join(*stateDir, providerInfoFile))
+		if err != nil {
+			return fmt.Errorf("healthcheck: provider not ready: %w", err)
+		}
+		var info providerInfo
+		if err := json.Unmarshal(data, &info); err != nil {
+			return fmt.Errorf("healthcheck: %w", err)
+		}
+		e.issuer, e.caFile = info.Issuer, info.CAFile
+	}
+	client := &http.Client{Timeout: 2 * time.Second}
+	if e.caFile != "" {
+		var err error
+		if client, err = e.httpClient(); err != nil {
+			return fmt.Errorf("healthcheck: %w", err)
+		}
+		client.Timeout = 2 * time.Second
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(e.issuer, "/")+"/ready", nil)
+	if err != nil {
+		return fmt.Errorf("healthcheck: %w", err)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return fmt.Errorf("healthcheck: %w", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("healthcheck: %s/ready answered HTTP %d", e.issuer, resp.StatusCode)
+	}
+	return nil
 }
