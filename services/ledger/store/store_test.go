@@ -214,3 +214,24 @@ func TestEntriesPagination(t *testing.T) {
 		t.Errorf("oversized page: %v, want ErrInvalid", err)
 	}
 }
+
+// BenchmarkTransfer measures one serializable two-entry posting between two accounts,
+// through the ledger_svc pool over TLS (uncontended).
+func BenchmarkTransfer(b *testing.B) {
+	pgtest.Require(b)
+	s := store.New(pool)
+	ctx := context.Background()
+	sys := uuid.New()
+	if _, err := admin.Exec(ctx, `INSERT INTO ledger.accounts (id, kind, name, currency) VALUES ($1, 'system', 'bench', 'EUR')`, sys); err != nil {
+		b.Fatal(err)
+	}
+	to, err := s.OpenAccount(ctx, uuid.New(), uuid.New(), "bench", "EUR")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if _, err := s.Transfer(ctx, uuid.NewString(), sys, to.ID, eur(1), ""); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
