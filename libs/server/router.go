@@ -31,7 +31,10 @@ func (rt *Runtime) Router() chi.Router {
 	// puts the identity Identify proved on the span.
 	r.Use(telemetry.Server(), recoverer(rt.Log), limitBody,
 		transport.Identify(rt.Env.Mode, rt.Topology.AllowedCallers(rt.Self.Name)), telemetry.Annotate,
-		requestLog(rt.Log), rt.Authz.Audit)
+		requestLog(rt.Log))
+	if rt.Authz != nil {
+		r.Use(rt.Authz.Audit)
+	}
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, problem.Errorf(problem.ErrNotFound, "no such route"))
 	})

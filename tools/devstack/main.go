@@ -80,7 +80,7 @@ func dev(ctx context.Context, root, state string, freePorts bool, stdout io.Writ
 		return err
 	}
 	start := time.Now()
-	s, err := stack.Start(ctx, stack.Options{Root: root, StateDir: state, FreePorts: freePorts, Progress: stdout})
+	s, err := stack.Start(ctx, stack.Options{Root: root, StateDir: state, FreePorts: freePorts, FrontDoor: true, Progress: stdout})
 	if err != nil {
 		return err
 	}
@@ -109,6 +109,14 @@ func printTable(w io.Writer, info stack.Info) {
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "\nSPIRE agent socket: %s\n", info.AgentSocket)
+	if info.Edge != nil {
+		fmt.Fprintf(w, "edge (public):      %s   CA: %s\n", info.Edge.URL, info.Edge.CAFile)
+	}
+	if info.OIDC != nil {
+		fmt.Fprintf(w, "OIDC issuer:        %s   demo passwords: %s\n", info.OIDC.Issuer, info.OIDC.PasswordsFile)
+		fmt.Fprintf(w, "\nTry it:\n  TOKEN=$(make -s token USER=alice@bank-a)\n  curl --cacert %s -H \"Authorization: Bearer $TOKEN\" %s/bank-a/internal/chain\n",
+			info.Edge.CAFile, info.Edge.URL)
+	}
 }
 
 // up starts `devstack dev` detached, with its output in .dev/stack.log, and returns once

@@ -38,6 +38,9 @@ type Options struct {
 	// Services limits which workloads are started (names from the topology); nil means all
 	// services that have a binary under services/.
 	Services []string
+	// FrontDoor starts the dev CA, the OIDC provider and the edge (and includes the edge
+	// in the default service set). `make dev` turns it on.
+	FrontDoor bool
 }
 
 // Stack is a running local stack.
@@ -47,8 +50,12 @@ type Stack struct {
 	BinDir   string
 	Topo     *topology.Topology
 	Services map[string]*Service // by workload name
+	Edge     EdgeInfo
+	OIDC     OIDCInfo
 
-	mu sync.Mutex
+	oidc    interface{ Close() error }
+	oidcLog *os.File
+	mu      sync.Mutex
 }
 
 // Service is one running workload process.
@@ -57,6 +64,7 @@ type Service struct {
 	Binary   string
 	Listen   string
 	Health   string
+	Public   string // client-facing address (edge only)
 	LogPath  string
 	Env      []string
 
@@ -73,6 +81,8 @@ type Info struct {
 	Bundle      string         `json:"trust_bundle"`
 	SpireBin    string         `json:"spire_bin"`
 	Workloads   []WorkloadInfo `json:"workloads"`
+	Edge        *EdgeInfo      `json:"edge,omitempty"`
+	OIDC        *OIDCInfo      `json:"oidc,omitempty"`
 }
 
 // WorkloadInfo describes one workload in stack.json.
@@ -134,6 +144,12 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	if err := s.assignAddrs(workloads); err != nil {
 		return nil, err
 	}
+	if opts.FrontDoor {
+		opts.progress("starting the dev CA and OIDC provider")
+		if err := s.startFrontDoor(ctx); err != nil {
+			return nil, err
+		}
+	}
 	for _, w := range workloads {
 		opts.progress("starting %s", w.Name)
 		if err := s.startService(w); err != nil {
@@ -161,8 +177,8 @@ func (s *Stack) selected() []topology.Workload {
 		if s.opts.Services != nil && !contains(s.opts.Services, w.Name) {
 			continue
 		}
-		// The edge needs OIDC and key configuration that only a full stack provides.
-		if s.opts.Services == nil && w.Tenant == "" {
+		// The edge needs the OIDC provider and dev CA that only FrontDoor provides.
+		if s.opts.Services == nil && w.Tenant == "" && !s.opts.FrontDoor {
 			continue
 		}
 		if _, err := os.Stat(filepath.Join(s.opts.Root, "services", w.Service, "main.go")); err != nil {
@@ -239,6 +255,9 @@ func copyFile(src, dst string) error {
 }
 
 func (s *Stack) assignAddrs(workloads []topology.Workload) error {
+	if err := os.MkdirAll(filepath.Join(s.opts.StateDir, "logs"), 0o755); err != nil {
+		return err
+	}
 	for _, w := range workloads {
 		svc := &Service{Workload: w, Binary: s.binaryPath(w), Listen: w.Listen, Health: w.Health,
 			LogPath: filepath.Join(s.opts.StateDir, "logs", strings.ReplaceAll(w.Name, "/", "-")+".log")}
@@ -249,6 +268,16 @@ func (s *Stack) assignAddrs(workloads []topology.Workload) error {
 			}
 			svc.Listen = fmt.Sprintf("127.0.0.1:%d", ports[0])
 			svc.Health = fmt.Sprintf("127.0.0.1:%d", ports[1])
+		}
+		if w.Public != "" {
+			svc.Public = w.Public
+			if s.opts.FreePorts {
+				ports, err := FreePorts(1)
+				if err != nil {
+					return err
+				}
+				svc.Public = fmt.Sprintf("127.0.0.1:%d", ports[0])
+			}
 		}
 		s.Services[w.Name] = svc
 	}
@@ -282,9 +311,6 @@ func envName(name string) string {
 
 func (s *Stack) startService(w topology.Workload) error {
 	svc := s.Services[w.Name]
-	if err := os.MkdirAll(filepath.Dir(svc.LogPath), 0o755); err != nil {
-		return err
-	}
 	logf, err := os.OpenFile(svc.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return err
@@ -378,6 +404,7 @@ func (s *Stack) Stop() {
 		svc.cmd = nil
 	}
 	wg.Wait()
+	s.stopFrontDoor()
 	if s.Spire != nil {
 		s.Spire.Stop()
 		s.Spire = nil
@@ -409,6 +436,14 @@ func (s *Stack) Info() Info {
 		}
 		info.Workloads = append(info.Workloads, WorkloadInfo{Name: w.Name, SpiffeID: w.ID.String(),
 			Binary: svc.Binary, Listen: svc.Listen, Health: svc.Health, Log: svc.LogPath})
+	}
+	if s.Edge.URL != "" {
+		e := s.Edge
+		info.Edge = &e
+	}
+	if s.OIDC.Issuer != "" {
+		o := s.OIDC
+		info.OIDC = &o
 	}
 	return info
 }
