@@ -132,9 +132,18 @@ func (te *testEdge) exchanger(tb testing.TB, opts ...exchange.Option) *exchange.
 
 func newTestEdge(t testing.TB, opts ...usertoken.Option) *testEdge {
 	t.Helper()
+	p := oidctest.Start(t)
+	te := newTestEdgeFor(t, p.URL, p.Client(), opts...)
+	te.provider = p
+	return te
+}
+
+// newTestEdgeFor builds a test edge trusting issuer for every tenant, reached with client.
+func newTestEdgeFor(t testing.TB, issuer string, client *http.Client, opts ...usertoken.Option) *testEdge {
+	t.Helper()
 	topo := topology.Default()
 	w, _ := topo.Workload("edge")
-	te := &testEdge{provider: oidctest.Start(t), logs: &syncBuffer{}, clk: &clock{now: time.Now().Truncate(time.Second)},
+	te := &testEdge{logs: &syncBuffer{}, clk: &clock{now: time.Now().Truncate(time.Second)},
 		gateways: map[string]*gateway{}, edgeID: w.ID}
 	log := slog.New(slog.NewJSONHandler(te.logs, nil))
 	minter, err := usertoken.NewIssuer(w.ID, append([]usertoken.Option{usertoken.WithClock(te.clk.Now)}, opts...)...)
@@ -142,7 +151,7 @@ func newTestEdge(t testing.TB, opts ...usertoken.Option) *testEdge {
 		t.Fatal(err)
 	}
 	te.minter = minter
-	ext, err := extoken.New([]string{te.provider.URL}, "ztbank", te.provider.Client(),
+	ext, err := extoken.New([]string{issuer}, "ztbank", client,
 		extoken.WithClock(te.clk.Now), extoken.WithLogger(log))
 	if err != nil {
 		t.Fatal(err)
@@ -154,7 +163,7 @@ func newTestEdge(t testing.TB, opts ...usertoken.Option) *testEdge {
 	}
 	trusted := map[string][]string{}
 	for _, tn := range tenants {
-		trusted[tn] = []string{te.provider.URL}
+		trusted[tn] = []string{issuer}
 	}
 	te.ext, te.mapper, te.trusted = ext, mapper, trusted
 	d := deps{
