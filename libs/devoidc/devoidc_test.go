@@ -522,3 +522,38 @@ func TestInsecureContainerMode(t *testing.T) {
 		t.Errorf("iss=%q tenant=%q, want %q and bank-b", got.Issuer, got.Tenant, issuer)
 	}
 }
+
+// TestConcurrentRefreshOfOneToken replays one refresh token from many goroutines at once:
+// rotation must let exactly one of them through, and the others must see invalid_grant.
+func TestConcurrentRefreshOfOneToken(t *testing.T) {
+	p, client := startProvider(t, Config{})
+	ctx := context.Background()
+	tokens, err := Login(ctx, client, p.Issuer(), CLIClientID, "alice@bank-a", passwordOf(t, p, "alice@bank-a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 8
+	errs := make(chan error, n)
+	for range n {
+		go func() {
+			_, err := Refresh(ctx, client, p.Issuer(), CLIClientID, tokens.RefreshToken)
+			errs <- err
+		}()
+	}
+	got := map[string]int{}
+	for range n {
+		err := <-errs
+		var oauthErr *OAuthError
+		switch {
+		case err == nil:
+			got["ok"]++
+		case errors.As(err, &oauthErr):
+			got[oauthErr.Code]++
+		default:
+			t.Errorf("Refresh() error = %v", err)
+		}
+	}
+	if diff := cmp.Diff(map[string]int{"ok": 1, "invalid_grant": n - 1}, got); diff != "" {
+		t.Errorf("outcomes mismatch (-want +got):\n%s", diff)
+	}
+}

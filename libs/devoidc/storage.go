@@ -318,7 +318,9 @@ func (s *storage) CreateAccessAndRefreshTokens(_ context.Context, req op.TokenRe
 	case *refreshToken:
 		old, ok := s.refreshTokens[current]
 		if !ok || now.After(old.expiresAt) {
-			return "", "", time.Time{}, op.ErrInvalidRefreshToken
+			// Lost a race with a concurrent use of the same token: the client gets the
+			// invalid_grant a replayed token deserves, not a server error.
+			return "", "", time.Time{}, oidc.ErrInvalidGrant().WithDescription("refresh token already used or expired")
 		}
 		delete(s.refreshTokens, current)
 		next.userID, next.clientID, next.authTime = old.userID, old.clientID, old.authTime
