@@ -265,6 +265,18 @@ func TestLoginRejectsBadCredentials(t *testing.T) {
 			}
 		})
 	}
+	t.Run("unknown client", func(t *testing.T) {
+		_, err := Login(ctx, client, p.Issuer(), "ztbank-cli-evil", "alice@bank-a", alicePW)
+		if err == nil || errors.Is(err, ErrLoginRejected) {
+			t.Errorf("Login() error = %v, want the authorize endpoint's refusal", err)
+		}
+	})
+	t.Run("confidential client without secret", func(t *testing.T) {
+		_, err := Login(ctx, client, p.Issuer(), ServiceClientID, "alice@bank-a", alicePW)
+		if err == nil {
+			t.Error("Login() through the client-credentials-only client succeeded")
+		}
+	})
 }
 
 func TestCodeExchangeRequiresTheRightVerifier(t *testing.T) {

@@ -150,6 +150,11 @@ func authorize(ctx context.Context, client *http.Client, issuer, clientID, usern
 		// A redirect straight to the client means the provider refused the request.
 		return authCode{}, "", callbackError(resp.redirect, state)
 	}
+	if resp.status != http.StatusOK {
+		// op answers an unusable request (unknown client, unregistered redirect URI) with
+		// an error page instead of redirecting to a redirect URI it cannot trust.
+		return authCode{}, "", fmt.Errorf("devoidc: authorize answered HTTP %d: %.200q", resp.status, resp.body)
+	}
 	action, fields, err := parseLoginForm(resp.body)
 	if err != nil {
 		return authCode{}, "", err
