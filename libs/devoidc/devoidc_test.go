@@ -287,16 +287,16 @@ func TestCodeExchangeRequiresTheRightVerifier(t *testing.T) {
 		t.Fatalf("authorize() error = %v", err)
 	}
 
-	_, err = exchangeCode(ctx, client, p.Issuer(), CLIClientID, code.code, randomSecret(), code.nonce)
+	_, err = exchangeCode(ctx, client, CLIClientID, code, randomSecret())
 	var oauthErr *OAuthError
 	if !errors.As(err, &oauthErr) || oauthErr.Code != "invalid_grant" {
 		t.Fatalf("exchange with a wrong verifier: error = %v, want invalid_grant", err)
 	}
 	// The failure was the verifier's alone: the right one still redeems the code, once.
-	if _, err := exchangeCode(ctx, client, p.Issuer(), CLIClientID, code.code, verifier, code.nonce); err != nil {
+	if _, err := exchangeCode(ctx, client, CLIClientID, code, verifier); err != nil {
 		t.Fatalf("exchange with the right verifier: %v", err)
 	}
-	_, err = exchangeCode(ctx, client, p.Issuer(), CLIClientID, code.code, verifier, code.nonce)
+	_, err = exchangeCode(ctx, client, CLIClientID, code, verifier)
 	if !errors.As(err, &oauthErr) || oauthErr.Code != "invalid_grant" {
 		t.Errorf("second exchange of one code: error = %v, want invalid_grant", err)
 	}

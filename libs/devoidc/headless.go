@@ -58,13 +58,17 @@ func Login(ctx context.Context, client *http.Client, issuer, clientID, username,
 	if err != nil {
 		return Tokens{}, err
 	}
-	return exchangeCode(ctx, client, issuer, clientID, code.code, verifier, code.nonce)
+	return exchangeCode(ctx, client, clientID, code, verifier)
 }
 
 // Refresh redeems a refresh token for new tokens. The provider rotates refresh tokens, so
 // the returned RefreshToken replaces the one passed in, which no longer works.
 func Refresh(ctx context.Context, client *http.Client, issuer, clientID, refreshToken string) (Tokens, error) {
-	return token(ctx, client, issuer, url.Values{
+	d, err := discover(ctx, client, issuer)
+	if err != nil {
+		return Tokens{}, err
+	}
+	return token(ctx, client, d.TokenEndpoint, url.Values{
 		"grant_type":    {"refresh_token"},
 		"client_id":     {clientID},
 		"refresh_token": {refreshToken},
@@ -73,7 +77,11 @@ func Refresh(ctx context.Context, client *http.Client, issuer, clientID, refresh
 
 // ClientCredentials obtains an access token for a confidential client (no user).
 func ClientCredentials(ctx context.Context, client *http.Client, issuer, clientID, clientSecret string) (Tokens, error) {
-	return token(ctx, client, issuer, url.Values{"grant_type": {"client_credentials"}},
+	d, err := discover(ctx, client, issuer)
+	if err != nil {
+		return Tokens{}, err
+	}
+	return token(ctx, client, d.TokenEndpoint, url.Values{"grant_type": {"client_credentials"}},
 		func(r *http.Request) {
 			// RFC 6749 section 2.3.1: form-encode the credentials before Basic encoding.
 			r.SetBasicAuth(url.QueryEscape(clientID), url.QueryEscape(clientSecret))
@@ -112,7 +120,9 @@ func discover(ctx context.Context, client *http.Client, issuer string) (discover
 	return d, nil
 }
 
-type authCode struct{ code, nonce string }
+// authCode is the outcome of the front channel: the code, the nonce the ID token must carry
+// and the token endpoint to redeem the code at.
+type authCode struct{ code, nonce, tokenEndpoint string }
 
 // authorize runs the front-channel half of the login and returns the authorization code
 // and the PKCE verifier that redeems it.
@@ -174,7 +184,7 @@ func authorize(ctx context.Context, client *http.Client, issuer, clientID, usern
 	if err := callbackError(resp.redirect, state); err != nil {
 		return authCode{}, "", err
 	}
-	return authCode{code: resp.redirect.Query().Get("code"), nonce: nonce}, verifier, nil
+	return authCode{code: resp.redirect.Query().Get("code"), nonce: nonce, tokenEndpoint: d.TokenEndpoint}, verifier, nil
 }
 
 // callbackError checks a redirect to the client: it must carry our state, and either an
@@ -288,11 +298,11 @@ func attr(n *html.Node, key string) string {
 	return ""
 }
 
-func exchangeCode(ctx context.Context, client *http.Client, issuer, clientID, code, verifier, nonce string) (Tokens, error) {
-	t, err := token(ctx, client, issuer, url.Values{
+func exchangeCode(ctx context.Context, client *http.Client, clientID string, code authCode, verifier string) (Tokens, error) {
+	t, err := token(ctx, client, code.tokenEndpoint, url.Values{
 		"grant_type":    {"authorization_code"},
 		"client_id":     {clientID},
-		"code":          {code},
+		"code":          {code.code},
 		"redirect_uri":  {CLIRedirectURI},
 		"code_verifier": {verifier},
 	}, nil)
@@ -301,18 +311,14 @@ func exchangeCode(ctx context.Context, client *http.Client, issuer, clientID, co
 	}
 	// The nonce binds the ID token to this login. The token came straight from the token
 	// endpoint over verified TLS, so its payload is read here without checking the signature.
-	if got, err := unverifiedClaim(t.IDToken, "nonce"); err != nil || got != nonce {
+	if got, err := unverifiedClaim(t.IDToken, "nonce"); err != nil || got != code.nonce {
 		return Tokens{}, errors.New("devoidc: ID token nonce does not match the login")
 	}
 	return t, nil
 }
 
-func token(ctx context.Context, client *http.Client, issuer string, form url.Values, auth func(*http.Request)) (Tokens, error) {
-	d, err := discover(ctx, client, issuer)
-	if err != nil {
-		return Tokens{}, err
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.TokenEndpoint, strings.NewReader(form.Encode()))
+func token(ctx context.Context, client *http.Client, tokenEndpoint string, form url.Values, auth func(*http.Request)) (Tokens, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, tokenEndpoint, strings.NewReader(form.Encode()))
 	if err != nil {
 		return Tokens{}, fmt.Errorf("devoidc: token request: %w", err)
 	}
