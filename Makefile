@@ -54,7 +54,7 @@ deploy-check: ## offline validation of Kubernetes, Istio, SPIRE, Emissary, Tilt 
 	@cd deploy/check && GOWORK=off $(GO) test -count=1 ./...
 
 generate: ## regenerate topology-derived deploy files
-	@cd deploy/check && GOWORK=off $(GO) run ./cmd/topogen -root ../..
+	@cd deploy/check && GOWORK=off $(GO) run ./cmd/topogen -out ../k8s/generated
 
 fuzz: ## run every fuzz target for FUZZTIME (default 5s)
 	@for pkg in $$($(GO) list work); do \
@@ -68,6 +68,13 @@ fuzz: ## run every fuzz target for FUZZTIME (default 5s)
 bench: ## benchmarks (policy decision, token verify/mint, mTLS) with medians of 5 runs
 	@$(GO) test -run '^$$' -bench . -benchmem -count 5 work | tee $(DEV)/bench.txt
 	@echo "==> raw results in $(DEV)/bench.txt (compare runs with benchstat)"
+
+token: ## print an access token for USER (e.g. make -s token USER=alice@bank-a) from the running stack
+	@test -n "$(USER)" || { echo "usage: make token USER=alice@bank-a" >&2; exit 2; }
+	@$(GO) run ./tools/devoidc token -stack $(DEV)/stack.json -user "$(USER)"
+
+migrate: ## apply migrations to the running stack's PostgreSQL (make dev does this itself)
+	@$(GO) run ./tools/devstack migrate
 
 tidy: ## tidy every module and align shared versions across the workspace
 	@for m in libs services/* tools tests; do (cd $$m && $(GO) mod tidy); done

@@ -18,7 +18,10 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/ztbank/ztbank/libs/localpg"
 	"github.com/ztbank/ztbank/libs/localspire"
+	"github.com/ztbank/ztbank/libs/migrate"
+	"github.com/ztbank/ztbank/libs/topology"
 	"github.com/ztbank/ztbank/tools/devstack/stack"
 )
 
@@ -31,7 +34,7 @@ func main() {
 	}
 }
 
-const usage = "usage: devstack dev|up|down|status"
+const usage = "usage: devstack dev|up|down|status|migrate"
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	if len(args) < 2 {
@@ -55,6 +58,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return up(ctx, args[0], state, stdout)
 	case "down":
 		return down(state, stdout)
+	case "migrate":
+		// Adopts the stack's cluster (starting it if it is stopped) and applies migrations.
+		c, err := localpg.Start(ctx, filepath.Join(state, "pg"))
+		if err != nil {
+			return err
+		}
+		if err := migrate.UpAll(ctx, c.AdminDSN("postgres"), topology.Default(), os.DirFS(filepath.Join(root, "migrations"))); err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, "migrations applied")
+		return nil
 	case "status":
 		info, err := stack.ReadInfo(filepath.Join(state, "stack.json"))
 		if err != nil || !alive(info.PID) {
@@ -80,7 +94,7 @@ func dev(ctx context.Context, root, state string, freePorts bool, stdout io.Writ
 		return err
 	}
 	start := time.Now()
-	s, err := stack.Start(ctx, stack.Options{Root: root, StateDir: state, FreePorts: freePorts, FrontDoor: true, Progress: stdout})
+	s, err := stack.Start(ctx, stack.Options{Root: root, StateDir: state, FreePorts: freePorts, FrontDoor: true, Postgres: true, Progress: stdout})
 	if err != nil {
 		return err
 	}
@@ -111,6 +125,9 @@ func printTable(w io.Writer, info stack.Info) {
 	fmt.Fprintf(w, "\nSPIRE agent socket: %s\n", info.AgentSocket)
 	if info.Edge != nil {
 		fmt.Fprintf(w, "edge (public):      %s   CA: %s\n", info.Edge.URL, info.Edge.CAFile)
+	}
+	if info.Postgres != nil {
+		fmt.Fprintf(w, "PostgreSQL:         %s:%d (TLS, scram-sha-256; service passwords rotate every 5 min, valid 15)\n", info.Postgres.Host, info.Postgres.Port)
 	}
 	if info.OIDC != nil {
 		fmt.Fprintf(w, "OIDC issuer:        %s   demo passwords: %s\n", info.OIDC.Issuer, info.OIDC.PasswordsFile)

@@ -20,6 +20,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ztbank/ztbank/libs/localpg"
 	"github.com/ztbank/ztbank/libs/localspire"
 	"github.com/ztbank/ztbank/libs/topology"
 )
@@ -41,6 +42,9 @@ type Options struct {
 	// FrontDoor starts the dev CA, the OIDC provider and the edge (and includes the edge
 	// in the default service set). `make dev` turns it on.
 	FrontDoor bool
+	// Postgres starts PostgreSQL (TLS, scram-sha-256), migrates, seeds and rotates the
+	// service roles' 15-minute passwords. `make dev` turns it on.
+	Postgres bool
 }
 
 // Stack is a running local stack.
@@ -52,6 +56,11 @@ type Stack struct {
 	Services map[string]*Service // by workload name
 	Edge     EdgeInfo
 	OIDC     OIDCInfo
+	Postgres PostgresInfo
+
+	pg           *localpg.Cluster
+	rotations    []rotation
+	stopRotation context.CancelFunc
 
 	oidc    interface{ Close() error }
 	oidcLog *os.File
@@ -82,6 +91,7 @@ type Info struct {
 	SpireBin    string         `json:"spire_bin"`
 	Workloads   []WorkloadInfo `json:"workloads"`
 	Edge        *EdgeInfo      `json:"edge,omitempty"`
+	Postgres    *PostgresInfo  `json:"postgres,omitempty"`
 	OIDC        *OIDCInfo      `json:"oidc,omitempty"`
 }
 
@@ -143,6 +153,12 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	}
 	if err := s.assignAddrs(workloads); err != nil {
 		return nil, err
+	}
+	if opts.Postgres {
+		opts.progress("starting PostgreSQL (TLS, scram-sha-256) under %s", filepath.Join(opts.StateDir, "pg"))
+		if err := s.startPostgres(ctx); err != nil {
+			return nil, err
+		}
 	}
 	if opts.FrontDoor {
 		opts.progress("starting the dev CA and OIDC provider")
@@ -405,6 +421,7 @@ func (s *Stack) Stop() {
 	}
 	wg.Wait()
 	s.stopFrontDoor()
+	s.stopPostgres()
 	if s.Spire != nil {
 		s.Spire.Stop()
 		s.Spire = nil
@@ -444,6 +461,10 @@ func (s *Stack) Info() Info {
 	if s.OIDC.Issuer != "" {
 		o := s.OIDC
 		info.OIDC = &o
+	}
+	if s.Postgres.Port != 0 {
+		p := s.Postgres
+		info.Postgres = &p
 	}
 	return info
 }
