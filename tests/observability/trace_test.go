@@ -1,0 +1,171 @@
+package observability
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net/http"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+)
+
+// mintedClient returns an HTTP client presenting a genuine SVID minted by the stack's SPIRE
+// server for id, accepting only server.
+func mintedClient(t *testing.T, id, server spiffeid.ID) *http.Client {
+	t.Helper()
+	dir := filepath.Join(tmpRoot, "minted", strings.NewReplacer("/", "_", ":", "_").Replace(id.String()))
+	if err := st.Spire.Mint(context.Background(), id, time.Hour, dir); err != nil {
+		t.Fatal(err)
+	}
+	svid, err := x509svid.Load(filepath.Join(dir, "svid.pem"), filepath.Join(dir, "key.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bundle, err := x509bundle.Load(id.TrustDomain(), filepath.Join(dir, "bundle.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := tlsconfig.MTLSClientConfig(svid, bundle, tlsconfig.AuthorizeID(server))
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg}}
+}
+
+func workloadID(t *testing.T, name string) spiffeid.ID {
+	t.Helper()
+	w, ok := st.Topo.Workload(name)
+	if !ok {
+		t.Fatalf("no workload %s in the topology", name)
+	}
+	return w.ID
+}
+
+func attr(s *tracepb.Span, key string) string {
+	for _, kv := range s.GetAttributes() {
+		if kv.GetKey() == key {
+			return kv.GetValue().GetStringValue()
+		}
+	}
+	return ""
+}
+
+// hop is one server span reduced to what the test asserts: who served, who called, and
+// which workload's client span is its parent.
+type hop struct {
+	Workload, Route, Caller, ParentWorkload string
+}
+
+// TestOneTraceCoversEveryHop sends one request, as the edge, into bank-b's gateway with a
+// traceparent the test chose, and requires the gateway → payment → ledger and gateway →
+// ledger hops to arrive at the collector as one trace: a server span per hop whose caller
+// attribute is the SPIFFE ID that hop's mTLS proved, each the child of the calling
+// service's client span.
+func TestOneTraceCoversEveryHop(t *testing.T) {
+	gw := traced["bank-b/gateway"]
+	client := mintedClient(t, workloadID(t, "edge"), workloadID(t, "bank-b/gateway"))
+
+	traceID := make([]byte, 16)
+	rootSpan := make([]byte, 8)
+	rand.Read(traceID)
+	rand.Read(rootSpan)
+	req, err := http.NewRequest(http.MethodGet, "https://"+gw.listen+"/internal/chain", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Traceparent", fmt.Sprintf("00-%x-%x-01", traceID, rootSpan))
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || strings.Contains(string(body), `"error"`) {
+		t.Fatalf("chain: status %d, body %s", resp.StatusCode, body)
+	}
+
+	// gateway, payment, ledger via payment, ledger via gateway: four server spans, three
+	// client spans. Batches arrive within the 100 ms schedule delay; allow for a slow box.
+	var spans []exportedSpan
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		spans = collector.trace(traceID)
+		if countKind(spans, tracepb.Span_SPAN_KIND_SERVER) >= 4 && countKind(spans, tracepb.Span_SPAN_KIND_CLIENT) >= 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 20s the collector has %d spans of trace %s: %v", len(spans), hex.EncodeToString(traceID), describe(spans))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond) // let any stray extra span arrive, so the count below is final
+	spans = collector.trace(traceID)
+
+	clientOwner := map[string]string{} // client span ID → workload that made the call
+	for _, s := range spans {
+		if s.Span.GetKind() == tracepb.Span_SPAN_KIND_CLIENT {
+			clientOwner[string(s.Span.GetSpanId())] = s.Workload
+		}
+	}
+	var got []hop
+	for _, s := range spans {
+		if s.Span.GetKind() != tracepb.Span_SPAN_KIND_SERVER {
+			continue
+		}
+		parent := clientOwner[string(s.Span.GetParentSpanId())]
+		if string(s.Span.GetParentSpanId()) == string(rootSpan) {
+			parent = "test (as edge)"
+		}
+		got = append(got, hop{Workload: s.Workload, Route: attr(s.Span, "http.route"),
+			Caller: attr(s.Span, "ztbank.caller.spiffe_id"), ParentWorkload: parent})
+	}
+	sort.Slice(got, func(i, j int) bool {
+		return got[i].Workload+got[i].Caller < got[j].Workload+got[j].Caller
+	})
+	id := func(n string) string { return workloadID(t, n).String() }
+	want := []hop{
+		{"bank-b/gateway", "/internal/chain", id("edge"), "test (as edge)"},
+		{"bank-b/ledger", "/internal/chain", id("bank-b/gateway"), "bank-b/gateway"},
+		{"bank-b/ledger", "/internal/chain", id("bank-b/payment"), "bank-b/payment"},
+		{"bank-b/payment", "/internal/chain", id("bank-b/gateway"), "bank-b/gateway"},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("server spans of the trace mismatch (-want +got):\n%s\nall spans: %v", diff, describe(spans))
+	}
+	if n := countKind(spans, tracepb.Span_SPAN_KIND_CLIENT); n != 3 {
+		t.Errorf("got %d client spans, want 3 (gateway→payment, gateway→ledger, payment→ledger): %v", n, describe(spans))
+	}
+	for _, s := range spans {
+		if s.Span.GetKind() == tracepb.Span_SPAN_KIND_CLIENT && attr(s.Span, "ztbank.peer.workload") == "" {
+			t.Errorf("client span %q from %s has no ztbank.peer.workload", s.Span.GetName(), s.Workload)
+		}
+	}
+}
+
+func countKind(spans []exportedSpan, k tracepb.Span_SpanKind) int {
+	n := 0
+	for _, s := range spans {
+		if s.Span.GetKind() == k {
+			n++
+		}
+	}
+	return n
+}
+
+func describe(spans []exportedSpan) []string {
+	var out []string
+	for _, s := range spans {
+		out = append(out, fmt.Sprintf("%s %s %q caller=%s", s.Workload, s.Span.GetKind(), s.Span.GetName(),
+			attr(s.Span, "ztbank.caller.spiffe_id")))
+	}
+	return out
+}
