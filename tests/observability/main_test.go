@@ -79,7 +79,13 @@ func runMain(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "start traced services:", err)
 		return 1
 	}
-	return m.Run()
+	code := m.Run()
+	stopTraced() // flush and close the logs before reading them
+	if leaks := scanLogsForSecrets(); len(leaks) > 0 {
+		fmt.Fprintf(os.Stderr, "FAIL: token or password material in logs:\n%s\n", strings.Join(leaks, "\n"))
+		return 1
+	}
+	return code
 }
 
 // tracedService is a second instance of a stack workload's binary, started by this package
@@ -177,6 +183,7 @@ func stopTraced() {
 		case <-time.After(10 * time.Second):
 			ts.cmd.Process.Kill()
 		}
+		ts.cmd = nil // stopped; runMain's deferred call finds nothing left to do
 	}
 }
 
