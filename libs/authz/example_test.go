@@ -25,7 +25,9 @@ func (h *ledgerHandlers) entries(w http.ResponseWriter, r *http.Request) {
 	w.Write([]byte(`{"entries":[]}`))
 }
 
-func (h *ledgerHandlers) post(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusCreated) }
+func (h *ledgerHandlers) post(w http.ResponseWriter, r *http.Request) {
+	w.WriteHeader(http.StatusCreated)
+}
 
 // A service prepares the engine once in run and declares each route's permission in routes.go.
 func Example() {
