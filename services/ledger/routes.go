@@ -11,15 +11,28 @@ import (
 
 // NewServer returns the service's HTTP API. Only workloads the topology allows to call
 // this service get past the mTLS handshake (and, in mesh mode, the XFCC check); every
-// route below then names the permission it needs.
-func NewServer(rt *server.Runtime, peers []*server.Peer) http.Handler {
+// route below then names the permission it needs. Routes with an {accountID} also check
+// ownership in the handler, once the account is loaded (Require alone decides on the role
+// and tenant: the policy sees no owner until the handler supplies the resource).
+func NewServer(rt *server.Runtime, peers []*server.Peer, ledger Ledger) http.Handler {
 	r := rt.Router()
-	addRoutes(r, rt, peers)
+	addRoutes(r, rt, peers, &handlers{az: rt.Authz, ledger: ledger, tenant: rt.Self.Tenant})
 	return r
 }
 
-func addRoutes(r chi.Router, rt *server.Runtime, peers []*server.Peer) {
+func addRoutes(r chi.Router, rt *server.Runtime, peers []*server.Peer, h *handlers) {
 	az := rt.Authz
 	r.With(rt.OptionalUserToken, az.Require("whoami", authz.WorkloadOnly())).Get("/internal/whoami", rt.WhoAmI)
 	r.With(rt.OptionalUserToken, az.Require("whoami", authz.WorkloadOnly())).Get("/internal/chain", rt.Chain(peers))
+
+	// Public through the gateway: the caller's own accounts, balances and entries.
+	r.With(rt.UserToken, az.Require("accounts:read", authz.From("bank-b/gateway"))).Get("/v1/accounts", h.listAccounts)
+	r.With(rt.UserToken, az.Require("accounts:read", authz.From("bank-b/gateway"))).Get("/v1/accounts/{accountID}/balance", h.balance)
+	r.With(rt.UserToken, az.Require("ledger:read", authz.From("bank-b/gateway"))).Get("/v1/accounts/{accountID}/entries", h.entries)
+
+	// Internal: the payment service looks up who owns an account (it decides ownership for
+	// the payment itself) and is the only workload that may post; the posting is also checked
+	// here, per debited account, against the user the payment speaks for.
+	r.With(rt.UserToken, az.Require("accounts:read", authz.From("bank-b/payment"))).Get("/v1/accounts/{accountID}", h.accountOwner)
+	r.With(rt.UserToken, az.Require("ledger:post", authz.From("bank-b/payment"))).Post("/v1/postings", h.post)
 }

@@ -328,3 +328,28 @@ func (s *Store) Entries(ctx context.Context, account uuid.UUID, after int64, lim
 	}
 	return out, next, nil
 }
+
+// AccountsByOwner returns up to limit of owner's customer accounts with their balances,
+// oldest first. It serves "my accounts", so it never returns system accounts.
+func (s *Store) AccountsByOwner(ctx context.Context, owner uuid.UUID, limit int) ([]Account, error) {
+	if limit <= 0 || limit > MaxPageSize {
+		return nil, fmt.Errorf("%w: page size %d, want 1 to %d", ErrInvalid, limit, MaxPageSize)
+	}
+	rows, err := s.pool().Query(ctx, `SELECT id, kind, name, currency, balance, created_at
+		FROM ledger.accounts WHERE owner_id = $1 AND kind = 'customer' ORDER BY created_at, id LIMIT $2`, owner, limit)
+	if err != nil {
+		return nil, fmt.Errorf("accounts of %s: %w", owner, err)
+	}
+	var out []Account
+	var a Account
+	var cur string
+	_, err = pgx.ForEachRow(rows, []any{&a.ID, &a.Kind, &a.Name, &cur, &a.Balance.Amount, &a.CreatedAt}, func() error {
+		a.OwnerID, a.Balance.Currency = owner, money.Currency(cur)
+		out = append(out, a)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("accounts of %s: %w", owner, err)
+	}
+	return out, nil
+}

@@ -1,0 +1,331 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/google/uuid"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/ztbank/ztbank/libs/authz"
+	"github.com/ztbank/ztbank/libs/caller"
+	"github.com/ztbank/ztbank/libs/money"
+	"github.com/ztbank/ztbank/libs/problem"
+	"github.com/ztbank/ztbank/libs/usertoken"
+	"github.com/ztbank/ztbank/services/ledger/store"
+)
+
+// Ledger is what the handlers need from the ledger store.
+type Ledger interface {
+	Account(ctx context.Context, id uuid.UUID) (store.Account, error)
+	AccountsByOwner(ctx context.Context, owner uuid.UUID, limit int) ([]store.Account, error)
+	Entries(ctx context.Context, account uuid.UUID, after int64, limit int) ([]store.Entry, int64, error)
+	Post(ctx context.Context, t store.Transaction) (store.Transaction, error)
+}
+
+// Page sizes for entries.
+const (
+	defaultPageSize = 50
+	maxPageSize     = 200
+	maxAccounts     = 100
+	maxPostingBytes = 8 << 10
+)
+
+type handlers struct {
+	az     *authz.Engine
+	ledger Ledger
+	tenant string
+}
+
+// accountJSON is an account as the API shows it.
+type accountJSON struct {
+	ID        uuid.UUID   `json:"id"`
+	OwnerID   uuid.UUID   `json:"owner_id,omitzero"`
+	Kind      string      `json:"kind"`
+	Name      string      `json:"name"`
+	Balance   money.Money `json:"balance"`
+	CreatedAt time.Time   `json:"created_at"`
+}
+
+func toJSON(a store.Account) accountJSON {
+	return accountJSON{ID: a.ID, OwnerID: a.OwnerID, Kind: a.Kind, Name: a.Name, Balance: a.Balance, CreatedAt: a.CreatedAt}
+}
+
+func (h *handlers) listAccounts(w http.ResponseWriter, r *http.Request) {
+	owner, err := userUUID(r.Context())
+	if err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	accts, err := h.ledger.AccountsByOwner(r.Context(), owner, maxAccounts)
+	if err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	out := make([]accountJSON, 0, len(accts))
+	for _, a := range accts {
+		out = append(out, toJSON(a))
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"accounts": out})
+}
+
+// load reads the account in the path and decides perm on it. An unknown account is decided
+// as one nobody owns, so a customer gets the same 403 for a neighbour's account as for a
+// made-up ID and cannot probe which IDs exist; staff, who may read any account of the
+// tenant, get the 404.
+func (h *handlers) load(r *http.Request, perm string) (store.Account, error) {
+	id, err := uuid.Parse(chi.URLParam(r, "accountID"))
+	if err != nil {
+		return store.Account{}, problem.Errorf(problem.ErrBadRequest, "accountID must be a UUID")
+	}
+	a, err := h.ledger.Account(r.Context(), id)
+	if errors.Is(err, store.ErrNotFound) {
+		if err := h.az.Check(r.Context(), perm, authz.Resource{Kind: "ledger_account", ID: id.String(), Tenant: h.tenant}); err != nil {
+			return store.Account{}, err
+		}
+		return store.Account{}, problem.Errorf(problem.ErrNotFound, "no such account")
+	}
+	if err != nil {
+		return store.Account{}, err
+	}
+	if err := h.az.Check(r.Context(), perm, h.resource(a)); err != nil {
+		return store.Account{}, err
+	}
+	return a, nil
+}
+
+func (h *handlers) resource(a store.Account) authz.Resource {
+	return authz.Resource{Kind: "ledger_account", ID: a.ID.String(), Owner: h.ownerID(a.OwnerID), Tenant: h.tenant}
+}
+
+// ownerID is the SPIFFE ID of the user who owns a resource; zero for system accounts, which
+// no customer owns.
+func (h *handlers) ownerID(owner uuid.UUID) spiffeid.ID {
+	if owner == uuid.Nil {
+		return spiffeid.ID{}
+	}
+	id, err := usertoken.UserID(h.tenant, owner.String())
+	if err != nil {
+		return spiffeid.ID{}
+	}
+	return id
+}
+
+func (h *handlers) balance(w http.ResponseWriter, r *http.Request) {
+	a, err := h.load(r, "accounts:read")
+	if err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"account_id": a.ID, "balance": a.Balance})
+}
+
+func (h *handlers) accountOwner(w http.ResponseWriter, r *http.Request) {
+	id, err := uuid.Parse(chi.URLParam(r, "accountID"))
+	if err != nil {
+		problem.Write(w, r, problem.Errorf(problem.ErrBadRequest, "accountID must be a UUID"))
+		return
+	}
+	// Only the payment service reaches this route (From in routes.go); it makes the
+	// ownership decision for the payment with its own policy engine, so the route-level
+	// decision is the one recorded here.
+	a, err := h.ledger.Account(r.Context(), id)
+	if errors.Is(err, store.ErrNotFound) {
+		err = problem.Errorf(problem.ErrNotFound, "no such account")
+	}
+	if err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, toJSON(a))
+}
+
+type entryJSON struct {
+	ID            int64       `json:"id"`
+	TransactionID uuid.UUID   `json:"transaction_id"`
+	Amount        money.Money `json:"amount"`
+	CreatedAt     time.Time   `json:"created_at"`
+}
+
+func (h *handlers) entries(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	limit, after := defaultPageSize, int64(0)
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > maxPageSize {
+			problem.Write(w, r, problem.Errorf(problem.ErrBadRequest, fmt.Sprintf("limit must be 1 to %d", maxPageSize)))
+			return
+		}
+		limit = n
+	}
+	if s := q.Get("cursor"); s != "" {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || n < 0 {
+			problem.Write(w, r, problem.Errorf(problem.ErrBadRequest, "cursor must be the next_cursor of a previous page"))
+			return
+		}
+		after = n
+	}
+	a, err := h.load(r, "ledger:read")
+	if err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	es, next, err := h.ledger.Entries(r.Context(), a.ID, after, limit)
+	if err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	out := make([]entryJSON, 0, len(es))
+	for _, e := range es {
+		out = append(out, entryJSON{ID: e.ID, TransactionID: e.TransactionID, Amount: e.Amount, CreatedAt: e.CreatedAt})
+	}
+	body := map[string]any{"account_id": a.ID, "entries": out}
+	if next != 0 {
+		body["next_cursor"] = strconv.FormatInt(next, 10)
+	}
+	writeJSON(w, http.StatusOK, body)
+}
+
+// postingRequest is the body of POST /v1/postings: a balanced transaction in one currency.
+type postingRequest struct {
+	Reference   string         `json:"reference"`
+	Description string         `json:"description"`
+	Currency    string         `json:"currency"`
+	Entries     []postingEntry `json:"entries"`
+}
+
+type postingEntry struct {
+	AccountID uuid.UUID       `json:"account_id"`
+	Amount    json.RawMessage `json:"amount"` // signed minor units; integer literal only
+}
+
+// PostingResult is the response to a posting.
+type postingResult struct {
+	TransactionID uuid.UUID `json:"transaction_id"`
+	Replayed      bool      `json:"replayed"`
+}
+
+func decodePosting(r io.Reader) (store.Transaction, error) {
+	b, err := io.ReadAll(io.LimitReader(r, maxPostingBytes+1))
+	if err != nil || len(b) > maxPostingBytes {
+		return store.Transaction{}, problem.Errorf(problem.ErrBadRequest, "posting body unreadable or too large")
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	var req postingRequest
+	if err := dec.Decode(&req); err != nil || dec.More() {
+		return store.Transaction{}, problem.Errorf(problem.ErrBadRequest, "posting must be one JSON object with reference, description, currency and entries")
+	}
+	t := store.Transaction{Reference: req.Reference, Description: req.Description, Currency: money.Currency(req.Currency)}
+	for _, e := range req.Entries {
+		// Reuse money's integer-only parser: a fraction or exponent is refused, never rounded.
+		var m money.Money
+		if err := m.UnmarshalJSON([]byte(`{"amount":` + string(e.Amount) + `,"currency":"` + string(t.Currency) + `"}`)); err != nil {
+			return store.Transaction{}, problem.Errorf(problem.ErrBadRequest, "entry amounts must be integer minor units of a supported currency")
+		}
+		t.Postings = append(t.Postings, store.Posting{AccountID: e.AccountID, Amount: m.Amount})
+	}
+	if err := t.Validate(); err != nil {
+		return store.Transaction{}, problem.Errorf(problem.ErrUnprocessable, err.Error())
+	}
+	return t, nil
+}
+
+func (h *handlers) post(w http.ResponseWriter, r *http.Request) {
+	t, err := decodePosting(r.Body)
+	if err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	// Defence in depth behind the payment service: the user the payment speaks for must be
+	// allowed to post on every account it debits (customers: only their own). Credits go to
+	// any account of the tenant, as a payment to someone else does.
+	for _, p := range t.Postings {
+		if p.Amount >= 0 {
+			continue
+		}
+		a, err := h.ledger.Account(r.Context(), p.AccountID)
+		if errors.Is(err, store.ErrNotFound) {
+			problem.Write(w, r, rejected("unknown_account", "a debited account does not exist"))
+			return
+		}
+		if err != nil {
+			problem.Write(w, r, err)
+			return
+		}
+		if err := h.az.Check(r.Context(), "ledger:post", h.resource(a)); err != nil {
+			problem.Write(w, r, err)
+			return
+		}
+	}
+	out, err := h.ledger.Post(r.Context(), t)
+	switch {
+	case errors.Is(err, store.ErrInsufficientFunds):
+		err = rejected("insufficient_funds", "insufficient funds")
+	case errors.Is(err, store.ErrNotFound):
+		err = rejected("unknown_account", "an account does not exist")
+	case errors.Is(err, store.ErrCurrencyMismatch):
+		err = rejected("currency_mismatch", "an account is in another currency")
+	case errors.Is(err, store.ErrReferenceConflict):
+		err = problem.Errorf(problem.ErrConflict, "reference already posted with different entries")
+	case errors.Is(err, store.ErrInvalid):
+		err = problem.Errorf(problem.ErrUnprocessable, err.Error())
+	}
+	if err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	status := http.StatusCreated
+	if out.Replayed {
+		status = http.StatusOK
+	}
+	writeJSON(w, status, postingResult{TransactionID: out.ID, Replayed: out.Replayed})
+}
+
+// rejected is a business refusal: final, so the payment service stores it (422 with a
+// machine-readable reason).
+func rejected(reason, msg string) error {
+	return problem.With(problem.ErrUnprocessable, msg, map[string]any{"reason": reason})
+}
+
+// userUUID is the caller's user ID as the database stores it.
+func userUUID(ctx context.Context) (uuid.UUID, error) {
+	u := caller.From(ctx).User
+	_, rest, ok := cutUser(u.ID)
+	if !ok {
+		return uuid.Nil, problem.Errorf(problem.ErrForbidden, "the request carries no user")
+	}
+	id, err := uuid.Parse(rest)
+	if err != nil {
+		return uuid.Nil, problem.Errorf(problem.ErrForbidden, "the user ID is not one this service knows")
+	}
+	return id, nil
+}
+
+func cutUser(id spiffeid.ID) (string, string, bool) {
+	if id.IsZero() {
+		return "", "", false
+	}
+	const prefix = "/user/"
+	p := id.Path()
+	if len(p) <= len(prefix) || p[:len(prefix)] != prefix {
+		return "", "", false
+	}
+	return id.TrustDomain().Name(), p[len(prefix):], true
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
