@@ -11,15 +11,19 @@ import (
 
 // NewServer returns the service's HTTP API. Only workloads the topology allows to call
 // this service get past the mTLS handshake (and, in mesh mode, the XFCC check); every
-// route below then names the permission it needs.
-func NewServer(rt *server.Runtime, peers []*server.Peer) http.Handler {
+// route below then names the permission it needs, and the handlers decide ownership of the
+// source account or the payment once they have loaded it.
+func NewServer(rt *server.Runtime, peers []*server.Peer, payments Payments, ledger *LedgerClient) http.Handler {
 	r := rt.Router()
-	addRoutes(r, rt, peers)
+	addRoutes(r, rt, peers, &handlers{az: rt.Authz, payments: payments, ledger: ledger, tenant: rt.Self.Tenant})
 	return r
 }
 
-func addRoutes(r chi.Router, rt *server.Runtime, peers []*server.Peer) {
+func addRoutes(r chi.Router, rt *server.Runtime, peers []*server.Peer, h *handlers) {
 	az := rt.Authz
 	r.With(rt.OptionalUserToken, az.Require("whoami", authz.WorkloadOnly())).Get("/internal/whoami", rt.WhoAmI)
 	r.With(rt.OptionalUserToken, az.Require("whoami", authz.WorkloadOnly())).Get("/internal/chain", rt.Chain(peers))
+
+	r.With(rt.UserToken, az.Require("payments:create", authz.From("bank-b/gateway"))).Post("/v1/payments", h.create)
+	r.With(rt.UserToken, az.Require("payments:read", authz.From("bank-b/gateway"))).Get("/v1/payments/{paymentID}", h.get)
 }

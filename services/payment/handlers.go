@@ -1,0 +1,153 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/google/uuid"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/ztbank/ztbank/libs/authz"
+	"github.com/ztbank/ztbank/libs/caller"
+	"github.com/ztbank/ztbank/libs/problem"
+	"github.com/ztbank/ztbank/libs/usertoken"
+	"github.com/ztbank/ztbank/services/payment/store"
+)
+
+// Payments is what the handlers need from the payment store.
+type Payments interface {
+	Pay(ctx context.Context, principal uuid.UUID, key string, req store.Request, ledger store.Ledger) (store.Result, error)
+	Get(ctx context.Context, id uuid.UUID) (store.Payment, error)
+}
+
+type handlers struct {
+	az       *authz.Engine
+	payments Payments
+	ledger   *LedgerClient
+	tenant   string
+}
+
+func (h *handlers) create(w http.ResponseWriter, r *http.Request) {
+	if err := h.createPayment(w, r); err != nil {
+		problem.Write(w, r, err)
+	}
+}
+
+func (h *handlers) createPayment(w http.ResponseWriter, r *http.Request) error {
+	ctx := r.Context()
+	key := r.Header.Get("Idempotency-Key")
+	if key == "" {
+		return problem.Errorf(problem.ErrBadRequest, "the Idempotency-Key header is required")
+	}
+	if err := store.ValidKey(key); err != nil {
+		return problem.Errorf(problem.ErrBadRequest, err.Error())
+	}
+	req, err := store.DecodeRequest(r.Body)
+	if err != nil {
+		// DecodeRequest's messages name the field and rule, never stored data.
+		return problem.Errorf(problem.ErrBadRequest, err.Error())
+	}
+	principal, err := userUUID(ctx)
+	if err != nil {
+		return err
+	}
+	// The payer must own the source account. The ledger knows the owner; the decision is
+	// ours, with the loaded owner in the policy input. An unknown account is decided as one
+	// nobody owns, so it is refused exactly like a neighbour's.
+	src, err := h.ledger.Account(ctx, req.From)
+	if err != nil && !errors.Is(err, errUnknownAccount) {
+		return err
+	}
+	res := authz.Resource{Kind: "ledger_account", ID: req.From.String(), Owner: h.ownerID(src.OwnerID), Tenant: h.tenant}
+	if err := h.az.Check(ctx, "payments:create", res); err != nil {
+		return err
+	}
+	if errors.Is(err, errUnknownAccount) {
+		return problem.With(problem.ErrUnprocessable, "the source account does not exist", map[string]any{"reason": "unknown_account"})
+	}
+	out, err := h.payments.Pay(ctx, principal, key, req, h.ledger)
+	switch {
+	case errors.Is(err, store.ErrKeyReused):
+		return problem.Errorf(problem.ErrUnprocessable, "this Idempotency-Key was used with a different request")
+	case errors.Is(err, store.ErrInProgress):
+		return problem.Errorf(problem.ErrConflict, "a request with this Idempotency-Key is in progress; retry later")
+	case errors.Is(err, store.ErrInvalidRequest):
+		return problem.Errorf(problem.ErrBadRequest, err.Error())
+	case err != nil:
+		return err
+	}
+	if out.Replayed {
+		w.Header().Set("Idempotent-Replayed", "true")
+	}
+	if out.StatusCode == http.StatusUnprocessableEntity {
+		// A refused payment is a stored outcome, replayed identically on retry.
+		return problem.With(problem.ErrUnprocessable, "the payment was rejected",
+			map[string]any{"reason": out.Payment.Failure, "payment_id": out.Payment.ID.String()})
+	}
+	w.Header().Set("Location", "/v1/payments/"+out.Payment.ID.String())
+	writeJSON(w, out.StatusCode, out.Payment)
+	return nil
+}
+
+func (h *handlers) get(w http.ResponseWriter, r *http.Request) {
+	id, err := uuid.Parse(chi.URLParam(r, "paymentID"))
+	if err != nil {
+		problem.Write(w, r, problem.Errorf(problem.ErrBadRequest, "paymentID must be a UUID"))
+		return
+	}
+	p, err := h.payments.Get(r.Context(), id)
+	if errors.Is(err, store.ErrNotFound) {
+		// Decided as a payment nobody owns: customers cannot tell unknown from not theirs.
+		if err := h.az.Check(r.Context(), "payments:read", authz.Resource{Kind: "payment", ID: id.String(), Tenant: h.tenant}); err != nil {
+			problem.Write(w, r, err)
+			return
+		}
+		problem.Write(w, r, problem.Errorf(problem.ErrNotFound, "no such payment"))
+		return
+	}
+	if err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	if err := h.az.Check(r.Context(), "payments:read", authz.Resource{Kind: "payment", ID: id.String(),
+		Owner: h.ownerID(p.RequestedBy), Tenant: h.tenant}); err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, p)
+}
+
+// ownerID is the SPIFFE ID of the user who owns a resource; zero when nobody does.
+func (h *handlers) ownerID(owner uuid.UUID) spiffeid.ID {
+	if owner == uuid.Nil {
+		return spiffeid.ID{}
+	}
+	id, err := usertoken.UserID(h.tenant, owner.String())
+	if err != nil {
+		return spiffeid.ID{}
+	}
+	return id
+}
+
+// userUUID is the caller's user ID as the database stores it.
+func userUUID(ctx context.Context) (uuid.UUID, error) {
+	u := caller.From(ctx).User
+	if u.ID.IsZero() || usertoken.CheckUser(u.ID, u.Tenant) != nil {
+		return uuid.Nil, problem.Errorf(problem.ErrForbidden, "the request carries no user")
+	}
+	id, err := uuid.Parse(u.ID.Path()[len("/user/"):])
+	if err != nil {
+		return uuid.Nil, problem.Errorf(problem.ErrForbidden, "the user ID is not one this service knows")
+	}
+	return id, nil
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

@@ -1,0 +1,122 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+
+	"github.com/google/uuid"
+
+	"github.com/ztbank/ztbank/libs/money"
+	"github.com/ztbank/ztbank/libs/problem"
+	"github.com/ztbank/ztbank/libs/server"
+	"github.com/ztbank/ztbank/services/payment/store"
+)
+
+// LedgerClient calls the ledger service over the peer's mTLS client, which forwards the
+// user's internal JWT: the ledger re-verifies it and checks the user may debit the account.
+type LedgerClient struct{ peer *server.Peer }
+
+// NewLedgerClient returns a client for the ledger peer.
+func NewLedgerClient(p *server.Peer) *LedgerClient { return &LedgerClient{peer: p} }
+
+// ledgerAccount is the part of the ledger's account the payment service needs.
+type ledgerAccount struct {
+	ID      uuid.UUID   `json:"id"`
+	OwnerID uuid.UUID   `json:"owner_id"`
+	Kind    string      `json:"kind"`
+	Balance money.Money `json:"balance"`
+}
+
+// errUnknownAccount is returned by Account for an account the ledger does not hold.
+var errUnknownAccount = errors.New("unknown ledger account")
+
+// Account looks up who owns account id.
+func (c *LedgerClient) Account(ctx context.Context, id uuid.UUID) (ledgerAccount, error) {
+	var a ledgerAccount
+	status, body, err := c.do(ctx, http.MethodGet, "/v1/accounts/"+id.String(), nil)
+	switch {
+	case err != nil:
+		return a, err
+	case status == http.StatusNotFound:
+		return a, errUnknownAccount
+	case status != http.StatusOK:
+		return a, fmt.Errorf("ledger account %s: status %d", id, status)
+	}
+	if err := json.Unmarshal(body, &a); err != nil {
+		return a, fmt.Errorf("ledger account %s: %w", id, err)
+	}
+	return a, nil
+}
+
+// Transfer posts the balanced pair of entries for a payment. The reference is the payment
+// ID, on which the ledger is idempotent, so a retried or resumed payment never posts twice.
+// A 422 with a reason is the ledger's final refusal and is reported as store.RejectedError
+// so the payment store records and replays it; anything else is transient.
+func (c *LedgerClient) Transfer(ctx context.Context, reference string, from, to uuid.UUID, amount money.Money, description string) (uuid.UUID, error) {
+	body, err := json.Marshal(map[string]any{
+		"reference":   reference,
+		"description": description,
+		"currency":    amount.Currency,
+		"entries": []map[string]any{
+			{"account_id": from, "amount": json.Number(strconv.FormatInt(-amount.Amount, 10))},
+			{"account_id": to, "amount": json.Number(strconv.FormatInt(amount.Amount, 10))},
+		},
+	})
+	if err != nil {
+		return uuid.Nil, err
+	}
+	status, resp, err := c.do(ctx, http.MethodPost, "/v1/postings", body)
+	if err != nil {
+		return uuid.Nil, err
+	}
+	switch status {
+	case http.StatusCreated, http.StatusOK:
+		var out struct {
+			TransactionID uuid.UUID `json:"transaction_id"`
+		}
+		if err := json.Unmarshal(resp, &out); err != nil || out.TransactionID == uuid.Nil {
+			return uuid.Nil, fmt.Errorf("ledger posting response: %w", err)
+		}
+		return out.TransactionID, nil
+	case http.StatusUnprocessableEntity:
+		var p struct {
+			Reason string `json:"reason"`
+		}
+		if json.Unmarshal(resp, &p) == nil && p.Reason != "" {
+			return uuid.Nil, &store.RejectedError{Reason: p.Reason}
+		}
+	case http.StatusForbidden:
+		return uuid.Nil, problem.Errorf(problem.ErrForbidden, "the ledger refused the posting")
+	}
+	return uuid.Nil, fmt.Errorf("ledger posting: status %d", status)
+}
+
+func (c *LedgerClient) do(ctx context.Context, method, path string, body []byte) (int, []byte, error) {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.peer.BaseURL+path, rd)
+	if err != nil {
+		return 0, nil, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.peer.Client.Do(req)
+	if err != nil {
+		return 0, nil, fmt.Errorf("ledger %s %s: %w", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return 0, nil, fmt.Errorf("ledger %s %s: %w", method, path, err)
+	}
+	return resp.StatusCode, b, nil
+}
