@@ -1,0 +1,157 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/google/uuid"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/ztbank/ztbank/libs/authz"
+	"github.com/ztbank/ztbank/libs/problem"
+	"github.com/ztbank/ztbank/libs/usertoken"
+	"github.com/ztbank/ztbank/services/account/store"
+)
+
+// Accounts is what the handlers need from the account store.
+type Accounts interface {
+	Get(ctx context.Context, id uuid.UUID) (store.Account, error)
+	ListByOwner(ctx context.Context, owner uuid.UUID, limit int) ([]store.Account, error)
+	Open(ctx context.Context, owner uuid.UUID, req store.OpenRequest) (store.Account, error)
+}
+
+type handlers struct {
+	az       *authz.Engine
+	accounts Accounts
+	tenant   string
+}
+
+func (h *handlers) get(w http.ResponseWriter, r *http.Request) {
+	id, err := uuid.Parse(chi.URLParam(r, "accountID"))
+	if err != nil {
+		problem.Write(w, r, problem.Errorf(problem.ErrBadRequest, "accountID must be a UUID"))
+		return
+	}
+	a, err := h.accounts.Get(r.Context(), id)
+	if errors.Is(err, store.ErrNotFound) {
+		// Decided as an account nobody owns: a customer gets the same 403 for an unknown ID
+		// as for a neighbour's, so IDs cannot be probed; staff get the 404.
+		if err := h.az.Check(r.Context(), "accounts:read", authz.Resource{Kind: "account", ID: id.String(), Tenant: h.tenant}); err != nil {
+			problem.Write(w, r, err)
+			return
+		}
+		problem.Write(w, r, problem.Errorf(problem.ErrNotFound, "no such account"))
+		return
+	}
+	if err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	if err := h.az.Check(r.Context(), "accounts:read", authz.Resource{Kind: "account", ID: a.ID.String(),
+		Owner: h.ownerID(a.OwnerID), Tenant: a.Tenant}); err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, a)
+}
+
+func (h *handlers) listByOwner(w http.ResponseWriter, r *http.Request) {
+	owner, err := uuid.Parse(chi.URLParam(r, "userID"))
+	if err != nil {
+		problem.Write(w, r, problem.Errorf(problem.ErrBadRequest, "userID must be a UUID"))
+		return
+	}
+	// The owner is in the path, so the decision needs no database read and a refused
+	// caller learns nothing about the user's accounts.
+	if err := h.az.Check(r.Context(), "accounts:read", authz.Resource{Kind: "user_accounts", ID: owner.String(),
+		Owner: h.ownerID(owner), Tenant: h.tenant}); err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	accts, err := h.accounts.ListByOwner(r.Context(), owner, store.MaxAccountsPerOwner)
+	if err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	if accts == nil {
+		accts = []store.Account{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"accounts": accts})
+}
+
+// openRequest is the body of POST /v1/accounts.
+type openRequest struct {
+	OwnerID  uuid.UUID `json:"owner_id"`
+	Name     string    `json:"name"`
+	Currency string    `json:"currency"`
+}
+
+func decodeOpen(r io.Reader) (uuid.UUID, store.OpenRequest, error) {
+	b, err := io.ReadAll(io.LimitReader(r, store.MaxRequestBytes+1))
+	if err != nil || len(b) > store.MaxRequestBytes {
+		return uuid.Nil, store.OpenRequest{}, problem.Errorf(problem.ErrBadRequest, "body unreadable or too large")
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	var req openRequest
+	if err := dec.Decode(&req); err != nil || dec.More() {
+		return uuid.Nil, store.OpenRequest{}, problem.Errorf(problem.ErrBadRequest, "body must be one JSON object with owner_id, name and currency")
+	}
+	if req.OwnerID == uuid.Nil {
+		return uuid.Nil, store.OpenRequest{}, problem.Errorf(problem.ErrBadRequest, "owner_id is required")
+	}
+	open := store.OpenRequest{Name: req.Name, Currency: req.Currency}
+	if err := open.Validate(); err != nil {
+		return uuid.Nil, store.OpenRequest{}, problem.Errorf(problem.ErrUnprocessable, err.Error())
+	}
+	return req.OwnerID, open, nil
+}
+
+func (h *handlers) open(w http.ResponseWriter, r *http.Request) {
+	owner, req, err := decodeOpen(r.Body)
+	if err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	if err := h.az.Check(r.Context(), "accounts:open", authz.Resource{Kind: "user", ID: owner.String(),
+		Owner: h.ownerID(owner), Tenant: h.tenant}); err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	a, err := h.accounts.Open(r.Context(), owner, req)
+	switch {
+	case errors.Is(err, store.ErrConflict):
+		err = problem.Errorf(problem.ErrConflict, "the customer already has an account with this name")
+	case errors.Is(err, store.ErrLimit):
+		err = problem.Errorf(problem.ErrUnprocessable, "the customer has the maximum number of accounts")
+	case errors.Is(err, store.ErrInvalidRequest):
+		err = problem.Errorf(problem.ErrUnprocessable, err.Error())
+	}
+	if err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	w.Header().Set("Location", "/v1/accounts/"+a.ID.String())
+	writeJSON(w, http.StatusCreated, a)
+}
+
+// ownerID is the SPIFFE ID of the user who owns a resource.
+func (h *handlers) ownerID(owner uuid.UUID) spiffeid.ID {
+	id, err := usertoken.UserID(h.tenant, owner.String())
+	if err != nil || owner == uuid.Nil {
+		return spiffeid.ID{}
+	}
+	return id
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
