@@ -11,15 +11,22 @@ import (
 
 // NewServer returns the service's HTTP API. Only workloads the topology allows to call
 // this service get past the mTLS handshake (and, in mesh mode, the XFCC check); every
-// route below then names the permission it needs.
-func NewServer(rt *server.Runtime, peers []*server.Peer) http.Handler {
+// route below then names the permission it needs, and the handlers decide ownership of the
+// user in the path.
+func NewServer(rt *server.Runtime, peers []*server.Peer, users Users, accounts *server.Peer) http.Handler {
 	r := rt.Router()
-	addRoutes(r, rt, peers)
+	addRoutes(r, rt, peers, &handlers{az: rt.Authz, users: users, accounts: accounts, tenant: rt.Self.Tenant})
 	return r
 }
 
-func addRoutes(r chi.Router, rt *server.Runtime, peers []*server.Peer) {
+func addRoutes(r chi.Router, rt *server.Runtime, peers []*server.Peer, h *handlers) {
 	az := rt.Authz
 	r.With(rt.OptionalUserToken, az.Require("whoami", authz.WorkloadOnly())).Get("/internal/whoami", rt.WhoAmI)
 	r.With(rt.OptionalUserToken, az.Require("whoami", authz.WorkloadOnly())).Get("/internal/chain", rt.Chain(peers))
+
+	r.With(rt.UserToken, az.Require("users:read", authz.From("bank-a/gateway"))).Get("/v1/users/me", h.me)
+	r.With(rt.UserToken, az.Require("users:read", authz.From("bank-a/gateway"))).Get("/v1/users/{userID}", h.get)
+	// Both call the account service with the user's token, which decides again.
+	r.With(rt.UserToken, az.Require("accounts:read", authz.From("bank-a/gateway"))).Get("/v1/users/{userID}/accounts", h.accountsOf)
+	r.With(rt.UserToken, az.Require("accounts:open", authz.From("bank-a/gateway"))).Post("/v1/accounts", h.openAccount)
 }

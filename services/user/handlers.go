@@ -1,0 +1,178 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/google/uuid"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/ztbank/ztbank/libs/authz"
+	"github.com/ztbank/ztbank/libs/caller"
+	"github.com/ztbank/ztbank/libs/demo"
+	"github.com/ztbank/ztbank/libs/problem"
+	"github.com/ztbank/ztbank/libs/server"
+	"github.com/ztbank/ztbank/libs/usertoken"
+	"github.com/ztbank/ztbank/services/user/store"
+)
+
+// Users is what the handlers need from the user store.
+type Users interface {
+	Get(ctx context.Context, id uuid.UUID) (store.User, error)
+}
+
+// peerTimeout bounds a call to the account service; the gateway's own budget is longer.
+const peerTimeout = 5 * time.Second
+
+type handlers struct {
+	az       *authz.Engine
+	users    Users
+	accounts *server.Peer
+	tenant   string
+}
+
+func (h *handlers) me(w http.ResponseWriter, r *http.Request) {
+	u := caller.From(r.Context()).User
+	if usertoken.CheckUser(u.ID, h.tenant) != nil {
+		problem.Write(w, r, problem.Errorf(problem.ErrForbidden, "the request carries no user of this tenant"))
+		return
+	}
+	id, err := uuid.Parse(u.ID.Path()[len("/user/"):])
+	if err != nil {
+		problem.Write(w, r, problem.Errorf(problem.ErrNotFound, "no such user"))
+		return
+	}
+	h.show(w, r, id)
+}
+
+func (h *handlers) get(w http.ResponseWriter, r *http.Request) {
+	id, err := uuid.Parse(chi.URLParam(r, "userID"))
+	if err != nil {
+		problem.Write(w, r, problem.Errorf(problem.ErrBadRequest, "userID must be a UUID"))
+		return
+	}
+	h.show(w, r, id)
+}
+
+// show decides on the user before reading it: the resource's owner is the user itself, so
+// a refused caller does not even learn whether the ID exists.
+func (h *handlers) show(w http.ResponseWriter, r *http.Request, id uuid.UUID) {
+	if err := h.az.Check(r.Context(), "users:read", h.resource(id)); err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	u, err := h.users.Get(r.Context(), id)
+	if errors.Is(err, store.ErrNotFound) {
+		err = problem.Errorf(problem.ErrNotFound, "no such user")
+	}
+	if err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, u)
+}
+
+func (h *handlers) accountsOf(w http.ResponseWriter, r *http.Request) {
+	id, err := uuid.Parse(chi.URLParam(r, "userID"))
+	if err != nil {
+		problem.Write(w, r, problem.Errorf(problem.ErrBadRequest, "userID must be a UUID"))
+		return
+	}
+	if err := h.az.Check(r.Context(), "accounts:read", h.resource(id)); err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	h.relay(w, r, http.MethodGet, "/v1/users/"+id.String()+"/accounts", nil)
+}
+
+// openAccount checks that the new account's owner is a customer of this tenant (the user
+// service holds the users; the account service does not) and asks the account service to
+// open it, which decides accounts:open again.
+func (h *handlers) openAccount(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<10+1))
+	if err != nil || len(body) > 1<<10 {
+		problem.Write(w, r, problem.Errorf(problem.ErrBadRequest, "body unreadable or too large"))
+		return
+	}
+	var req struct {
+		OwnerID uuid.UUID `json:"owner_id"`
+	}
+	// Only the owner is read here; the account service parses the whole body strictly.
+	if err := json.Unmarshal(body, &req); err != nil || req.OwnerID == uuid.Nil {
+		problem.Write(w, r, problem.Errorf(problem.ErrBadRequest, "body must be a JSON object with owner_id, name and currency"))
+		return
+	}
+	if err := h.az.Check(r.Context(), "accounts:open", h.resource(req.OwnerID)); err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	owner, err := h.users.Get(r.Context(), req.OwnerID)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		err = problem.Errorf(problem.ErrUnprocessable, "owner_id is not a user of this tenant")
+	case err == nil && owner.Role != demo.RoleCustomer:
+		err = problem.Errorf(problem.ErrUnprocessable, "accounts are opened for customers only")
+	}
+	if err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	h.relay(w, r, http.MethodPost, "/v1/accounts", body)
+}
+
+// relay calls the account service and passes its answer (JSON or problem+json) through.
+func (h *handlers) relay(w http.ResponseWriter, r *http.Request, method, path string, body []byte) {
+	ctx, cancel := context.WithTimeout(r.Context(), peerTimeout)
+	defer cancel()
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, h.accounts.BaseURL+path, rd)
+	if err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := h.accounts.Client.Do(req)
+	if err != nil {
+		problem.Write(w, r, fmt.Errorf("account service: %w: %w", problem.ErrUnavailable, err))
+		return
+	}
+	defer resp.Body.Close()
+	for _, k := range []string{"Content-Type", "Location", "Cache-Control"} {
+		if v := resp.Header.Get(k); v != "" {
+			w.Header().Set(k, v)
+		}
+	}
+	w.WriteHeader(resp.StatusCode)
+	_, _ = io.Copy(w, io.LimitReader(resp.Body, 1<<20))
+}
+
+func (h *handlers) resource(id uuid.UUID) authz.Resource {
+	return authz.Resource{Kind: "user", ID: id.String(), Owner: h.userID(id), Tenant: h.tenant}
+}
+
+func (h *handlers) userID(id uuid.UUID) spiffeid.ID {
+	uid, err := usertoken.UserID(h.tenant, id.String())
+	if err != nil {
+		return spiffeid.ID{}
+	}
+	return uid
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
