@@ -20,6 +20,10 @@ const (
 	// ReasonUnguarded is recorded, and the response replaced by a 403, when a handler tried
 	// to answer without any Require or Check having decided: a route someone forgot to guard.
 	ReasonUnguarded = "unguarded_route"
+	// ReasonRefusedEarlier is recorded when a layer before the policy (the user-token
+	// check, say) already refused the request with an error status; the refusal stands and
+	// is audited, since a 401 must not turn into a 403.
+	ReasonRefusedEarlier = "refused_before_policy"
 )
 
 // decisionCounter returns ztbank_authz_decisions_total, reusing an already registered one so

@@ -90,9 +90,13 @@ func (g *guardWriter) WriteHeader(code int) {
 		return
 	}
 	if !g.rec.isDecided() {
-		if code == http.StatusNotFound || code == http.StatusMethodNotAllowed {
+		switch {
+		case code == http.StatusNotFound || code == http.StatusMethodNotAllowed:
 			g.e.recordWithoutPolicy(g.r, g.rec, ReasonNoRoute)
-		} else {
+		case code >= http.StatusBadRequest:
+			// Refusing is always allowed without a decision; only success needs one.
+			g.e.recordWithoutPolicy(g.r, g.rec, ReasonRefusedEarlier)
+		default:
 			g.refuse()
 			return
 		}

@@ -382,3 +382,27 @@ func TestConcurrentRequests(t *testing.T) {
 		t.Errorf("audit lines mismatch (-want +got):\n%s\n%d distinct decision IDs, want %d", diff, len(ids), n)
 	}
 }
+
+// TestEarlierRefusalStands checks that a layer before the policy (here a stand-in for the
+// user-token check) keeps its 401: the guard blocks only successful answers, and the
+// refusal is still audited once.
+func TestEarlierRefusalStands(t *testing.T) {
+	f := newLedgerFixture(t)
+	f.router.With(func(http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			http.Error(w, "no token", http.StatusUnauthorized)
+		})
+	}, f.engine.Require("ledger:read")).Get("/v1/tokencheck", func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte("secret"))
+	})
+	f.audit = &lockedBuffer{}
+	f.engine.audit = newAuditor(f.audit, f.engine.audit.counter, f.engine.svc)
+	rec := f.do(t, "GET", "/v1/tokencheck", "bank-b/gateway", customer("bank-b", "alice"))
+	if rec.Code != http.StatusUnauthorized || strings.Contains(rec.Body.String(), "secret") {
+		t.Errorf("got %d %q, want the earlier 401 to stand", rec.Code, rec.Body)
+	}
+	lines := f.audit.lines(t)
+	if len(lines) != 1 || lines[0]["reason"] != ReasonRefusedEarlier || lines[0]["result"] != "deny" {
+		t.Errorf("audit lines %v, want one deny %s", lines, ReasonRefusedEarlier)
+	}
+}
