@@ -34,5 +34,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	return rt.Serve(ctx, NewServer(rt, peers))
+	api, err := NewServer(rt, peers)
+	if err != nil {
+		return err
+	}
+	return rt.Serve(ctx, api)
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"net/http"
 
 	"github.com/go-chi/chi/v5"
@@ -9,17 +10,58 @@ import (
 	"github.com/ztbank/ztbank/libs/server"
 )
 
-// NewServer returns the service's HTTP API. Only workloads the topology allows to call
-// this service get past the mTLS handshake (and, in mesh mode, the XFCC check); every
-// route below then names the permission it needs.
-func NewServer(rt *server.Runtime, peers []*server.Peer) http.Handler {
+// NewServer returns the tenant's public API. The edge has already exchanged the client's
+// token and stripped the tenant prefix, so routes are /v1/...; which API a gateway serves
+// follows from the backends the topology lets it call (users and accounts, or payments and
+// the ledger), keeping the binary tenant-agnostic. The gateway decides each route on role
+// and tenant only; the backend that loads the resource decides ownership, and re-verifies
+// the forwarded token itself.
+func NewServer(rt *server.Runtime, peers []*server.Peer) (http.Handler, error) {
+	doc, err := openAPIDocument(rt.Self.Tenant)
+	if err != nil {
+		return nil, err
+	}
 	r := rt.Router()
-	addRoutes(r, rt, peers)
-	return r
+	if err := addRoutes(r, rt, peers, doc); err != nil {
+		return nil, err
+	}
+	return r, nil
 }
 
-func addRoutes(r chi.Router, rt *server.Runtime, peers []*server.Peer) {
+func addRoutes(r chi.Router, rt *server.Runtime, peers []*server.Peer, doc []byte) error {
 	az := rt.Authz
 	r.With(rt.OptionalUserToken, az.Require("whoami", authz.WorkloadOnly())).Get("/internal/whoami", rt.WhoAmI)
 	r.With(rt.OptionalUserToken, az.Require("whoami", authz.WorkloadOnly())).Get("/internal/chain", rt.Chain(peers))
+
+	// The API description is not secret, but like everything here it is served only over
+	// mTLS to the edge; a user token, when present, must still verify.
+	r.With(rt.OptionalUserToken, az.Require("whoami", authz.WorkloadOnly(), authz.From("edge"))).Get("/v1/openapi.yaml", serveDocument(doc))
+
+	peer := func(service string) *server.Peer {
+		for _, p := range peers {
+			if w, ok := rt.Topology.Workload(p.Name); ok && w.Service == service {
+				return p
+			}
+		}
+		return nil
+	}
+	user, account, payment, ledger := peer("user"), peer("account"), peer("payment"), peer("ledger")
+	switch {
+	case user != nil && account != nil:
+		r.With(rt.UserToken, az.Require("users:read", authz.From("edge"))).Get("/v1/users/me", forward(user))
+		r.With(rt.UserToken, az.Require("users:read", authz.From("edge"))).Get("/v1/users/{userID}", forward(user))
+		r.With(rt.UserToken, az.Require("accounts:read", authz.From("edge"))).Get("/v1/users/{userID}/accounts", forward(user))
+		r.With(rt.UserToken, az.Require("accounts:read", authz.From("edge"))).Get("/v1/accounts/{accountID}", forward(account))
+		// Through the user service, which checks the owner is a customer of the tenant.
+		r.With(rt.UserToken, az.Require("accounts:open", authz.From("edge"))).Post("/v1/accounts", forward(user))
+	case payment != nil && ledger != nil:
+		r.With(rt.UserToken, az.Require("accounts:read", authz.From("edge"))).Get("/v1/accounts", forward(ledger))
+		r.With(rt.UserToken, az.Require("accounts:read", authz.From("edge"))).Get("/v1/accounts/{accountID}/balance", forward(ledger))
+		r.With(rt.UserToken, az.Require("ledger:read", authz.From("edge"))).Get("/v1/accounts/{accountID}/entries", forward(ledger))
+		r.With(rt.UserToken, az.Require("payments:create", authz.From("edge"))).Post("/v1/payments", forward(payment))
+		r.With(rt.UserToken, az.Require("payments:read", authz.From("edge"))).Get("/v1/payments/{paymentID}", forward(payment))
+	default:
+		return fmt.Errorf("gateway %s: the topology gives it no known backends (want user+account or payment+ledger)", rt.Self.Name)
+	}
+	return nil
 }
