@@ -71,7 +71,7 @@ func runMain(m *testing.M) int {
 	defer os.RemoveAll(tmpRoot)
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
-	st, err = stack.Start(ctx, stack.Options{Root: root, StateDir: tmpRoot, FreePorts: true,
+	st, err = stack.Start(ctx, stack.Options{Root: root, StateDir: tmpRoot, FreePorts: true, Postgres: true,
 		SVIDTTL: svidTTL, Progress: os.Stderr})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "start local stack:", err)

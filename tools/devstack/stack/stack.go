@@ -42,6 +42,9 @@ type Options struct {
 	// FrontDoor starts the dev CA, the OIDC provider and the edge (and includes the edge
 	// in the default service set). `make dev` turns it on.
 	FrontDoor bool
+	// Configure, when set, may adjust services (for example extra environment) after the
+	// stack has assigned addresses and configured its parts, just before they start.
+	Configure func(*Stack)
 	// Postgres starts PostgreSQL (TLS, scram-sha-256), migrates, seeds and rotates the
 	// service roles' 15-minute passwords. `make dev` turns it on.
 	Postgres bool
@@ -165,6 +168,9 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		if err := s.startFrontDoor(ctx); err != nil {
 			return nil, err
 		}
+	}
+	if opts.Configure != nil {
+		opts.Configure(s)
 	}
 	for _, w := range workloads {
 		opts.progress("starting %s", w.Name)
