@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
@@ -104,6 +105,14 @@ func TestJaegerStarts(t *testing.T) {
 	if _, err := os.Stat(bin); err != nil {
 		t.Skipf("no Jaeger binary at %s: build it with `cd tools/jaeger && GOWORK=off go build -o ../../.dev/bin/jaeger github.com/jaegertracing/jaeger/cmd/jaeger`", bin)
 	}
+	// The deploy configuration (compose, clusters) must be one this Jaeger accepts.
+	root, err := repoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(bin, "validate", "--config", root+"/deploy/observability/jaeger/config.yaml").CombinedOutput(); err != nil {
+		t.Errorf("jaeger validate deploy/observability/jaeger/config.yaml: %v\n%s", err, out)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	ep, stop, err := Start(ctx, t.TempDir(), WithFreePorts(), WithoutPrometheus(), WithJaegerBinary(bin))
@@ -113,7 +122,7 @@ func TestJaegerStarts(t *testing.T) {
 	defer stop()
 	// An empty OTLP/HTTP export is a valid request; a 200 shows the receiver is up where
 	// Env tells services to send.
-	resp, err := http.Post(ep.OTLPHTTP+"/v1/traces", "application/json", nil)
+	resp, err := http.Post(ep.OTLPHTTP+"/v1/traces", "application/json", strings.NewReader("{}"))
 	if err != nil {
 		t.Fatal(err)
 	}
