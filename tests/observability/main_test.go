@@ -27,8 +27,12 @@ import (
 )
 
 // chain is the tenant path this package drives: bank-b's gateway calls payment and ledger,
-// payment calls ledger. The edge is played by the test with a minted edge SVID.
+// payment calls ledger. Requests enter either through the real edge with a user's token
+// from the development OIDC provider, or straight at the gateway with a minted edge SVID.
 var chain = []string{"bank-b/gateway", "bank-b/payment", "bank-b/ledger"}
+
+// started is every workload this package runs traced: the edge and the chain.
+var started = append([]string{"edge"}, chain...)
 
 var (
 	st        *stack.Stack
@@ -68,7 +72,7 @@ func runMain(m *testing.M) int {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	st, err = stack.Start(ctx, stack.Options{Root: root, StateDir: tmpRoot, FreePorts: true,
-		Services: chain, Progress: os.Stderr})
+		Services: started, FrontDoor: true, Postgres: true, Progress: os.Stderr})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "start local stack:", err)
 		return 1
@@ -97,21 +101,23 @@ func runMain(m *testing.M) int {
 // stack's processes directly.
 type tracedService struct {
 	name, listen, health, logPath string
+	public                        string // the edge's client-facing HTTPS address
 	cmd                           *exec.Cmd
 }
 
 func startTraced(ctx context.Context, otlpURL string) error {
-	ports, err := stack.FreePorts(2 * len(chain))
+	ports, err := stack.FreePorts(3 * len(started))
 	if err != nil {
 		return err
 	}
-	for i, name := range chain {
+	for i, name := range started {
 		traced[name] = &tracedService{name: name,
-			listen:  fmt.Sprintf("127.0.0.1:%d", ports[2*i]),
-			health:  fmt.Sprintf("127.0.0.1:%d", ports[2*i+1]),
+			listen:  fmt.Sprintf("127.0.0.1:%d", ports[3*i]),
+			health:  fmt.Sprintf("127.0.0.1:%d", ports[3*i+1]),
+			public:  fmt.Sprintf("127.0.0.1:%d", ports[3*i+2]),
 			logPath: filepath.Join(tmpRoot, "traced", strings.ReplaceAll(name, "/", "_")+".log")}
 	}
-	for _, name := range chain {
+	for _, name := range started {
 		ts, svc := traced[name], st.Services[name]
 		if svc == nil {
 			return fmt.Errorf("stack did not start %s", name)
@@ -127,6 +133,12 @@ func startTraced(ctx context.Context, otlpURL string) error {
 		}
 		for peer, p := range traced {
 			env = append(env, "ZTBANK_PEER_ADDR_"+envName(peer)+"="+p.listen)
+		}
+		// The stack's extra settings (the edge's certificate, OIDC issuer), then this
+		// instance's own public address; exec keeps the last value of a repeated key.
+		env = append(env, svc.Env...)
+		if svc.Public != "" {
+			env = append(env, "ZTBANK_PUBLIC_LISTEN="+ts.public)
 		}
 		if err := os.MkdirAll(filepath.Dir(ts.logPath), 0o755); err != nil {
 			return err
@@ -146,7 +158,7 @@ func startTraced(ctx context.Context, otlpURL string) error {
 		ts.cmd = cmd
 	}
 	deadline := time.Now().Add(60 * time.Second)
-	for _, name := range chain {
+	for _, name := range started {
 		ts := traced[name]
 		for {
 			resp, err := http.Get("http://" + ts.health + "/readyz")
