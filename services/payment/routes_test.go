@@ -1,0 +1,330 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ztbank/ztbank/libs/authz"
+	"github.com/ztbank/ztbank/libs/demo"
+	"github.com/ztbank/ztbank/libs/demo/seed"
+	"github.com/ztbank/ztbank/libs/localpg/pgtest"
+	"github.com/ztbank/ztbank/libs/money"
+	"github.com/ztbank/ztbank/libs/server"
+	"github.com/ztbank/ztbank/libs/topology"
+	"github.com/ztbank/ztbank/libs/transport"
+	"github.com/ztbank/ztbank/libs/usertoken"
+	ledgerstore "github.com/ztbank/ztbank/services/ledger/store"
+	"github.com/ztbank/ztbank/services/payment/store"
+)
+
+var (
+	paymentStore *store.Store
+	ledgerStore  *ledgerstore.Store
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(pgtest.Main(m, func(e *pgtest.Env) error {
+		ctx := context.Background()
+		if err := seed.Run(ctx, e.Cluster.AdminDSN("postgres"), e.Topology); err != nil {
+			return err
+		}
+		pp, err := e.Pool(ctx, "payment_svc", "bank_b")
+		if err != nil {
+			return err
+		}
+		lp, err := e.Pool(ctx, "ledger_svc", "bank_b")
+		if err != nil {
+			return err
+		}
+		paymentStore, ledgerStore = store.New(pp), ledgerstore.New(lp)
+		return nil
+	}))
+}
+
+// xfcc plays the caller's sidecar in mesh mode: it names the calling workload.
+type xfcc struct {
+	next http.RoundTripper
+	id   string
+}
+
+func (x xfcc) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("X-Forwarded-Client-Cert", "URI="+x.id)
+	return x.next.RoundTrip(r)
+}
+
+// ledgerPeer stands in for the ledger service's two routes the payment service calls,
+// over the real ledger store in the same database, and records what reached it. It
+// requires the forwarded user token and the payment workload's identity, as the ledger does.
+func ledgerPeer(t *testing.T, verifier *usertoken.Verifier, paymentID string) (*httptest.Server, *int) {
+	posts := new(int)
+	r := chi.NewRouter()
+	auth := func(next http.HandlerFunc) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			if r.Header.Get("X-Forwarded-Client-Cert") != "URI="+paymentID {
+				http.Error(w, "not payment", http.StatusForbidden)
+				return
+			}
+			if _, err := verifier.Verify(r.Context(), usertoken.BearerToken(r.Header)); err != nil {
+				http.Error(w, "no user token forwarded", http.StatusUnauthorized)
+				return
+			}
+			next(w, r)
+		}
+	}
+	r.Get("/v1/accounts/{accountID}", auth(func(w http.ResponseWriter, r *http.Request) {
+		a, err := ledgerStore.Account(r.Context(), uuid.MustParse(chi.URLParam(r, "accountID")))
+		if errors.Is(err, ledgerstore.ErrNotFound) {
+			http.Error(w, "not found", http.StatusNotFound)
+			return
+		}
+		writeJSON(w, 200, map[string]any{"id": a.ID, "owner_id": a.OwnerID, "kind": a.Kind, "balance": a.Balance})
+	}))
+	r.Post("/v1/postings", auth(func(w http.ResponseWriter, r *http.Request) {
+		*posts++
+		var req struct {
+			Reference, Description, Currency string
+			Entries                          []struct {
+				AccountID uuid.UUID `json:"account_id"`
+				Amount    int64
+			}
+		}
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+			http.Error(w, err.Error(), 400)
+			return
+		}
+		tx := ledgerstore.Transaction{Reference: req.Reference, Description: req.Description, Currency: money.Currency(req.Currency)}
+		for _, e := range req.Entries {
+			tx.Postings = append(tx.Postings, ledgerstore.Posting{AccountID: e.AccountID, Amount: e.Amount})
+		}
+		out, err := ledgerStore.Post(r.Context(), tx)
+		if errors.Is(err, ledgerstore.ErrInsufficientFunds) {
+			w.Header().Set("Content-Type", "application/problem+json")
+			w.WriteHeader(422)
+			io.WriteString(w, `{"status":422,"reason":"insufficient_funds"}`)
+			return
+		}
+		if err != nil {
+			http.Error(w, err.Error(), 500)
+			return
+		}
+		writeJSON(w, 201, map[string]any{"transaction_id": out.ID, "replayed": out.Replayed})
+	}))
+	srv := httptest.NewServer(r)
+	t.Cleanup(srv.Close)
+	return srv, posts
+}
+
+type stack struct {
+	t      *testing.T
+	srv    *httptest.Server
+	issuer *usertoken.Issuer
+	topo   *topology.Topology
+	posts  *int
+}
+
+func newStack(t *testing.T) *stack {
+	t.Helper()
+	topo := topology.Default()
+	self, _ := topo.Workload("bank-b/payment")
+	edge, _ := topo.Workload("edge")
+	issuer, err := usertoken.NewIssuer(edge.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	verifier := usertoken.NewVerifier(issuer, self.Tenant, edge.ID)
+	az, err := authz.New(t.Context(), authz.Service{Workload: self.Name, Tenant: self.Tenant, ID: self.ID}, topo,
+		authz.WithRegisterer(prometheus.NewRegistry()), authz.WithAuditWriter(io.Discard))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ledgerSrv, posts := ledgerPeer(t, verifier, self.ID.String())
+	// The real peer client in mesh mode (it forwards the user's token), with the sidecar's
+	// identity header added.
+	client := transport.MeshClient(transport.WithRoundTripper(func(rt http.RoundTripper) http.RoundTripper {
+		return xfcc{next: rt, id: self.ID.String()}
+	}))
+	ledger := NewLedgerClient(&server.Peer{Name: "bank-b/ledger", BaseURL: ledgerSrv.URL, Client: client})
+	rt := &server.Runtime{Env: server.Env{Mode: transport.Mesh}, Topology: topo, Self: self,
+		Log: slog.New(slog.DiscardHandler), Authz: az, Tokens: verifier}
+	h := NewServer(rt, nil, paymentStore, ledger)
+	if err := authz.Guarded(h.(chi.Routes)); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return &stack{t: t, srv: srv, issuer: issuer, topo: topo, posts: posts}
+}
+
+func (s *stack) token(username string) string {
+	s.t.Helper()
+	u, _ := demo.UserByName(username)
+	id, err := usertoken.UserID(u.Tenant, u.ID.String())
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	tok, err := s.issuer.Mint(s.t.Context(), usertoken.Claims{User: id, Tenant: u.Tenant, Roles: []string{u.Role}})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return tok
+}
+
+type response struct {
+	Status int
+	Header http.Header
+	Body   map[string]any
+	Raw    string
+}
+
+func (s *stack) do(workload, user, method, path, key, body string) response {
+	s.t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(s.t.Context(), method, s.srv.URL+path, rd)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	w, _ := s.topo.Workload(workload)
+	req.Header.Set("X-Forwarded-Client-Cert", "URI="+w.ID.String())
+	if user != "" {
+		req.Header.Set("Authorization", "Bearer "+s.token(user))
+	}
+	if key != "" {
+		req.Header.Set("Idempotency-Key", key)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	out := response{Status: resp.StatusCode, Header: resp.Header, Raw: string(raw)}
+	_ = json.Unmarshal(raw, &out.Body)
+	return out
+}
+
+func acct(owner, name string) string { return demo.AccountID(owner, name).String() }
+
+func pay(from, to, amount string) string {
+	return fmt.Sprintf(`{"from_account":%q,"to_account":%q,"amount":{"amount":%s,"currency":"EUR"},"reference":"rent"}`, from, to, amount)
+}
+
+func balance(t *testing.T, owner, name string) int64 {
+	t.Helper()
+	a, err := ledgerStore.Account(t.Context(), demo.AccountID(owner, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a.Balance.Amount
+}
+
+func TestCreatePayment(t *testing.T) {
+	pgtest.Require(t)
+	s := newStack(t)
+	bob, dave := acct("bob@bank-b", "current"), acct("dave@bank-b", "current")
+	key, rejectKey := uuid.NewString(), uuid.NewString()
+	bobBefore, daveBefore := balance(t, "bob@bank-b", "current"), balance(t, "dave@bank-b", "current")
+	var firstID, rejectedID string
+	for _, tc := range []struct {
+		name       string
+		workload   string
+		user       string
+		key        string
+		body       string
+		wantStatus int
+		want       string
+		check      func(t *testing.T, r response)
+	}{
+		{"own account pays", "bank-b/gateway", "bob@bank-b", key, pay(bob, dave, "1234"), 201, `"status":"posted"`,
+			func(t *testing.T, r response) { firstID, _ = r.Body["id"].(string) }},
+		{"retry returns the same payment", "bank-b/gateway", "bob@bank-b", key, pay(bob, dave, "1234"), 201, `"status":"posted"`,
+			func(t *testing.T, r response) {
+				if diff := cmp.Diff(firstID, r.Body["id"]); diff != "" || r.Header.Get("Idempotent-Replayed") != "true" {
+					t.Errorf("retry payment ID mismatch (-want +got):\n%s replayed=%q", diff, r.Header.Get("Idempotent-Replayed"))
+				}
+			}},
+		{"same key, different body", "bank-b/gateway", "bob@bank-b", key, pay(bob, dave, "1235"), 422, "different request", nil},
+		{"no Idempotency-Key", "bank-b/gateway", "bob@bank-b", "", pay(bob, dave, "1"), 400, "Idempotency-Key", nil},
+		{"float amount", "bank-b/gateway", "bob@bank-b", uuid.NewString(), pay(bob, dave, "12.34"), 400, "", nil},
+		{"string amount", "bank-b/gateway", "bob@bank-b", uuid.NewString(), pay(bob, dave, `"12"`), 400, "", nil},
+		{"zero amount", "bank-b/gateway", "bob@bank-b", uuid.NewString(), pay(bob, dave, "0"), 400, "", nil},
+		{"same account", "bank-b/gateway", "bob@bank-b", uuid.NewString(), pay(bob, bob, "1"), 400, "", nil},
+		{"neighbour's account", "bank-b/gateway", "dave@bank-b", uuid.NewString(), pay(bob, dave, "1"), 403, "decision_id", nil},
+		{"unknown source account", "bank-b/gateway", "dave@bank-b", uuid.NewString(), pay(uuid.NewString(), dave, "1"), 403, "decision_id", nil},
+		{"staff never moves money", "bank-b/gateway", "erin@bank-b", uuid.NewString(), pay(bob, dave, "1"), 403, "decision_id", nil},
+		{"other tenant's token", "bank-b/gateway", "alice@bank-a", uuid.NewString(), pay(bob, dave, "1"), 401, "", nil},
+		{"ledger may not call payment", "bank-b/ledger", "bob@bank-b", uuid.NewString(), pay(bob, dave, "1"), 403, "", nil},
+		{"insufficient funds is stored", "bank-b/gateway", "dave@bank-b", rejectKey, pay(dave, bob, "999999999"), 422, `"reason":"insufficient_funds"`,
+			func(t *testing.T, r response) { rejectedID, _ = r.Body["payment_id"].(string) }},
+		{"rejection replays", "bank-b/gateway", "dave@bank-b", rejectKey, pay(dave, bob, "999999999"), 422, `"reason":"insufficient_funds"`,
+			func(t *testing.T, r response) {
+				if diff := cmp.Diff(rejectedID, r.Body["payment_id"]); diff != "" {
+					t.Errorf("replayed rejection payment ID mismatch (-want +got):\n%s", diff)
+				}
+			}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := s.do(tc.workload, tc.user, http.MethodPost, "/v1/payments", tc.key, tc.body)
+			if diff := cmp.Diff(tc.wantStatus, got.Status); diff != "" {
+				t.Fatalf("POST /v1/payments status mismatch (-want +got):\n%s\nbody: %s", diff, got.Raw)
+			}
+			if !strings.Contains(got.Raw, tc.want) {
+				t.Errorf("body lacks %q: %s", tc.want, got.Raw)
+			}
+			if tc.check != nil {
+				tc.check(t, got)
+			}
+		})
+	}
+	// Only the one payment moved money, once, although it was sent twice.
+	if diff := cmp.Diff([]int64{bobBefore - 1234, daveBefore + 1234},
+		[]int64{balance(t, "bob@bank-b", "current"), balance(t, "dave@bank-b", "current")}); diff != "" {
+		t.Errorf("balances mismatch (-want +got):\n%s", diff)
+	}
+	if *s.posts != 2 {
+		t.Errorf("ledger saw %d postings, want 2 (the payment and the rejected one; replays are served from the store)", *s.posts)
+	}
+
+	t.Run("read", func(t *testing.T) {
+		for _, tc := range []struct {
+			name       string
+			user       string
+			id         string
+			wantStatus int
+		}{
+			{"payer reads own payment", "bob@bank-b", firstID, 200},
+			{"neighbour cannot", "dave@bank-b", firstID, 403},
+			{"staff reads within tenant", "erin@bank-b", firstID, 200},
+			{"unknown looks like a neighbour's", "bob@bank-b", uuid.NewString(), 403},
+			{"staff gets 404 for unknown", "erin@bank-b", uuid.NewString(), 404},
+			{"other tenant", "alice@bank-a", firstID, 401},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				got := s.do("bank-b/gateway", tc.user, http.MethodGet, "/v1/payments/"+tc.id, "", "")
+				if diff := cmp.Diff(tc.wantStatus, got.Status); diff != "" {
+					t.Fatalf("GET payment status mismatch (-want +got):\n%s\nbody: %s", diff, got.Raw)
+				}
+				if tc.wantStatus != 200 && strings.Contains(got.Raw, "from_account") {
+					t.Errorf("refusal leaks payment data: %s", got.Raw)
+				}
+			})
+		}
+	})
+}
