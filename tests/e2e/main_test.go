@@ -130,7 +130,9 @@ func connect(ctx context.Context, tmp string) (*deployment, func(), error) {
 	}
 	d.st = st
 	d.name = "local (in-process stack)"
-	d.mint = func(ctx context.Context, id spiffeid.ID, dir string) error { return st.Spire.Mint(ctx, id, time.Hour, dir) }
+	d.mint = func(ctx context.Context, id spiffeid.ID, dir string) error {
+		return st.Spire.Mint(ctx, id, time.Hour, dir)
+	}
 	d.services = map[string]string{}
 	for name, svc := range st.Services {
 		d.services[name] = svc.Listen

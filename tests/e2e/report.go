@@ -19,7 +19,7 @@ func Matrix(cases []Case) (markdown, htmlDoc string) {
 		"another user's of the same tenant and another tenant's), %d direct calls with a workload SVID to every tenant service.\n\n",
 		len(cases), countCases(front), countCases(direct))
 	md.WriteString("Each cell is the outcome the rules prescribe and the suite observed: ✅ status for allowed, " +
-		"⛔ status + refusing layer (edge, mtls, jwt, policy, not-found) for refused. " +
+		"⛔ status + refusing layer (edge, mtls, jwt, policy, database = 404 from the tenant's data, rule = 422 business rule) for refused. " +
 		"Targets: **own** = the caller's own resource, **same** = another user's of the caller's tenant, " +
 		"**other** = another tenant's; a relation is missing when the demo data has no such resource.\n\n")
 	h.WriteString("<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>ztbank tenant-isolation matrix</title>\n")

@@ -4,7 +4,11 @@
 // (topology, roles, ownership) rather than from the Rego policy or from a previous run.
 package e2e
 
-import "strings"
+import (
+	"strings"
+
+	"github.com/ztbank/ztbank/libs/demo"
+)
 
 // ResourceKind is what a route's path parameter (or body) names.
 type ResourceKind string
@@ -34,6 +38,12 @@ type Route struct {
 	Resource ResourceKind
 	// WorkloadOnly routes (diagnostics) also admit a workload without a user.
 	WorkloadOnly bool
+	// UnknownIsEmpty: for a caller who may read any resource of the tenant, an ID the
+	// tenant does not hold yields an empty list (the route lists by owner) rather than 404.
+	UnknownIsEmpty bool
+	// ForCustomers: the target must be a customer of the tenant (accounts are opened for
+	// customers only); anything else is refused as unprocessable (422).
+	ForCustomers bool
 	// Body builds the JSON request body for a target; nil for routes without one.
 	Body func(t Target) string
 	// Live is false for routes that are declared here ahead of their implementation: they
@@ -72,18 +82,27 @@ var Routes = []Route{
 	{Tenant: "bank-b", Method: "GET", Path: "/internal/whoami", Service: "bank-b/gateway", Permission: "whoami", WorkloadOnly: true, Live: true},
 	{Tenant: "bank-b", Method: "GET", Path: "/internal/chain", Service: "bank-b/gateway", Permission: "whoami", WorkloadOnly: true, Live: true},
 
-	{Tenant: "bank-a", Method: "GET", Path: "/v1/users/me", Service: "bank-a/user", Permission: "users:read"},
-	{Tenant: "bank-a", Method: "GET", Path: "/v1/users/{userID}", Service: "bank-a/user", Permission: "users:read", Resource: UserResource},
-	{Tenant: "bank-a", Method: "GET", Path: "/v1/users/{userID}/accounts", Service: "bank-a/user", Permission: "accounts:read", Resource: UserResource},
-	{Tenant: "bank-a", Method: "GET", Path: "/v1/accounts/{accountID}", Service: "bank-a/account", Permission: "accounts:read", Resource: AccountResource},
-	{Tenant: "bank-a", Method: "POST", Path: "/v1/accounts", Service: "bank-a/account", Permission: "accounts:open", Resource: UserResource,
+	{Tenant: "bank-a", Method: "GET", Path: "/v1/users/me", Service: "bank-a/user", Permission: "users:read", Live: true},
+	{Tenant: "bank-a", Method: "GET", Path: "/v1/users/{userID}", Service: "bank-a/user", Permission: "users:read", Resource: UserResource, Live: true},
+	{Tenant: "bank-a", Method: "GET", Path: "/v1/users/{userID}/accounts", Service: "bank-a/user", Permission: "accounts:read", Resource: UserResource,
+		UnknownIsEmpty: true, Live: true},
+	{Tenant: "bank-a", Method: "GET", Path: "/v1/accounts/{accountID}", Service: "bank-a/account", Permission: "accounts:read", Resource: AccountResource, Live: true},
+	{Tenant: "bank-a", Method: "POST", Path: "/v1/accounts", Service: "bank-a/user", Permission: "accounts:open", Resource: UserResource,
+		ForCustomers: true, Live: true,
 		Body: func(t Target) string {
 			return `{"owner_id":"` + t.ID + `","name":"e2e-` + t.Nonce + `","currency":"EUR"}`
 		}},
 
-	{Tenant: "bank-b", Method: "GET", Path: "/v1/accounts", Service: "bank-b/ledger", Permission: "accounts:read"},
-	{Tenant: "bank-b", Method: "GET", Path: "/v1/accounts/{accountID}/balance", Service: "bank-b/ledger", Permission: "accounts:read", Resource: AccountResource},
-	{Tenant: "bank-b", Method: "GET", Path: "/v1/accounts/{accountID}/entries", Service: "bank-b/ledger", Permission: "ledger:read", Resource: AccountResource},
+	{Tenant: "bank-b", Method: "GET", Path: "/v1/accounts", Service: "bank-b/ledger", Permission: "accounts:read", Live: true},
+	{Tenant: "bank-b", Method: "GET", Path: "/v1/accounts/{accountID}/balance", Service: "bank-b/ledger", Permission: "accounts:read", Resource: AccountResource, Live: true},
+	{Tenant: "bank-b", Method: "GET", Path: "/v1/accounts/{accountID}/entries", Service: "bank-b/ledger", Permission: "ledger:read", Resource: AccountResource, Live: true},
+	// The target is the source account; one minor unit goes to another bank-b account.
+	{Tenant: "bank-b", Method: "POST", Path: "/v1/payments", Service: "bank-b/payment", Permission: "payments:create", Resource: AccountResource, Live: true,
+		Body: func(t Target) string {
+			return `{"from_account":"` + t.ID + `","to_account":"` + payee(t.ID) + `","amount":{"amount":1,"currency":"EUR"},"reference":"e2e-` + t.Nonce + `"}`
+		}},
+	// Needs a payment fixture per user (payments have server-made IDs); not generated yet.
+	{Tenant: "bank-b", Method: "GET", Path: "/v1/payments/{paymentID}", Service: "bank-b/payment", Permission: "payments:read"},
 }
 
 // LiveRoutes returns the rows of Routes that are implemented.
@@ -95,4 +114,14 @@ func LiveRoutes() []Route {
 		}
 	}
 	return out
+}
+
+// payee is the bank-b account a test payment from "from" goes to: dave's current account,
+// or bob's when dave pays.
+func payee(from string) string {
+	to := demo.AccountID("dave@bank-b", "current").String()
+	if from == to {
+		to = demo.AccountID("bob@bank-b", "current").String()
+	}
+	return to
 }

@@ -14,11 +14,12 @@ type Layer string
 // The layers, outermost first.
 const (
 	LayerNone     Layer = ""
-	LayerEdge     Layer = "edge"      // the edge refused: no/invalid token, wrong tenant, identity header
-	LayerMTLS     Layer = "mtls"      // the service refused the TLS handshake (peer not allowlisted)
-	LayerJWT      Layer = "jwt"       // the service refused the internal JWT (401 at the service)
-	LayerPolicy   Layer = "policy"    // OPA denied: 403 with a decision_id
-	LayerNotFound Layer = "not-found" // the tenant's database holds no such resource
+	LayerEdge     Layer = "edge"     // the edge refused: no/invalid token, wrong tenant, identity header
+	LayerMTLS     Layer = "mtls"     // the service refused the TLS handshake (peer not allowlisted)
+	LayerJWT      Layer = "jwt"      // the service refused the internal JWT (401 at the service)
+	LayerPolicy   Layer = "policy"   // OPA denied: 403 with a decision_id
+	LayerNotFound Layer = "database" // 404: the tenant's database holds no such resource
+	LayerRule     Layer = "rule"     // 422: a business rule refused (e.g. owner not a customer of the tenant)
 )
 
 // IdentityKind says how a case authenticates.
@@ -118,13 +119,30 @@ func Expect(topo *topology.Topology, id Identity, route Route, target Target) Ex
 	if !slices.Contains(roleGrants[u.Role], route.Permission) {
 		return Expectation{http.StatusForbidden, LayerPolicy}
 	}
-	switch {
-	case target.Relation == NoTarget:
-	case target.Tenant != route.Tenant:
-		// Each tenant has its own database: another tenant's ID does not exist here.
-		return Expectation{http.StatusNotFound, LayerNotFound}
-	case target.Owner != u.Username && !tenantScoped[u.Role]:
+	if target.Relation == NoTarget {
+		return Expectation{success, LayerNone}
+	}
+	// Services decide before they reveal whether an ID exists: an ID this tenant does not
+	// hold (another tenant's: each tenant has its own database) is decided as a resource
+	// nobody owns, so a customer gets the same 403 as for a neighbour's resource.
+	mayRead := target.Owner == u.Username || tenantScoped[u.Role]
+	if target.Tenant != route.Tenant {
+		mayRead = tenantScoped[u.Role]
+	}
+	if !mayRead {
 		return Expectation{http.StatusForbidden, LayerPolicy}
+	}
+	if target.Tenant != route.Tenant {
+		switch {
+		case route.UnknownIsEmpty:
+			return Expectation{success, LayerNone}
+		case route.ForCustomers:
+			return Expectation{http.StatusUnprocessableEntity, LayerRule}
+		}
+		return Expectation{http.StatusNotFound, LayerNotFound}
+	}
+	if owner, _ := demo.UserByName(target.Owner); route.ForCustomers && owner.Role != demo.RoleCustomer {
+		return Expectation{http.StatusUnprocessableEntity, LayerRule}
 	}
 	return Expectation{success, LayerNone}
 }

@@ -115,6 +115,8 @@ func classify(resp *http.Response, err error) Observed {
 		o.Layer = LayerNone
 	case resp.StatusCode == http.StatusNotFound:
 		o.Layer = LayerNotFound
+	case resp.StatusCode == http.StatusUnprocessableEntity:
+		o.Layer = LayerRule
 	case resp.StatusCode == http.StatusForbidden && o.DecisionID != "":
 		o.Layer = LayerPolicy
 	case resp.StatusCode == http.StatusUnauthorized && strings.Contains(www, "invalid_token"):
