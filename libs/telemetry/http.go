@@ -2,7 +2,9 @@ package telemetry
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
+	"math/rand/v2"
 	"net/http"
 	"strconv"
 	"time"
@@ -140,6 +142,9 @@ func Server(opts ...Option) func(http.Handler) http.Handler {
 			ctx, span := o.tracer().Start(ctx, r.Method, trace.WithSpanKind(trace.SpanKindServer),
 				trace.WithAttributes(attribute.String("http.request.method", r.Method)))
 			defer span.End()
+			if !span.IsRecording() {
+				ctx = trace.ContextWithSpanContext(ctx, passThrough(span.SpanContext()))
+			}
 			ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
 			next.ServeHTTP(ww, r.WithContext(ctx))
 
@@ -160,6 +165,23 @@ func Server(opts ...Option) func(http.Handler) http.Handler {
 			m.duration.WithLabelValues(route, r.Method).Observe(time.Since(start).Seconds())
 		})
 	}
+}
+
+// passThrough gives a request that is not recorded (no collector configured) IDs of its
+// own, so its log and audit lines still carry a trace ID that joins them to the other
+// hops' lines, and its calls carry a traceparent naming this hop. It keeps the caller's
+// trace ID and sampling flag. A request that arrived without one is marked sampled: the
+// decision is left to the next hop that records, rather than silently dropping the
+// traces of services that do have a collector.
+func passThrough(parent trace.SpanContext) trace.SpanContext {
+	cfg := trace.SpanContextConfig{TraceID: parent.TraceID(), TraceFlags: parent.TraceFlags(), TraceState: parent.TraceState()}
+	if !parent.IsValid() {
+		binary.BigEndian.PutUint64(cfg.TraceID[:8], rand.Uint64())
+		binary.BigEndian.PutUint64(cfg.TraceID[8:], rand.Uint64()|1) // never all zero
+		cfg.TraceFlags = trace.FlagsSampled
+	}
+	binary.BigEndian.PutUint64(cfg.SpanID[:], rand.Uint64()|1)
+	return trace.NewSpanContext(cfg)
 }
 
 // Annotate is middleware that copies the identity proven so far (caller workload, and the

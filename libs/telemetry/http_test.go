@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/propagation"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -226,28 +227,60 @@ func spanNames(spans tracetest.SpanStubs) []string {
 }
 
 // TestPropagationWithTracingOff checks the promise Setup makes: with no collector a
-// service still forwards its caller's trace context unchanged.
+// service still continues its caller's trace, gives its own hop a span ID for its logs,
+// and names that span as the parent on its calls. A request without a caller trace gets
+// a fresh trace ID.
 func TestPropagationWithTracingOff(t *testing.T) {
-	var got string
-	down := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got = r.Header.Get("Traceparent")
-	}))
-	defer down.Close()
-	opts := []Option{WithPropagator(w3c), WithRegisterer(prometheus.NewRegistry()),
-		WithTracerProvider(noop.NewTracerProvider())}
-	client := &http.Client{Transport: Outgoing("bank-a/user", opts...)(nil)}
-	h := Server(opts...)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		req, _ := http.NewRequestWithContext(r.Context(), http.MethodGet, down.URL, nil)
-		if resp, err := client.Do(req); err == nil {
-			resp.Body.Close()
-		}
-	}))
-	const incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
-	req := httptest.NewRequest(http.MethodGet, "/", nil)
-	req.Header.Set("Traceparent", incoming)
-	h.ServeHTTP(httptest.NewRecorder(), req)
-	if got != incoming {
-		t.Errorf("forwarded traceparent %q, want the caller's %q", got, incoming)
+	const callerTrace, callerSpan = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+	for _, tc := range []struct {
+		name     string
+		tp       trace.TracerProvider
+		incoming string
+	}{
+		{"caller trace continued", noop.NewTracerProvider(), "00-" + callerTrace + "-" + callerSpan + "-01"},
+		{"no caller trace", noop.NewTracerProvider(), ""},
+		// What a service without a collector actually runs: the global provider before
+		// anything is installed.
+		{"global provider, caller trace continued", otel.GetTracerProvider(), "00-" + callerTrace + "-" + callerSpan + "-01"},
+		{"global provider, no caller trace", otel.GetTracerProvider(), ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var forwarded string
+			down := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				forwarded = r.Header.Get("Traceparent")
+			}))
+			defer down.Close()
+			opts := []Option{WithPropagator(w3c), WithRegisterer(prometheus.NewRegistry()),
+				WithTracerProvider(tc.tp)}
+			client := &http.Client{Transport: Outgoing("bank-a/user", opts...)(nil)}
+			var seen trace.SpanContext
+			h := Server(opts...)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				seen = trace.SpanContextFromContext(r.Context())
+				req, _ := http.NewRequestWithContext(r.Context(), http.MethodGet, down.URL, nil)
+				if resp, err := client.Do(req); err == nil {
+					resp.Body.Close()
+				}
+			}))
+			req := httptest.NewRequest(http.MethodGet, "/", nil)
+			if tc.incoming != "" {
+				req.Header.Set("Traceparent", tc.incoming)
+			}
+			h.ServeHTTP(httptest.NewRecorder(), req)
+
+			if !seen.IsValid() {
+				t.Fatal("handler context has no trace and span ID for its log lines")
+			}
+			if tc.incoming != "" && seen.TraceID().String() != callerTrace {
+				t.Errorf("trace ID %s, want the caller's %s", seen.TraceID(), callerTrace)
+			}
+			if seen.SpanID().String() == callerSpan {
+				t.Error("this hop reuses the caller's span ID; its log lines would be indistinguishable")
+			}
+			want := "00-" + seen.TraceID().String() + "-" + seen.SpanID().String() + "-01"
+			if forwarded != want {
+				t.Errorf("forwarded traceparent %q, want %q", forwarded, want)
+			}
+		})
 	}
 }
 
