@@ -1,0 +1,143 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/ztbank/ztbank/libs/demo"
+)
+
+// internalToken obtains the internal JWT the edge mints for username on tenant through its
+// ext_authz endpoint, which returns it as the Authorization header: exactly what a
+// compromised workload of that tenant could capture from its inbound requests.
+func internalToken(t *testing.T, d *deployment, username, tenant string) string {
+	t.Helper()
+	ctx := context.Background()
+	tok, err := d.userToken(ctx, username)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, d.edgeURL+"/authz/"+tenant+"/v1/accounts", nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := d.edge.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	internal := strings.TrimPrefix(resp.Header.Get("Authorization"), "Bearer ")
+	if resp.StatusCode != http.StatusOK || internal == "" {
+		t.Fatalf("ext_authz for %s on %s: status %d, no internal token", username, tenant, resp.StatusCode)
+	}
+	return internal
+}
+
+// directGet calls service's path with a minted SVID for caller and optional headers.
+func directGet(t *testing.T, d *deployment, caller, service, path string, headers map[string]string) Observed {
+	t.Helper()
+	ctx := context.Background()
+	from, _ := topo.Workload(caller)
+	to, _ := topo.Workload(service)
+	client, err := d.direct(ctx, from.ID, to.ID)
+	if err != nil {
+		t.Skip(err)
+	}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+d.services[service]+path, nil)
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
+	return classify(client.Do(req))
+}
+
+// TestReplayedInternalJWT replays a genuine bank-b internal token, captured from a bank-b
+// request, at bank-a: directly at a bank-a service from a workload bank-a trusts, and at
+// the edge. The control row shows the token itself is valid where it belongs.
+func TestReplayedInternalJWT(t *testing.T) {
+	d := needLive(t)
+	if d.mint == nil {
+		t.Skip(errCannotMint)
+	}
+	bobs := internalToken(t, d, "bob@bank-b", "bank-b")
+	alice := demo.UserID("alice@bank-a").String()
+	bobAccount := demo.AccountID("bob@bank-b", "current").String()
+	auth := map[string]string{"Authorization": "Bearer " + bobs}
+	for _, tc := range []struct {
+		name             string
+		caller, service  string
+		path             string
+		want             Expectation
+		mustNotMentionID string
+	}{
+		{"bank-b token at bank-a user service", "bank-a/gateway", "bank-a/user", "/v1/users/me", Expectation{401, LayerJWT}, ""},
+		{"bank-b token for alice's profile", "bank-a/gateway", "bank-a/user", "/v1/users/" + alice, Expectation{401, LayerJWT}, alice},
+		{"bank-b token at bank-a account service", "bank-a/user", "bank-a/account", "/v1/users/" + alice + "/accounts", Expectation{401, LayerJWT}, alice},
+		{"control: the token where it belongs", "bank-b/gateway", "bank-b/ledger", "/v1/accounts/" + bobAccount + "/balance", Expectation{200, LayerNone}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := directGet(t, d, tc.caller, tc.service, tc.path, auth)
+			if diff := cmp.Diff(tc.want, got.Expectation()); diff != "" {
+				t.Errorf("mismatch (-want +got):\n%s\nbody: %.300s err: %v", diff, got.Body, got.Err)
+			}
+		})
+	}
+	t.Run("bank-b internal token at the edge", func(t *testing.T) {
+		for _, path := range []string{"/bank-a/v1/users/me", "/bank-b/v1/accounts"} {
+			req, _ := http.NewRequest(http.MethodGet, d.edgeURL+path, nil)
+			req.Header.Set("Authorization", "Bearer "+bobs)
+			got := classify(d.edge.Do(req))
+			if diff := cmp.Diff(Expectation{401, LayerEdge}, got.Expectation()); diff != "" {
+				t.Errorf("%s: mismatch (-want +got):\n%s\nbody: %.300s", path, diff, got.Body)
+			}
+		}
+	})
+}
+
+// TestForgedSpiffeIDHeader sends identity headers a client has no business setting: the edge
+// refuses them, and a service reached directly ignores them and reports the peer its mTLS
+// handshake proved.
+func TestForgedSpiffeIDHeader(t *testing.T) {
+	d := needLive(t)
+	payment, _ := topo.Workload("bank-b/payment")
+	forged := map[string]string{
+		"X-Spiffe-Id":             payment.ID.String(),
+		"X-Forwarded-Client-Cert": "By=spiffe://ztbank.local/ns/bank-a/sa/user;URI=" + payment.ID.String(),
+	}
+	tok, err := d.userToken(context.Background(), "alice@bank-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, value := range forged {
+		t.Run("edge refuses "+name, func(t *testing.T) {
+			req, _ := http.NewRequest(http.MethodGet, d.edgeURL+"/bank-a/v1/users/me", nil)
+			req.Header.Set("Authorization", "Bearer "+tok)
+			req.Header.Set(name, value)
+			got := classify(d.edge.Do(req))
+			if diff := cmp.Diff(Expectation{403, LayerEdge}, got.Expectation()); diff != "" {
+				t.Errorf("mismatch (-want +got):\n%s\nbody: %.300s", diff, got.Body)
+			}
+		})
+	}
+	t.Run("service ignores forged headers", func(t *testing.T) {
+		if d.mint == nil {
+			t.Skip(errCannotMint)
+		}
+		got := directGet(t, d, "bank-a/gateway", "bank-a/user", "/internal/whoami", forged)
+		if got.Status != http.StatusOK {
+			t.Fatalf("whoami: status %d, body %.300s, err %v", got.Status, got.Body, got.Err)
+		}
+		var hop struct {
+			Caller string `json:"caller"`
+		}
+		if err := json.Unmarshal([]byte(got.Body), &hop); err != nil {
+			t.Fatal(err)
+		}
+		gw, _ := topo.Workload("bank-a/gateway")
+		if hop.Caller != gw.ID.String() {
+			t.Errorf("service saw caller %q, want the handshake's %q (forged header %q must be ignored)", hop.Caller, gw.ID, payment.ID)
+		}
+	})
+}
