@@ -56,12 +56,12 @@ deploy-check: ## offline validation of Kubernetes, Istio, SPIRE, Emissary, Tilt 
 generate: ## regenerate topology-derived deploy files
 	@cd deploy/check && GOWORK=off $(GO) run ./cmd/topogen -out ../k8s/generated
 
-fuzz: ## run every fuzz target for FUZZTIME (default 5s)
-	@for pkg in $$($(GO) list work); do \
-		for f in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz'); do \
-			echo "==> fuzz $$pkg $$f ($(FUZZTIME))"; \
-			$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg >/tmp/ztbank-fuzz.log 2>&1 \
-				|| { cat /tmp/ztbank-fuzz.log; exit 1; }; \
+fuzz: ## run every fuzz target for FUZZTIME (default 5s) as a smoke test
+	@set -e; for dir in $$(grep -rl --include='*_test.go' '^func Fuzz' libs services tools tests | xargs -n1 dirname | sort -u); do \
+		for f in $$(grep -h '^func Fuzz' $$dir/*_test.go | sed -E 's/^func (Fuzz[A-Za-z0-9_]*).*/\1/'); do \
+			echo "==> fuzz ./$$dir $$f ($(FUZZTIME))"; \
+			$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) ./$$dir >$(DEV)/fuzz.log 2>&1 \
+				|| { cat $(DEV)/fuzz.log; exit 1; }; \
 		done; \
 	done
 
