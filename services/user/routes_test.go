@@ -1,0 +1,228 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ztbank/ztbank/libs/authz"
+	"github.com/ztbank/ztbank/libs/demo"
+	"github.com/ztbank/ztbank/libs/demo/seed"
+	"github.com/ztbank/ztbank/libs/localpg/pgtest"
+	"github.com/ztbank/ztbank/libs/server"
+	"github.com/ztbank/ztbank/libs/topology"
+	"github.com/ztbank/ztbank/libs/transport"
+	"github.com/ztbank/ztbank/libs/usertoken"
+	accountstore "github.com/ztbank/ztbank/services/account/store"
+	"github.com/ztbank/ztbank/services/user/store"
+)
+
+var (
+	userStore    *store.Store
+	accountStore *accountstore.Store
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(pgtest.Main(m, func(e *pgtest.Env) error {
+		ctx := context.Background()
+		if err := seed.Run(ctx, e.Cluster.AdminDSN("postgres"), e.Topology); err != nil {
+			return err
+		}
+		up, err := e.Pool(ctx, "user_svc", "bank_a")
+		if err != nil {
+			return err
+		}
+		ap, err := e.Pool(ctx, "account_svc", "bank_a")
+		if err != nil {
+			return err
+		}
+		userStore, accountStore = store.New(up), accountstore.New(ap)
+		return nil
+	}))
+}
+
+// accountPeer stands in for the account service's two routes the user service calls, over
+// the real account store, and refuses requests without the user service's identity or a
+// valid forwarded user token, as the account service does.
+func accountPeer(t *testing.T, verifier *usertoken.Verifier, userSvc string) *httptest.Server {
+	r := chi.NewRouter()
+	r.Use(func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Header.Get("X-Forwarded-Client-Cert") != "URI="+userSvc {
+				http.Error(w, "not the user service", http.StatusForbidden)
+				return
+			}
+			if _, err := verifier.Verify(r.Context(), usertoken.BearerToken(r.Header)); err != nil {
+				http.Error(w, "no user token forwarded", http.StatusUnauthorized)
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	})
+	r.Get("/v1/users/{userID}/accounts", func(w http.ResponseWriter, r *http.Request) {
+		accts, err := accountStore.ListByOwner(r.Context(), uuid.MustParse(chi.URLParam(r, "userID")), 20)
+		if err != nil {
+			http.Error(w, err.Error(), 500)
+			return
+		}
+		writeJSON(w, 200, map[string]any{"accounts": accts})
+	})
+	r.Post("/v1/accounts", func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			OwnerID  uuid.UUID `json:"owner_id"`
+			Name     string    `json:"name"`
+			Currency string    `json:"currency"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+			http.Error(w, err.Error(), 400)
+			return
+		}
+		a, err := accountStore.Open(r.Context(), req.OwnerID, accountstore.OpenRequest{Name: req.Name, Currency: req.Currency})
+		if err != nil {
+			http.Error(w, err.Error(), 422)
+			return
+		}
+		writeJSON(w, 201, a)
+	})
+	srv := httptest.NewServer(r)
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+type xfcc struct {
+	next http.RoundTripper
+	id   string
+}
+
+func (x xfcc) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("X-Forwarded-Client-Cert", "URI="+x.id)
+	return x.next.RoundTrip(r)
+}
+
+type stack struct {
+	t      *testing.T
+	srv    *httptest.Server
+	issuer *usertoken.Issuer
+	topo   *topology.Topology
+}
+
+func newStack(t *testing.T) *stack {
+	t.Helper()
+	topo := topology.Default()
+	self, _ := topo.Workload("bank-a/user")
+	edge, _ := topo.Workload("edge")
+	issuer, err := usertoken.NewIssuer(edge.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	verifier := usertoken.NewVerifier(issuer, self.Tenant, edge.ID)
+	az, err := authz.New(t.Context(), authz.Service{Workload: self.Name, Tenant: self.Tenant, ID: self.ID}, topo,
+		authz.WithRegisterer(prometheus.NewRegistry()), authz.WithAuditWriter(io.Discard))
+	if err != nil {
+		t.Fatal(err)
+	}
+	peerSrv := accountPeer(t, verifier, self.ID.String())
+	client := transport.MeshClient(transport.WithRoundTripper(func(rt http.RoundTripper) http.RoundTripper {
+		return xfcc{next: rt, id: self.ID.String()}
+	}))
+	rt := &server.Runtime{Env: server.Env{Mode: transport.Mesh}, Topology: topo, Self: self,
+		Log: slog.New(slog.DiscardHandler), Authz: az, Tokens: verifier}
+	h := NewServer(rt, nil, userStore, &server.Peer{Name: "bank-a/account", BaseURL: peerSrv.URL, Client: client})
+	if err := authz.Guarded(h.(chi.Routes)); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return &stack{t: t, srv: srv, issuer: issuer, topo: topo}
+}
+
+func (s *stack) do(workload, user, method, path, body string) (int, string) {
+	s.t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(s.t.Context(), method, s.srv.URL+path, rd)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	w, _ := s.topo.Workload(workload)
+	req.Header.Set("X-Forwarded-Client-Cert", "URI="+w.ID.String())
+	if user != "" {
+		u, _ := demo.UserByName(user)
+		id, _ := usertoken.UserID(u.Tenant, u.ID.String())
+		tok, err := s.issuer.Mint(s.t.Context(), usertoken.Claims{User: id, Tenant: u.Tenant, Roles: []string{u.Role}})
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(raw)
+}
+
+func TestRoutes(t *testing.T) {
+	pgtest.Require(t)
+	s := newStack(t)
+	alice, carol := demo.UserID("alice@bank-a").String(), demo.UserID("carol@bank-a").String()
+	aliceCurrent := demo.AccountID("alice@bank-a", "current").String()
+	open := func(owner, name string) string {
+		return fmt.Sprintf(`{"owner_id":%q,"name":%q,"currency":"EUR"}`, owner, name)
+	}
+	for _, tc := range []struct {
+		name       string
+		user       string
+		method     string
+		path       string
+		body       string
+		wantStatus int
+		want       string
+		forbidden  string
+	}{
+		{"me", "alice@bank-a", "GET", "/v1/users/me", "", 200, `"display_name":"Alice Anders"`, ""},
+		{"own user", "alice@bank-a", "GET", "/v1/users/" + alice, "", 200, `"username":"alice@bank-a"`, ""},
+		{"another user", "alice@bank-a", "GET", "/v1/users/" + carol, "", 403, "decision_id", "Carol"},
+		{"unknown user, customer", "alice@bank-a", "GET", "/v1/users/" + uuid.NewString(), "", 403, "", ""},
+		{"staff reads a customer", "carol@bank-a", "GET", "/v1/users/" + alice, "", 200, `"role":"customer"`, ""},
+		{"staff, unknown user", "carol@bank-a", "GET", "/v1/users/" + uuid.NewString(), "", 404, "", ""},
+		{"other tenant's token", "bob@bank-b", "GET", "/v1/users/me", "", 401, "", ""},
+		{"own accounts through the account service", "alice@bank-a", "GET", "/v1/users/" + alice + "/accounts", "", 200, aliceCurrent, ""},
+		{"another user's accounts", "alice@bank-a", "GET", "/v1/users/" + carol + "/accounts", "", 403, "decision_id", ""},
+		{"staff lists a customer's accounts", "carol@bank-a", "GET", "/v1/users/" + alice + "/accounts", "", 200, aliceCurrent, ""},
+		{"staff opens for a customer", "carol@bank-a", "POST", "/v1/accounts", open(alice, fmt.Sprintf("holiday-%d", os.Getpid())), 201, alice, ""},
+		{"not for staff", "carol@bank-a", "POST", "/v1/accounts", open(carol, "mine"), 422, "customers only", ""},
+		{"not for unknown users", "carol@bank-a", "POST", "/v1/accounts", open(uuid.NewString(), "ghost"), 422, "", ""},
+		{"customers cannot open", "alice@bank-a", "POST", "/v1/accounts", open(alice, "more"), 403, "decision_id", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			status, body := s.do("bank-a/gateway", tc.user, tc.method, tc.path, tc.body)
+			if diff := cmp.Diff(tc.wantStatus, status); diff != "" {
+				t.Fatalf("%s %s status mismatch (-want +got):\n%s\nbody: %s", tc.method, tc.path, diff, body)
+			}
+			if !strings.Contains(body, tc.want) {
+				t.Errorf("body lacks %q: %s", tc.want, body)
+			}
+			if tc.forbidden != "" && strings.Contains(body, tc.forbidden) {
+				t.Errorf("body leaks %q: %s", tc.forbidden, body)
+			}
+		})
+	}
+}
