@@ -89,7 +89,7 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 	os.Remove(s.ServerSock)
 	os.Remove(s.AgentSock)
 
-	ports, err := freePorts(2)
+	ports, err := FreePorts(2)
 	if err != nil {
 		return nil, err
 	}
@@ -343,7 +343,9 @@ func waitHTTP(ctx context.Context, url string, timeout time.Duration, cmd *exec.
 	}
 }
 
-func freePorts(n int) ([]int, error) {
+// FreePorts returns n distinct loopback ports that were free a moment ago. Another process
+// may take one before it is bound; callers that can, bind port 0 instead.
+func FreePorts(n int) ([]int, error) {
 	var ls []net.Listener
 	defer func() {
 		for _, l := range ls {

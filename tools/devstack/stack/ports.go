@@ -4,27 +4,12 @@ import (
 	"fmt"
 	"net"
 	"time"
+
+	"github.com/ztbank/ztbank/libs/localspire"
 )
 
 // FreePorts returns n distinct loopback ports that were free a moment ago.
-func FreePorts(n int) ([]int, error) {
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	var ports []int
-	for i := 0; i < n; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
-}
+func FreePorts(n int) ([]int, error) { return localspire.FreePorts(n) }
 
 // PortFree reports whether addr can be bound right now.
 func PortFree(addr string) bool {
