@@ -1,0 +1,291 @@
+package main
+
+import (
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus"
+	"gopkg.in/yaml.v3"
+
+	"github.com/ztbank/ztbank/libs/authz"
+	"github.com/ztbank/ztbank/libs/demo"
+	"github.com/ztbank/ztbank/libs/server"
+	"github.com/ztbank/ztbank/libs/topology"
+	"github.com/ztbank/ztbank/libs/transport"
+	"github.com/ztbank/ztbank/libs/usertoken"
+)
+
+// seen is what a backend received from the gateway.
+type seen struct {
+	Method, Path, Query, Auth, Caller, Key, Spoofed, Body string
+}
+
+// backend records each request and answers with a marker naming itself, so a test can
+// tell which backend answered and what reached it.
+type backend struct {
+	name string
+	srv  *httptest.Server
+	mu   sync.Mutex
+	got  []seen
+}
+
+func newBackend(t *testing.T, name string) *backend {
+	b := &backend{name: name}
+	b.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		b.mu.Lock()
+		b.got = append(b.got, seen{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Auth: r.Header.Get("Authorization"),
+			Caller: r.Header.Get("X-Forwarded-Client-Cert"), Key: r.Header.Get("Idempotency-Key"),
+			Spoofed: r.Header.Get("X-Spiffe-ID"), Body: string(body)})
+		b.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Idempotent-Replayed", "true")
+		w.WriteHeader(http.StatusTeapot) // any status passes through unchanged
+		io.WriteString(w, `{"backend":"`+name+`"}`)
+	}))
+	t.Cleanup(b.srv.Close)
+	return b
+}
+
+func (b *backend) requests() []seen {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return slices.Clone(b.got)
+}
+
+type xfcc struct {
+	next http.RoundTripper
+	id   string
+}
+
+func (x xfcc) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("X-Forwarded-Client-Cert", "URI="+x.id)
+	return x.next.RoundTrip(r)
+}
+
+type stack struct {
+	t        *testing.T
+	srv      *httptest.Server
+	router   chi.Routes
+	issuer   *usertoken.Issuer
+	topo     *topology.Topology
+	backends map[string]*backend // by service name
+}
+
+// newStack runs the gateway of tenant with its real router, policy engine and token
+// verifier (mesh mode: the test names the caller in XFCC), and the real mesh peer client
+// (which forwards the user's token) to recording backends.
+func newStack(t *testing.T, tenant string) *stack {
+	t.Helper()
+	topo := topology.Default()
+	self, _ := topo.Workload(tenant + "/gateway")
+	edge, _ := topo.Workload("edge")
+	issuer, err := usertoken.NewIssuer(edge.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	az, err := authz.New(t.Context(), authz.Service{Workload: self.Name, Tenant: self.Tenant, ID: self.ID}, topo,
+		authz.WithRegisterer(prometheus.NewRegistry()), authz.WithAuditWriter(io.Discard))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &stack{t: t, issuer: issuer, topo: topo, backends: map[string]*backend{}}
+	var peers []*server.Peer
+	for _, name := range self.Calls {
+		w, _ := topo.Workload(name)
+		b := newBackend(t, w.Service)
+		s.backends[w.Service] = b
+		client := transport.MeshClient(transport.WithRoundTripper(func(rt http.RoundTripper) http.RoundTripper {
+			return xfcc{next: rt, id: self.ID.String()}
+		}))
+		peers = append(peers, &server.Peer{Name: name, BaseURL: b.srv.URL, Client: client})
+	}
+	rt := &server.Runtime{Env: server.Env{Mode: transport.Mesh}, Topology: topo, Self: self,
+		Log: slog.New(slog.DiscardHandler), Authz: az, Tokens: usertoken.NewVerifier(issuer, self.Tenant, edge.ID)}
+	h, err := NewServer(rt, peers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.router = h.(chi.Routes)
+	if err := authz.Guarded(s.router); err != nil {
+		t.Fatal(err)
+	}
+	s.srv = httptest.NewServer(h)
+	t.Cleanup(s.srv.Close)
+	return s
+}
+
+func (s *stack) token(username string) string {
+	s.t.Helper()
+	u, _ := demo.UserByName(username)
+	id, _ := usertoken.UserID(u.Tenant, u.ID.String())
+	tok, err := s.issuer.Mint(s.t.Context(), usertoken.Claims{User: id, Tenant: u.Tenant, Roles: []string{u.Role}})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return tok
+}
+
+func (s *stack) do(workload, token, method, path string, header map[string]string, body string) (*http.Response, string) {
+	s.t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(s.t.Context(), method, s.srv.URL+path, rd)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	w, _ := s.topo.Workload(workload)
+	req.Header.Set("X-Forwarded-Client-Cert", "URI="+w.ID.String())
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	return resp, string(raw)
+}
+
+func TestForwarding(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		tenant   string
+		user     string
+		method   string
+		path     string
+		body     string
+		backend  string // service that must receive it; "" for refused at the gateway
+		wantCode int
+	}{
+		{"me to user service", "bank-a", "alice@bank-a", "GET", "/v1/users/me", "", "user", http.StatusTeapot},
+		{"user's accounts to user service", "bank-a", "alice@bank-a", "GET", "/v1/users/" + demo.UserID("alice@bank-a").String() + "/accounts", "", "user", http.StatusTeapot},
+		{"account to account service", "bank-a", "alice@bank-a", "GET", "/v1/accounts/" + demo.AccountID("alice@bank-a", "current").String(), "", "account", http.StatusTeapot},
+		{"open account to user service", "bank-a", "carol@bank-a", "POST", "/v1/accounts", `{"owner_id":"x"}`, "user", http.StatusTeapot},
+		{"customer cannot open, refused at the gateway", "bank-a", "alice@bank-a", "POST", "/v1/accounts", `{}`, "", http.StatusForbidden},
+		{"other tenant's token", "bank-a", "bob@bank-b", "GET", "/v1/users/me", "", "", http.StatusUnauthorized},
+		{"no token", "bank-a", "", "GET", "/v1/users/me", "", "", http.StatusUnauthorized},
+		{"ledger accounts", "bank-b", "bob@bank-b", "GET", "/v1/accounts", "", "ledger", http.StatusTeapot},
+		{"entries with paging", "bank-b", "bob@bank-b", "GET", "/v1/accounts/" + demo.AccountID("bob@bank-b", "current").String() + "/entries?limit=2&cursor=9", "", "ledger", http.StatusTeapot},
+		{"payment", "bank-b", "bob@bank-b", "POST", "/v1/payments", `{"amount":1}`, "payment", http.StatusTeapot},
+		{"staff payment refused at the gateway", "bank-b", "erin@bank-b", "POST", "/v1/payments", `{}`, "", http.StatusForbidden},
+		{"bank-a route absent on bank-b", "bank-b", "bob@bank-b", "GET", "/v1/users/me", "", "", http.StatusNotFound},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newStack(t, tc.tenant)
+			tok := ""
+			if tc.user != "" {
+				tok = s.token(tc.user)
+			}
+			resp, body := s.do("edge", tok, tc.method, tc.path,
+				map[string]string{"Idempotency-Key": "k-1", "X-Spiffe-ID": "spiffe://ztbank.local/ns/bank-a/sa/gateway"}, tc.body)
+			if diff := cmp.Diff(tc.wantCode, resp.StatusCode); diff != "" {
+				t.Fatalf("%s %s status mismatch (-want +got):\n%s\nbody: %s", tc.method, tc.path, diff, body)
+			}
+			for svc, b := range s.backends {
+				got := b.requests()
+				if svc != tc.backend {
+					if len(got) != 0 {
+						t.Errorf("backend %s received %+v, want nothing", svc, got)
+					}
+					continue
+				}
+				self, _ := s.topo.Workload(tc.tenant + "/gateway")
+				path, query, _ := strings.Cut(tc.path, "?")
+				want := []seen{{Method: tc.method, Path: path, Query: query, Auth: "Bearer " + tok,
+					Caller: "URI=" + self.ID.String(), Key: "k-1", Body: tc.body}}
+				if diff := cmp.Diff(want, got); diff != "" {
+					t.Errorf("backend %s requests mismatch (-want +got):\n%s", svc, diff)
+				}
+				if !strings.Contains(body, `"backend":"`+svc+`"`) || resp.Header.Get("Idempotent-Replayed") != "true" {
+					t.Errorf("response not relayed from %s: %q headers %v", svc, body, resp.Header)
+				}
+			}
+		})
+	}
+}
+
+// TestOnlyEdgeMayCall: the gateway's allowlist admits the edge alone.
+func TestOnlyEdgeMayCall(t *testing.T) {
+	s := newStack(t, "bank-b")
+	resp, _ := s.do("bank-b/payment", s.token("bob@bank-b"), "GET", "/v1/accounts", nil, "")
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("payment calling the gateway: status %d, want 403", resp.StatusCode)
+	}
+	if n := len(s.backends["ledger"].requests()); n != 0 {
+		t.Errorf("ledger received %d requests", n)
+	}
+}
+
+// TestOpenAPIMatchesRoutes: every API route of each tenant's gateway is in its OpenAPI
+// document and every operation of the document is a route, so the document cannot drift.
+func TestOpenAPIMatchesRoutes(t *testing.T) {
+	for _, tenant := range []string{"bank-a", "bank-b"} {
+		t.Run(tenant, func(t *testing.T) {
+			s := newStack(t, tenant)
+			var routes []string
+			err := chi.Walk(s.router, func(method, route string, _ http.Handler, _ ...func(http.Handler) http.Handler) error {
+				if !strings.HasPrefix(route, "/internal/") { // diagnostics, not the tenant API
+					routes = append(routes, method+" "+route)
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			doc, err := openAPIDocument(tenant)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var spec struct {
+				OpenAPI string                               `yaml:"openapi"`
+				Servers []struct{ URL string }               `yaml:"servers"`
+				Paths   map[string]map[string]map[string]any `yaml:"paths"`
+			}
+			if err := yaml.Unmarshal(doc, &spec); err != nil {
+				t.Fatal(err)
+			}
+			var documented []string
+			for path, ops := range spec.Paths {
+				for method, op := range ops {
+					documented = append(documented, strings.ToUpper(method)+" "+path)
+					if _, ok := op["responses"]; !ok {
+						t.Errorf("%s %s has no responses", method, path)
+					}
+				}
+			}
+			slices.Sort(routes)
+			slices.Sort(documented)
+			if diff := cmp.Diff(routes, documented); diff != "" {
+				t.Errorf("routes vs OpenAPI operations mismatch (-routes +document):\n%s", diff)
+			}
+			if !strings.HasPrefix(spec.OpenAPI, "3.") || len(spec.Servers) != 1 || spec.Servers[0].URL != "/"+tenant {
+				t.Errorf("document header: openapi %q servers %+v, want 3.x and /%s", spec.OpenAPI, spec.Servers, tenant)
+			}
+
+			// Served to the edge without a user, and with one of the tenant's users.
+			customer := map[string]string{"bank-a": "alice@bank-a", "bank-b": "bob@bank-b"}[tenant]
+			for _, tok := range []string{"", s.token(customer)} {
+				resp, body := s.do("edge", tok, "GET", "/v1/openapi.yaml", nil, "")
+				if resp.StatusCode != 200 || body != string(doc) {
+					t.Errorf("GET /v1/openapi.yaml: %d, %d bytes; want 200 and the document", resp.StatusCode, len(body))
+				}
+			}
+		})
+	}
+}
