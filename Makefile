@@ -8,14 +8,14 @@ FUZZTIME ?= 5s
 
 .DEFAULT_GOAL := help
 .PHONY: help dev up down status test unit vet deps-check deploy-check generate fuzz bench \
-        spire tidy fmt token migrate e2e demo clean
+        spire tidy fmt token migrate e2e demo clean obs-tools
 
 help: ## list targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
-dev: spire ## build everything and run the local stack in the foreground (Ctrl-C stops it)
+dev: spire ## build everything and run the local stack in the foreground (Ctrl-C stops it); OBS=1 adds Jaeger + Prometheus
 	@$(GO) build -o $(BIN)/devstack ./tools/devstack
-	@exec $(BIN)/devstack dev
+	@OBS=$(OBS) exec $(BIN)/devstack dev
 
 up: spire ## start the local stack in the background; returns once healthy
 	@$(GO) build -o $(BIN)/devstack ./tools/devstack
@@ -38,8 +38,14 @@ $(SPIRE): tools/spire/go.mod tools/spire/go.sum
 	@test -x $(BIN)/spire-server && test -x $(BIN)/spire-agent
 	@touch $(SPIRE)
 
-test: spire deps-check vet unit deploy-check fuzz ## every test: unit, integration (real SPIRE, PostgreSQL), deploy checks, fuzz smoke
+test: spire obs-tools deps-check vet unit deploy-check fuzz ## every test: unit, integration (real SPIRE, PostgreSQL), deploy checks, fuzz smoke
 	@echo "==> all tests passed"
+
+obs-tools: ## install promtool (Debian package prometheus) if missing; the alert-rule tests need it
+	@command -v promtool >/dev/null 2>&1 || { \
+		echo "==> installing the Debian package prometheus (for promtool)"; \
+		SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
 
 deps-check: ## fail when modules disagree on a shared dependency version
 	@$(GO) run ./tools/depcheck .

@@ -22,6 +22,7 @@ import (
 	"github.com/ztbank/ztbank/libs/localspire"
 	"github.com/ztbank/ztbank/libs/migrate"
 	"github.com/ztbank/ztbank/libs/topology"
+	"github.com/ztbank/ztbank/tools/devstack/obs"
 	"github.com/ztbank/ztbank/tools/devstack/stack"
 )
 
@@ -51,9 +52,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		state = d
 	}
 	freePorts := getenv("ZTBANK_DEV_FREE_PORTS") == "1"
+	withObs := getenv("OBS") == "1"
 	switch args[1] {
 	case "dev":
-		return dev(ctx, root, state, freePorts, stdout)
+		return dev(ctx, root, state, freePorts, withObs, stdout)
 	case "up":
 		return up(ctx, args[0], state, stdout)
 	case "down":
@@ -81,7 +83,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 }
 
 // dev runs the stack in the foreground until ctx is cancelled (Ctrl-C).
-func dev(ctx context.Context, root, state string, freePorts bool, stdout io.Writer) error {
+func dev(ctx context.Context, root, state string, freePorts, withObs bool, stdout io.Writer) error {
 	infoPath := filepath.Join(state, "stack.json")
 	if info, err := stack.ReadInfo(infoPath); err == nil && alive(info.PID) && info.PID != os.Getpid() {
 		return fmt.Errorf("a stack is already running (pid %d); run `make down` first", info.PID)
@@ -94,9 +96,37 @@ func dev(ctx context.Context, root, state string, freePorts bool, stdout io.Writ
 		return err
 	}
 	start := time.Now()
-	s, err := stack.Start(ctx, stack.Options{Root: root, StateDir: state, FreePorts: freePorts, FrontDoor: true, Postgres: true, Progress: stdout})
+	opts := stack.Options{Root: root, StateDir: state, FreePorts: freePorts, FrontDoor: true, Postgres: true, Progress: stdout}
+	var ep obs.Endpoints
+	if withObs {
+		// Jaeger and Prometheus come up first so the services' very first spans and scrapes
+		// have somewhere to go.
+		var stopObs func()
+		var err error
+		ep, stopObs, err = obs.Start(ctx, filepath.Join(state, "obs"), obs.WithRoot(root), obs.WithProgress(stdout))
+		if err != nil {
+			return fmt.Errorf("observability backends: %w", err)
+		}
+		defer stopObs()
+		opts.Configure = func(s *stack.Stack) {
+			for _, svc := range s.Services {
+				svc.Env = append(svc.Env, ep.Env()...)
+			}
+		}
+	}
+	s, err := stack.Start(ctx, opts)
 	if err != nil {
 		return err
+	}
+	if withObs {
+		var targets []obs.Target
+		for _, svc := range s.Services {
+			targets = append(targets, obs.Target{Workload: svc.Workload.Name, Tenant: svc.Workload.Tenant, Addr: svc.Health})
+		}
+		if err := ep.SetTargets(targets); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "==> Jaeger UI %s, Prometheus %s\n", ep.JaegerUI, ep.Prometheus)
 	}
 	defer func() {
 		fmt.Fprintln(stdout, "==> stopping services and SPIRE")
