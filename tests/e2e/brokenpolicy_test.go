@@ -28,9 +28,6 @@ var (
 } else := {"allow": false, "reason": "tenant_mismatch"} if {
 	not resource_in_service_tenant
 `}
-	withoutOwnershipRule = policyEdit{"without the ownership rule", `} else := {"allow": false, "reason": "not_owner"} if {
-	not may_act_on_resource
-`}
 )
 
 // brokenPolicyDir writes libs/authz/policy with edit applied into a new directory and
@@ -89,7 +86,7 @@ func policyInput(c Case) (svc string, in authz.Input) {
 // suite's rules say must be refused. Through the running system the same requests are still
 // refused by the edge and the internal-JWT audience check (see ADR 0800), so the policy is
 // exercised here directly, the one place where it alone stands between a caller and the
-// data; TestBrokenPolicyInService does the same end to end for the ownership rule.
+// data.
 func TestBrokenPolicyIsCaught(t *testing.T) {
 	ctx := context.Background()
 	broken := brokenPolicyDir(t, withoutTenantRule)
