@@ -10,6 +10,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/ztbank/ztbank/libs/telemetry"
 )
 
 // Deny reasons the engine records without evaluating the policy, because there was nothing
@@ -98,6 +100,8 @@ func (r *record) update(ctx context.Context, in Input, d Decision, err error) st
 	defer r.mu.Unlock()
 	if !r.decided || r.d.Allow {
 		r.decided, r.in, r.d, r.err = true, in, d, err
+		// The request's span carries the deciding decision, as the audit line does.
+		telemetry.AnnotateDecision(ctx, r.id, d.Allow, d.Reason)
 	}
 	// The context closest to the handler carries the request's span even when the tracing
 	// middleware sits inside the Audit middleware.

@@ -17,6 +17,8 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ztbank/ztbank/libs/telemetry"
 )
 
 // MaxCredentialLifetime is how long RDS IAM tokens and locally rotated passwords are valid.
@@ -116,6 +118,10 @@ func Pool(ctx context.Context, dsn string, src TokenSource, opts ...Option) (*pg
 		mu   sync.Mutex
 		last [sha256.Size]byte
 	)
+	// Every query becomes a span of the request that issued it: the last hop of the trace.
+	if cfg.ConnConfig.Tracer == nil {
+		cfg.ConnConfig.Tracer = telemetry.PgxTracer()
+	}
 	cfg.BeforeConnect = func(ctx context.Context, cc *pgx.ConnConfig) error {
 		cred, err := src.Token(ctx)
 		if err != nil {

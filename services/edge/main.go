@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/ztbank/ztbank/libs/server"
+	"github.com/ztbank/ztbank/libs/telemetry"
 	"github.com/ztbank/ztbank/libs/topology"
 	"github.com/ztbank/ztbank/libs/transport"
 	"github.com/ztbank/ztbank/libs/usertoken"
@@ -111,7 +112,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		d.Upstreams[tenant] = upstream{URL: u, Transport: p.Client.Transport, ID: w.ID}
 	}
 
-	public := newHTTPServer(ctx, NewServer(d), rt)
+	// The edge starts the trace for every client request; each hop behind it continues it.
+	public := newHTTPServer(ctx, telemetry.Server()(NewServer(d)), rt)
 	if cfg.TLSCert != "" {
 		certs, err := newCertReloader(cfg.TLSCert, cfg.TLSKey)
 		if err != nil {
