@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -160,9 +161,16 @@ func (d *deployment) fromStackFile(path string) error {
 	for _, w := range info.Workloads {
 		d.services[w.Name] = w.Listen
 	}
-	server := filepath.Join(info.SpireBin, "spire-server")
-	if fi, err := os.Stat(info.SpireBin); err == nil && !fi.IsDir() {
-		server = info.SpireBin
+	spireBin := info.SpireBin
+	if spireBin == "" {
+		// stack.json leaves it empty when SPIRE came from .dev/bin; ask the same lookup.
+		if spireBin, err = localspire.Binaries(context.Background(), io.Discard); err != nil {
+			return err
+		}
+	}
+	server := filepath.Join(spireBin, "spire-server")
+	if fi, err := os.Stat(spireBin); err == nil && !fi.IsDir() {
+		server = spireBin
 	}
 	d.mint = func(ctx context.Context, id spiffeid.ID, dir string) error {
 		if err := os.MkdirAll(dir, 0o700); err != nil {

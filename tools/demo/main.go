@@ -30,6 +30,7 @@ import (
 
 	"github.com/ztbank/ztbank/libs/demo"
 	"github.com/ztbank/ztbank/libs/devoidc"
+	"github.com/ztbank/ztbank/libs/localspire"
 	"github.com/ztbank/ztbank/libs/topology"
 	"github.com/ztbank/ztbank/tools/devstack/stack"
 )
@@ -254,9 +255,18 @@ func (s *session) rogue(ctx context.Context, caller, target, path string) {
 }
 
 func (s *session) minted(ctx context.Context, id, server spiffeid.ID, dir string) (*http.Client, error) {
-	bin := filepath.Join(s.info.SpireBin, "spire-server")
-	if fi, err := os.Stat(s.info.SpireBin); err == nil && !fi.IsDir() {
-		bin = s.info.SpireBin
+	dir0 := s.info.SpireBin
+	if dir0 == "" {
+		// stack.json leaves it empty when SPIRE came from .dev/bin; ask the same lookup.
+		d, err := localspire.Binaries(ctx, io.Discard)
+		if err != nil {
+			return nil, err
+		}
+		dir0 = d
+	}
+	bin := filepath.Join(dir0, "spire-server")
+	if fi, err := os.Stat(dir0); err == nil && !fi.IsDir() {
+		bin = dir0
 	}
 	out, err := exec.CommandContext(ctx, bin, "x509", "mint", "-spiffeID", id.String(), "-ttl", "10m",
 		"-write", dir, "-socketPath", s.info.SpireServer).CombinedOutput()
