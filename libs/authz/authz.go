@@ -28,6 +28,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/rego"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -71,6 +72,7 @@ type Engine struct {
 	audit       *auditor
 	terms       termCache
 	now         func() time.Time
+	cache       *decisionCache // nil: every decision is evaluated
 }
 
 type config struct {
@@ -79,6 +81,7 @@ type config struct {
 	reg          prometheus.Registerer
 	now          func() time.Time
 	skipSelfTest bool
+	noCache      bool
 }
 
 // Option configures New.
@@ -122,6 +125,15 @@ func WithRegisterer(reg prometheus.Registerer) Option {
 func WithClock(now func() time.Time) Option {
 	return func(c *config) error {
 		c.now = now
+		return nil
+	}
+}
+
+// WithoutDecisionCache evaluates the policy for every decision, even for an input seen
+// before. Benchmarks use it to measure evaluation itself.
+func WithoutDecisionCache() Option {
+	return func(c *config) error {
+		c.noCache = true
 		return nil
 	}
 }
@@ -192,6 +204,9 @@ func New(ctx context.Context, svc Service, topo *topology.Topology, opts ...Opti
 		audit:       newAuditor(cfg.auditW, counter, svc),
 		now:         cfg.now,
 	}
+	if ok, _ := deterministic(cfg.policy.modules); ok && !cfg.noCache {
+		e.cache = newDecisionCache()
+	}
 	e.terms = termCache{}
 	e.terms.add("", "customer", "staff", svc.Tenant)
 	e.terms.add(http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete)
@@ -227,7 +242,24 @@ func (e *Engine) Decide(ctx context.Context, in Input) Decision {
 }
 
 func (e *Engine) decide(ctx context.Context, in Input) (Decision, error) {
-	rs, err := e.query.Eval(ctx, rego.EvalParsedInput(in.value(e.terms)))
+	v := in.value(e.terms)
+	var key string
+	if e.cache != nil {
+		key = v.String()
+		if d, ok := e.cache.get(key); ok {
+			return d, nil
+		}
+	}
+	d, err := e.evaluate(ctx, v)
+	if err == nil && e.cache != nil {
+		e.cache.put(key, d)
+	}
+	return d, err
+}
+
+// evaluate runs the prepared query on one input.
+func (e *Engine) evaluate(ctx context.Context, v ast.Value) (Decision, error) {
+	rs, err := e.query.Eval(ctx, rego.EvalParsedInput(v))
 	if err != nil {
 		return Decision{Reason: ReasonPolicyError}, fmt.Errorf("evaluate policy: %w", err)
 	}

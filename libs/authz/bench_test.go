@@ -57,3 +57,17 @@ func BenchmarkDecideParallel(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkDecideUncached measures evaluating the prepared policy itself, without the
+// decision memo: the cost of the first request with a given input.
+func BenchmarkDecideUncached(b *testing.B) {
+	e := newTestEngine(b, "bank-a/account", WithoutDecisionCache())
+	in := typicalInput(b)
+	if d := e.Decide(b.Context(), in); !d.Allow {
+		b.Fatalf("typical input denied: %+v", d)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		e.Decide(b.Context(), in)
+	}
+}

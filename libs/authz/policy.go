@@ -171,15 +171,24 @@ func (src *policySource) document(svc Service, topo *topology.Topology) (map[str
 func TopologyData(topo *topology.Topology) map[string]any {
 	workloads := make(map[string]any, len(topo.Workloads))
 	byID := make(map[string]any, len(topo.Workloads))
+	// callers indexes the edges by callee, so the policy's allowlist check is one lookup
+	// instead of a scan of the caller's call list (the costliest check per decision).
+	callers := make(map[string]any, len(topo.Workloads))
 	for _, w := range topo.Workloads {
 		calls := make([]any, len(w.Calls))
 		for i, c := range w.Calls {
 			calls[i] = c
+			set, _ := callers[c].(map[string]any)
+			if set == nil {
+				set = map[string]any{}
+				callers[c] = set
+			}
+			set[w.Name] = true
 		}
 		workloads[w.Name] = map[string]any{"id": w.ID.String(), "tenant": w.Tenant, "calls": calls}
 		byID[w.ID.String()] = w.Name
 	}
-	return map[string]any{"workloads": workloads, "by_id": byID}
+	return map[string]any{"workloads": workloads, "by_id": byID, "callers": callers}
 }
 
 // prepare compiles the modules against the data and prepares Query. This is the only place

@@ -18,6 +18,7 @@ workloads := {
 topology := {
 	"workloads": workloads,
 	"by_id": {w.id: name | some name, w in workloads},
+	"callers": {callee: {caller: true | some caller, w in workloads; callee in w.calls} | some _, c in workloads; some callee in c.calls},
 }
 
 ledger := {
