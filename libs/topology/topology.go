@@ -82,6 +82,9 @@ type Workload struct {
 	Public    string // local client-facing HTTPS address; only the edge has one
 	Health    string // local plain health/metrics address
 	DBRole    string // PostgreSQL login role, empty if the workload has no database
+	// External workloads (Emissary-ingress) are callers we admit but do not build or run
+	// locally; they have no local addresses.
+	External bool
 	Calls     []string
 
 	line int
@@ -164,6 +167,7 @@ type fileWorkload struct {
 	Tenant       string   `yaml:"tenant"`
 	Service      string   `yaml:"service"`
 	Platform     bool     `yaml:"platform"`
+	External     bool     `yaml:"external"`
 	Listen       string   `yaml:"listen"`
 	Public       string   `yaml:"public"`
 	Health       string   `yaml:"health"`
@@ -189,7 +193,7 @@ func (f *fileTenant) UnmarshalYAML(n *yaml.Node) error {
 // UnmarshalYAML records the line of each workload and of each call edge.
 func (f *fileWorkload) UnmarshalYAML(n *yaml.Node) error {
 	type plain fileWorkload
-	if err := checkKeys(n, "name", "tenant", "service", "platform", "listen", "public", "health", "database_role", "calls"); err != nil {
+	if err := checkKeys(n, "name", "tenant", "service", "platform", "external", "listen", "public", "health", "database_role", "calls"); err != nil {
 		return err
 	}
 	if err := n.Decode((*plain)(f)); err != nil {
@@ -273,7 +277,7 @@ func Parse(file string, b []byte) (*Topology, error) {
 	roles := map[string]string{}
 	for _, fw := range f.Workloads {
 		w := Workload{Name: fw.Name, Tenant: fw.Tenant, Service: fw.Service, Listen: fw.Listen,
-			Public: fw.Public, Health: fw.Health, DBRole: fw.DatabaseRole, Calls: fw.Calls, line: fw.line}
+			Public: fw.Public, External: fw.External, Health: fw.Health, DBRole: fw.DatabaseRole, Calls: fw.Calls, line: fw.line}
 		if !dnsLabel.MatchString(fw.Service) {
 			return nil, bad(fw.line, "workload %q: service %q is not a DNS label", fw.Name, fw.Service)
 		}
@@ -309,6 +313,15 @@ func Parse(file string, b []byte) (*Topology, error) {
 			return nil, bad(fw.line, "workload %q: only platform workloads have a public address", w.Name)
 		}
 		checks := []struct{ key, addr string }{{"listen", w.Listen}, {"health", w.Health}}
+		if w.External {
+			if w.Listen != "" || w.Health != "" || w.Public != "" || w.DBRole != "" {
+				return nil, bad(fw.line, "workload %q: an external workload has no local addresses or database", w.Name)
+			}
+			if len(w.Calls) == 0 {
+				return nil, bad(fw.line, "workload %q: an external workload with no calls has no reason to be here", w.Name)
+			}
+			checks = nil
+		}
 		if w.Public != "" {
 			checks = append(checks, struct{ key, addr string }{"public", w.Public})
 		}

@@ -17,8 +17,8 @@ func TestDefaultTopology(t *testing.T) {
 		}
 	}
 	want := map[string][]string{
-		"bank-a/gateway": {"spiffe://ztbank.local/ns/ztbank-system/sa/edge"},
-		"bank-b/gateway": {"spiffe://ztbank.local/ns/ztbank-system/sa/edge"},
+		"bank-a/gateway": {"spiffe://ztbank.local/ns/ztbank-system/sa/edge", "spiffe://ztbank.local/ns/ztbank-system/sa/emissary-ingress"},
+		"bank-b/gateway": {"spiffe://ztbank.local/ns/ztbank-system/sa/edge", "spiffe://ztbank.local/ns/ztbank-system/sa/emissary-ingress"},
 		"bank-a/user":    {"spiffe://ztbank.local/ns/bank-a/sa/gateway"},
 		"bank-a/account": {"spiffe://ztbank.local/ns/bank-a/sa/gateway", "spiffe://ztbank.local/ns/bank-a/sa/user"},
 		"bank-b/payment": {"spiffe://ztbank.local/ns/bank-b/sa/gateway"},
@@ -27,8 +27,8 @@ func TestDefaultTopology(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("AllowedCallers mismatch (-want +got):\n%s", diff)
 	}
-	if n := len(topo.Edges()); n != 8 {
-		t.Errorf("Edges() = %d edges, want 8", n)
+	if n := len(topo.Edges()); n != 10 {
+		t.Errorf("Edges() = %d edges, want 10", n)
 	}
 	edge, _ := topo.Workload("edge")
 	if edge.ID.String() != "spiffe://ztbank.local/ns/ztbank-system/sa/edge" || edge.Tenant != "" {
@@ -74,6 +74,9 @@ func TestParseErrors(t *testing.T) {
 			"invalid topology: test.yaml:1: trust_domain \"Example Org\" is not a valid SPIFFE trust domain"},
 		{"reused address", "127.0.0.1:4", "127.0.0.1:1",
 			"invalid topology: test.yaml:13: workload \"t1/db\": health address 127.0.0.1:1 already used by t1/api"},
+		{"external workload with an address", "  - name: t1/db\n    tenant: t1\n    service: db\n    listen: 127.0.0.1:3",
+			"  - name: t1/db\n    tenant: t1\n    service: db\n    external: true\n    listen: 127.0.0.1:3",
+			"invalid topology: test.yaml:13: workload \"t1/db\": an external workload has no local addresses or database"},
 		{"self call", "calls: [t1/db]", "calls: [t1/api]",
 			"invalid topology: test.yaml:12: workload \"t1/api\" calls itself"},
 	} {

@@ -125,7 +125,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if rt.Env.Mode == transport.Direct {
 		internal.TLSConfig = transport.ServerTLSAnyMember(rt.Source, rt.Topology.TrustDomain)
 	}
-	health := &http.Server{Handler: healthHandler(rt), ReadHeaderTimeout: 5 * time.Second}
+	health := &http.Server{Handler: healthHandler(rt, minter.JWKSHandler()), ReadHeaderTimeout: 5 * time.Second}
 
 	servers := []struct {
 		srv  *http.Server
@@ -183,8 +183,11 @@ func newHTTPServer(ctx context.Context, h http.Handler, rt *server.Runtime) *htt
 	}
 }
 
-func healthHandler(rt *server.Runtime) http.Handler {
+func healthHandler(rt *server.Runtime, jwks http.Handler) http.Handler {
 	mux := http.NewServeMux()
+	// istiod has no sidecar and cannot fetch keys over mTLS, so the internal-JWT key set (public
+	// key material only) is also served on this plain port for Istio's RequestAuthentication.
+	mux.Handle("GET /.well-known/jwks.json", jwks)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "ok\n") })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		if err := rt.Ready(r.Context()); err != nil {

@@ -30,12 +30,15 @@ func NewServer(rt *server.Runtime, peers []*server.Peer) (http.Handler, error) {
 
 func addRoutes(r chi.Router, rt *server.Runtime, peers []*server.Peer, doc []byte) error {
 	az := rt.Authz
+	// The front door: the edge proxies to the gateway locally and in compose; in Kubernetes
+	// Emissary-ingress forwards after the edge, as its AuthService, exchanged the token.
+	front := authz.From("edge", "emissary-ingress")
 	r.With(rt.OptionalUserToken, az.Require("whoami", authz.WorkloadOnly())).Get("/internal/whoami", rt.WhoAmI)
 	r.With(rt.OptionalUserToken, az.Require("whoami", authz.WorkloadOnly())).Get("/internal/chain", rt.Chain(peers))
 
 	// The API description is not secret, but like everything here it is served only over
 	// mTLS to the edge; a user token, when present, must still verify.
-	r.With(rt.OptionalUserToken, az.Require("whoami", authz.WorkloadOnly(), authz.From("edge"))).Get("/v1/openapi.yaml", serveDocument(doc))
+	r.With(rt.OptionalUserToken, az.Require("whoami", authz.WorkloadOnly(), front)).Get("/v1/openapi.yaml", serveDocument(doc))
 
 	peer := func(service string) *server.Peer {
 		for _, p := range peers {
@@ -48,18 +51,18 @@ func addRoutes(r chi.Router, rt *server.Runtime, peers []*server.Peer, doc []byt
 	user, account, payment, ledger := peer("user"), peer("account"), peer("payment"), peer("ledger")
 	switch {
 	case user != nil && account != nil:
-		r.With(rt.UserToken, az.Require("users:read", authz.From("edge"))).Get("/v1/users/me", forward(user))
-		r.With(rt.UserToken, az.Require("users:read", authz.From("edge"))).Get("/v1/users/{userID}", forward(user))
-		r.With(rt.UserToken, az.Require("accounts:read", authz.From("edge"))).Get("/v1/users/{userID}/accounts", forward(user))
-		r.With(rt.UserToken, az.Require("accounts:read", authz.From("edge"))).Get("/v1/accounts/{accountID}", forward(account))
+		r.With(rt.UserToken, az.Require("users:read", front)).Get("/v1/users/me", forward(user))
+		r.With(rt.UserToken, az.Require("users:read", front)).Get("/v1/users/{userID}", forward(user))
+		r.With(rt.UserToken, az.Require("accounts:read", front)).Get("/v1/users/{userID}/accounts", forward(user))
+		r.With(rt.UserToken, az.Require("accounts:read", front)).Get("/v1/accounts/{accountID}", forward(account))
 		// Through the user service, which checks the owner is a customer of the tenant.
-		r.With(rt.UserToken, az.Require("accounts:open", authz.From("edge"))).Post("/v1/accounts", forward(user))
+		r.With(rt.UserToken, az.Require("accounts:open", front)).Post("/v1/accounts", forward(user))
 	case payment != nil && ledger != nil:
-		r.With(rt.UserToken, az.Require("accounts:read", authz.From("edge"))).Get("/v1/accounts", forward(ledger))
-		r.With(rt.UserToken, az.Require("accounts:read", authz.From("edge"))).Get("/v1/accounts/{accountID}/balance", forward(ledger))
-		r.With(rt.UserToken, az.Require("ledger:read", authz.From("edge"))).Get("/v1/accounts/{accountID}/entries", forward(ledger))
-		r.With(rt.UserToken, az.Require("payments:create", authz.From("edge"))).Post("/v1/payments", forward(payment))
-		r.With(rt.UserToken, az.Require("payments:read", authz.From("edge"))).Get("/v1/payments/{paymentID}", forward(payment))
+		r.With(rt.UserToken, az.Require("accounts:read", front)).Get("/v1/accounts", forward(ledger))
+		r.With(rt.UserToken, az.Require("accounts:read", front)).Get("/v1/accounts/{accountID}/balance", forward(ledger))
+		r.With(rt.UserToken, az.Require("ledger:read", front)).Get("/v1/accounts/{accountID}/entries", forward(ledger))
+		r.With(rt.UserToken, az.Require("payments:create", front)).Post("/v1/payments", forward(payment))
+		r.With(rt.UserToken, az.Require("payments:read", front)).Get("/v1/payments/{paymentID}", forward(payment))
 	default:
 		return fmt.Errorf("gateway %s: the topology gives it no known backends (want user+account or payment+ledger)", rt.Self.Name)
 	}

@@ -97,6 +97,9 @@ func Check(p *types.Project, t *topology.Topology, registerScript []byte) []erro
 		regs[m[1]] = m[2]
 	}
 	for _, w := range t.Workloads {
+		if w.External {
+			continue // Emissary-ingress runs only in Kubernetes; compose uses the edge's proxy
+		}
 		var svc *types.ServiceConfig
 		for _, s := range p.Services {
 			if v := s.Environment["ZTBANK_WORKLOAD"]; v != nil && *v == w.Name {

@@ -65,15 +65,17 @@ func topologyInput(t *topology.Topology) map[string]any {
 	var workloads []any
 	issuer := ""
 	for _, w := range t.Workloads {
+		if w.External {
+			// Emissary-ingress: admitted as a caller (it is in the gateways' principals) but
+			// deployed by its own chart, not by these manifests.
+			continue
+		}
 		if w.Public != "" {
 			issuer = w.ID.String()
 		}
 		var principals []any
 		for _, id := range t.AllowedCallers(w.Name) {
 			principals = append(principals, strings.TrimPrefix(id.String(), "spiffe://"))
-		}
-		if w.Service == "gateway" && w.Tenant != "" {
-			principals = append(principals, fmt.Sprintf("%s/ns/%s/sa/%s", t.TrustDomain.Name(), t.PlatformNamespace, IngressServiceAccount))
 		}
 		workloads = append(workloads, map[string]any{
 			"name":               w.Name,

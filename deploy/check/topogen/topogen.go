@@ -268,6 +268,9 @@ func meta(name, ns string, w topology.Workload) obj {
 func (g gen) serviceAccounts() []obj {
 	var out []obj
 	for _, w := range g.t.Workloads {
+		if w.External {
+			continue // not ours to deploy; admitted as a caller below
+		}
 		out = append(out, obj{
 			"apiVersion": "v1",
 			"kind":       "ServiceAccount",
@@ -283,6 +286,9 @@ func (g gen) serviceAccounts() []obj {
 func (g gen) workloads() []obj {
 	var out []obj
 	for _, w := range g.t.Workloads {
+		if w.External {
+			continue // not ours to deploy; admitted as a caller below
+		}
 		out = append(out, g.deployment(w), g.service(w), pdb(w))
 	}
 	return out
@@ -436,6 +442,9 @@ func pdb(w topology.Workload) obj {
 func (g gen) clusterSPIFFEIDs() []obj {
 	var out []obj
 	for _, w := range g.t.Workloads {
+		if w.External {
+			continue // not ours to deploy; admitted as a caller below
+		}
 		out = append(out, obj{
 			"apiVersion": "spire.spiffe.io/v1alpha1",
 			"kind":       "ClusterSPIFFEID",
@@ -573,12 +582,12 @@ func (g gen) authorizationPolicies() []obj {
 	})
 	edge, hasEdge := g.issuer()
 	for _, w := range g.t.Workloads {
+		if w.External {
+			continue
+		}
 		var principals []string
 		for _, id := range g.t.AllowedCallers(w.Name) {
 			principals = append(principals, principal(id.String()))
-		}
-		if w.Service == "gateway" && w.Tenant != "" {
-			principals = append(principals, g.ingressPrincipal())
 		}
 		sort.Strings(principals)
 		var rules []any
@@ -686,14 +695,14 @@ func (g gen) networkPolicies() []obj {
 	}
 	edge, hasEdge := g.issuer()
 	for _, w := range g.t.Workloads {
+		if w.External {
+			continue
+		}
 		var ingress, egress []any
 		var callers []any
 		for _, id := range g.t.AllowedCallers(w.Name) {
 			c, _ := g.t.WorkloadByID(id)
 			callers = append(callers, peerOf(c))
-		}
-		if w.Service == "gateway" && w.Tenant != "" {
-			callers = append(callers, ingressPeer(g.t.PlatformNamespace))
 		}
 		if len(callers) > 0 {
 			ingress = append(ingress, obj{"from": callers, "ports": tcp(APIPort)})
