@@ -85,7 +85,7 @@ type Workload struct {
 	// External workloads (Emissary-ingress) are callers we admit but do not build or run
 	// locally; they have no local addresses.
 	External bool
-	Calls     []string
+	Calls    []string
 
 	line int
 }
