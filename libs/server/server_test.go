@@ -1,0 +1,84 @@
+package server
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/ztbank/ztbank/libs/topology"
+	"github.com/ztbank/ztbank/libs/transport"
+)
+
+func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+func TestLoadEnv(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		vars    map[string]string
+		want    Env
+		wantErr string
+	}{
+		{"direct defaults", map[string]string{"ZTBANK_WORKLOAD": "bank-a/user", "SPIFFE_ENDPOINT_SOCKET": "unix:///s"},
+			Env{Workload: "bank-a/user", Mode: transport.Direct, Socket: "unix:///s", PeerURL: "https://{listen}", StartTimeout: 30 * time.Second}, ""},
+		{"mesh needs no socket", map[string]string{"ZTBANK_WORKLOAD": "bank-a/user", "ZTBANK_TRANSPORT_MODE": "mesh"},
+			Env{Workload: "bank-a/user", Mode: transport.Mesh, PeerURL: "http://{service}.{namespace}.svc.cluster.local:8080", StartTimeout: 30 * time.Second}, ""},
+		{"no workload", map[string]string{}, Env{}, "ZTBANK_WORKLOAD is not set"},
+		{"direct without socket", map[string]string{"ZTBANK_WORKLOAD": "bank-a/user"}, Env{}, "SPIFFE_ENDPOINT_SOCKET is not set"},
+		{"bad mode", map[string]string{"ZTBANK_WORKLOAD": "x", "ZTBANK_TRANSPORT_MODE": "sidecar"}, Env{}, "ZTBANK_TRANSPORT_MODE"},
+		{"bad timeout", map[string]string{"ZTBANK_WORKLOAD": "x", "SPIFFE_ENDPOINT_SOCKET": "unix:///s", "ZTBANK_SVID_TIMEOUT": "soon"}, Env{}, "ZTBANK_SVID_TIMEOUT"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := LoadEnv(env(tc.vars))
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) || strings.Contains(err.Error(), "\n") {
+					t.Fatalf("LoadEnv() error = %v, want one line containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("LoadEnv() mismatch (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestPeerURL(t *testing.T) {
+	topo := topology.Default()
+	user, _ := topo.Workload("bank-a/user")
+	for _, tc := range []struct {
+		name     string
+		template string
+		vars     map[string]string
+		want     string
+	}{
+		{"topology address", "https://{listen}", nil, "https://" + user.Listen},
+		{"free-port override", "https://{listen}", map[string]string{"ZTBANK_PEER_ADDR_BANK_A_USER": "127.0.0.1:1234"}, "https://127.0.0.1:1234"},
+		{"mesh service DNS", "http://{service}.{namespace}.svc.cluster.local:8080", nil, "http://user.bank-a.svc.cluster.local:8080"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rt := &Runtime{Env: Env{PeerURL: tc.template}, Topology: topo, getenv: env(tc.vars)}
+			if diff := cmp.Diff(tc.want, rt.PeerURL(user)); diff != "" {
+				t.Errorf("PeerURL() mismatch (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestPeerRefusesEdgesOutsideTheTopology(t *testing.T) {
+	topo := topology.Default()
+	self, _ := topo.Workload("bank-a/user")
+	rt := &Runtime{Env: Env{Mode: transport.Mesh, PeerURL: "http://{service}"}, Topology: topo, Self: self}
+	if _, err := rt.Peer("bank-a/account"); err != nil {
+		t.Errorf("Peer(bank-a/account) = %v, want a client", err)
+	}
+	for _, name := range []string{"bank-b/ledger", "bank-a/gateway", "edge"} {
+		if _, err := rt.Peer(name); err == nil {
+			t.Errorf("Peer(%s) succeeded; the topology does not let bank-a/user call it", name)
+		}
+	}
+}
