@@ -10,24 +10,10 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
-	"github.com/ztbank/ztbank/libs/dbcred"
-	"github.com/ztbank/ztbank/libs/dbcred/passwordfile"
-	"github.com/ztbank/ztbank/libs/dbcred/rdsiam"
+	"github.com/ztbank/ztbank/libs/dbcred/fromenv"
 	"github.com/ztbank/ztbank/libs/server"
-	"github.com/ztbank/ztbank/libs/telemetry"
 	"github.com/ztbank/ztbank/services/user/store"
 )
-
-// dbAuth names the credential sources this binary supports: rotated password files
-// locally, RDS IAM tokens on EKS (ZTBANK_DB_AUTH chooses).
-var dbAuth = dbcred.Authenticators{
-	PasswordFile: func(path string) dbcred.TokenSource { return passwordfile.New(path) },
-	RDSIAM: func(ctx context.Context, endpoint, region, user string) (dbcred.TokenSource, error) {
-		return rdsiam.NewFromDefaultChain(ctx, endpoint, region, user)
-	},
-}
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -54,8 +40,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	pool, err := dbcred.PoolFromEnv(ctx, getenv, dbAuth,
-		dbcred.WithConfig(func(c *pgxpool.Config) { c.ConnConfig.Tracer = telemetry.PgxTracer() }))
+	pool, err := fromenv.Pool(ctx, getenv)
 	if err != nil {
 		return err
 	}
