@@ -19,7 +19,7 @@ dev: spire ## build everything and run the local stack in the foreground (Ctrl-C
 
 up: spire ## start the local stack in the background; returns once healthy
 	@$(GO) build -o $(BIN)/devstack ./tools/devstack
-	@$(BIN)/devstack up
+	@OBS=$(OBS) $(BIN)/devstack up
 
 down: ## stop the background stack
 	@if [ -x $(BIN)/devstack ]; then $(BIN)/devstack down; else echo "no stack running"; fi

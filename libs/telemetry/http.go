@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -146,11 +147,15 @@ func Server(opts ...Option) func(http.Handler) http.Handler {
 				ctx = trace.ContextWithSpanContext(ctx, passThrough(span.SpanContext()))
 			}
 			ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
-			next.ServeHTTP(ww, r.WithContext(ctx))
+			inner := r.WithContext(ctx)
+			next.ServeHTTP(ww, inner)
 
 			route := unmatchedRoute
 			if rc := chi.RouteContext(r.Context()); rc != nil && rc.RoutePattern() != "" {
 				route = rc.RoutePattern()
+			} else if inner.Pattern != "" {
+				// A net/http ServeMux (the edge's) records the pattern it matched on the request.
+				route = strings.TrimPrefix(inner.Pattern, r.Method+" ")
 			}
 			status := ww.Status()
 			if status == 0 {

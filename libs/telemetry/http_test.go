@@ -298,3 +298,24 @@ func TestOperation(t *testing.T) {
 		}
 	}
 }
+
+// TestServeMuxPattern checks that spans and metrics of a plain net/http ServeMux (the edge's)
+// are named by the pattern it matched, not "unmatched".
+func TestServeMuxPattern(t *testing.T) {
+	exp := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /.well-known/jwks.json", func(http.ResponseWriter, *http.Request) {})
+	mux.HandleFunc("/bank-a/", func(http.ResponseWriter, *http.Request) {})
+	h := Server(WithTracerProvider(tp), WithRegisterer(prometheus.NewRegistry()))(mux)
+	for _, path := range []string{"/.well-known/jwks.json", "/bank-a/v1/users/me"} {
+		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", path, nil))
+	}
+	var got []string
+	for _, s := range exp.GetSpans() {
+		got = append(got, s.Name)
+	}
+	if diff := cmp.Diff([]string{"GET /.well-known/jwks.json", "GET /bank-a/"}, got); diff != "" {
+		t.Errorf("span names mismatch (-want +got):\n%s", diff)
+	}
+}
