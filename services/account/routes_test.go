@@ -4,27 +4,17 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"strings"
 	"testing"
 
-	"github.com/go-chi/chi/v5"
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/uuid"
-	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/ztbank/ztbank/libs/authz"
 	"github.com/ztbank/ztbank/libs/demo"
 	"github.com/ztbank/ztbank/libs/demo/seed"
 	"github.com/ztbank/ztbank/libs/localpg/pgtest"
-	"github.com/ztbank/ztbank/libs/server"
-	"github.com/ztbank/ztbank/libs/topology"
-	"github.com/ztbank/ztbank/libs/transport"
-	"github.com/ztbank/ztbank/libs/usertoken"
+	"github.com/ztbank/ztbank/libs/server/servertest"
 	"github.com/ztbank/ztbank/services/account/store"
 )
 
@@ -45,68 +35,13 @@ func TestMain(m *testing.M) {
 	}))
 }
 
-// stack is the account service's real router with the real policy engine and token
-// verifier, in mesh mode so a test names the calling workload in the XFCC header.
-type stack struct {
-	t      *testing.T
-	srv    *httptest.Server
-	issuer *usertoken.Issuer
-	topo   *topology.Topology
-}
-
-func newStack(t *testing.T) *stack {
+// newStack serves the account service's real router with the real policy engine and token
+// verifier; tests name the calling workload as the mesh sidecar would.
+func newStack(t *testing.T) *servertest.Harness {
 	t.Helper()
-	topo := topology.Default()
-	self, _ := topo.Workload("bank-a/account")
-	edge, _ := topo.Workload("edge")
-	issuer, err := usertoken.NewIssuer(edge.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	az, err := authz.New(t.Context(), authz.Service{Workload: self.Name, Tenant: self.Tenant, ID: self.ID}, topo,
-		authz.WithRegisterer(prometheus.NewRegistry()), authz.WithAuditWriter(io.Discard))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rt := &server.Runtime{Env: server.Env{Mode: transport.Mesh}, Topology: topo, Self: self,
-		Log: slog.New(slog.DiscardHandler), Authz: az, Tokens: usertoken.NewVerifier(issuer, self.Tenant, edge.ID)}
-	h := NewServer(rt, nil, accountStore)
-	if err := authz.Guarded(h.(chi.Routes)); err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(h)
-	t.Cleanup(srv.Close)
-	return &stack{t: t, srv: srv, issuer: issuer, topo: topo}
-}
-
-func (s *stack) do(workload, user, method, path, body string) (int, string) {
-	s.t.Helper()
-	var rd io.Reader
-	if body != "" {
-		rd = strings.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(s.t.Context(), method, s.srv.URL+path, rd)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	w, _ := s.topo.Workload(workload)
-	req.Header.Set("X-Forwarded-Client-Cert", "URI="+w.ID.String())
-	if user != "" {
-		u, _ := demo.UserByName(user)
-		id, _ := usertoken.UserID(u.Tenant, u.ID.String())
-		tok, err := s.issuer.Mint(s.t.Context(), usertoken.Claims{User: id, Tenant: u.Tenant, Roles: []string{u.Role}})
-		if err != nil {
-			s.t.Fatal(err)
-		}
-		req.Header.Set("Authorization", "Bearer "+tok)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(raw)
+	h := servertest.New(t, "bank-a/account")
+	h.Serve(NewServer(h.Runtime, nil, accountStore))
+	return h
 }
 
 func TestRoutes(t *testing.T) {
@@ -144,7 +79,7 @@ func TestRoutes(t *testing.T) {
 		{"unknown field", "bank-a/user", "carol@bank-a", "POST", "/v1/accounts", `{"owner_id":"` + alice + `","name":"y","currency":"EUR","balance":100}`, 400, "", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			status, body := s.do(tc.workload, tc.user, tc.method, tc.path, tc.body)
+			status, body := s.Do(tc.workload, tc.user, tc.method, tc.path, tc.body)
 			if diff := cmp.Diff(tc.wantStatus, status); diff != "" {
 				t.Fatalf("%s %s status mismatch (-want +got):\n%s\nbody: %s", tc.method, tc.path, diff, body)
 			}
@@ -157,7 +92,7 @@ func TestRoutes(t *testing.T) {
 		})
 	}
 	// The opened account is alice's, with a zero balance, and listed for her.
-	status, body := s.do("bank-a/user", "alice@bank-a", "GET", "/v1/users/"+alice+"/accounts", "")
+	status, body := s.Do("bank-a/user", "alice@bank-a", "GET", "/v1/users/"+alice+"/accounts", "")
 	var got struct{ Accounts []store.Account }
 	if err := json.Unmarshal([]byte(body), &got); status != 200 || err != nil {
 		t.Fatalf("list: %d %v %s", status, err, body)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -12,15 +11,11 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/google/go-cmp/cmp"
-	"github.com/prometheus/client_golang/prometheus"
 	"gopkg.in/yaml.v3"
 
-	"github.com/ztbank/ztbank/libs/authz"
 	"github.com/ztbank/ztbank/libs/demo"
 	"github.com/ztbank/ztbank/libs/server"
-	"github.com/ztbank/ztbank/libs/topology"
-	"github.com/ztbank/ztbank/libs/transport"
-	"github.com/ztbank/ztbank/libs/usertoken"
+	"github.com/ztbank/ztbank/libs/server/servertest"
 )
 
 // seen is what a backend received from the gateway.
@@ -61,105 +56,47 @@ func (b *backend) requests() []seen {
 	return slices.Clone(b.got)
 }
 
-type xfcc struct {
-	next http.RoundTripper
-	id   string
-}
-
-func (x xfcc) RoundTrip(r *http.Request) (*http.Response, error) {
-	r = r.Clone(r.Context())
-	r.Header.Set("X-Forwarded-Client-Cert", "URI="+x.id)
-	return x.next.RoundTrip(r)
-}
-
+// stack is the gateway of one tenant with its real router, policy engine and token
+// verifier, and the real mesh peer client (which forwards the user's token) to recording
+// backends.
 type stack struct {
-	t        *testing.T
-	srv      *httptest.Server
+	*servertest.Harness
 	router   chi.Routes
-	issuer   *usertoken.Issuer
-	topo     *topology.Topology
 	backends map[string]*backend // by service name
 }
 
-// newStack runs the gateway of tenant with its real router, policy engine and token
-// verifier (mesh mode: the test names the caller in XFCC), and the real mesh peer client
-// (which forwards the user's token) to recording backends.
-func newStack(t *testing.T, tenant string) *stack {
+func newStack(t *testing.T, tenant string) stack {
 	t.Helper()
-	topo := topology.Default()
-	self, _ := topo.Workload(tenant + "/gateway")
-	edge, _ := topo.Workload("edge")
-	issuer, err := usertoken.NewIssuer(edge.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	az, err := authz.New(t.Context(), authz.Service{Workload: self.Name, Tenant: self.Tenant, ID: self.ID}, topo,
-		authz.WithRegisterer(prometheus.NewRegistry()), authz.WithAuditWriter(io.Discard))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &stack{t: t, issuer: issuer, topo: topo, backends: map[string]*backend{}}
+	h := servertest.New(t, tenant+"/gateway")
+	s := stack{Harness: h, backends: map[string]*backend{}}
 	var peers []*server.Peer
-	for _, name := range self.Calls {
-		w, _ := topo.Workload(name)
+	for _, name := range h.Runtime.Self.Calls {
+		w, _ := h.Topo.Workload(name)
 		b := newBackend(t, w.Service)
 		s.backends[w.Service] = b
-		client := transport.MeshClient(transport.WithRoundTripper(func(rt http.RoundTripper) http.RoundTripper {
-			return xfcc{next: rt, id: self.ID.String()}
-		}))
-		peers = append(peers, &server.Peer{Name: name, BaseURL: b.srv.URL, Client: client})
+		peers = append(peers, &server.Peer{Name: name, BaseURL: b.srv.URL, Client: h.PeerClient()})
 	}
-	rt := &server.Runtime{Env: server.Env{Mode: transport.Mesh}, Topology: topo, Self: self,
-		Log: slog.New(slog.DiscardHandler), Authz: az, Tokens: usertoken.NewVerifier(issuer, self.Tenant, edge.ID)}
-	h, err := NewServer(rt, peers)
+	handler, err := NewServer(h.Runtime, peers)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.router = h.(chi.Routes)
-	if err := authz.Guarded(s.router); err != nil {
-		t.Fatal(err)
-	}
-	s.srv = httptest.NewServer(h)
-	t.Cleanup(s.srv.Close)
+	s.router = handler.(chi.Routes)
+	h.Serve(handler)
 	return s
 }
 
-func (s *stack) token(username string) string {
-	s.t.Helper()
-	u, _ := demo.UserByName(username)
-	id, _ := usertoken.UserID(u.Tenant, u.ID.String())
-	tok, err := s.issuer.Mint(s.t.Context(), usertoken.Claims{User: id, Tenant: u.Tenant, Roles: []string{u.Role}})
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	return tok
-}
-
-func (s *stack) do(workload, token, method, path string, header map[string]string, body string) (*http.Response, string) {
-	s.t.Helper()
-	var rd io.Reader
-	if body != "" {
-		rd = strings.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(s.t.Context(), method, s.srv.URL+path, rd)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	w, _ := s.topo.Workload(workload)
-	req.Header.Set("X-Forwarded-Client-Cert", "URI="+w.ID.String())
+// do sends a request as workload with token (raw, or "") and extra headers.
+func (s stack) do(workload, token, method, path string, header map[string]string, body string) (servertest.Response, string) {
+	s.T.Helper()
+	hdr := http.Header{}
 	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
+		hdr.Set("Authorization", "Bearer "+token)
 	}
 	for k, v := range header {
-		req.Header.Set(k, v)
+		hdr.Set(k, v)
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	return resp, string(raw)
+	r := s.Send(workload, method, path, body, hdr)
+	return r, r.Body
 }
 
 func TestForwarding(t *testing.T) {
@@ -190,11 +127,11 @@ func TestForwarding(t *testing.T) {
 			s := newStack(t, tc.tenant)
 			tok := ""
 			if tc.user != "" {
-				tok = s.token(tc.user)
+				tok = s.Token(tc.user)
 			}
 			resp, body := s.do("edge", tok, tc.method, tc.path,
 				map[string]string{"Idempotency-Key": "k-1", "X-Spiffe-ID": "spiffe://ztbank.local/ns/bank-a/sa/gateway"}, tc.body)
-			if diff := cmp.Diff(tc.wantCode, resp.StatusCode); diff != "" {
+			if diff := cmp.Diff(tc.wantCode, resp.Status); diff != "" {
 				t.Fatalf("%s %s status mismatch (-want +got):\n%s\nbody: %s", tc.method, tc.path, diff, body)
 			}
 			for svc, b := range s.backends {
@@ -205,7 +142,7 @@ func TestForwarding(t *testing.T) {
 					}
 					continue
 				}
-				self, _ := s.topo.Workload(tc.tenant + "/gateway")
+				self, _ := s.Topo.Workload(tc.tenant + "/gateway")
 				path, query, _ := strings.Cut(tc.path, "?")
 				want := []seen{{Method: tc.method, Path: path, Query: query, Auth: "Bearer " + tok,
 					Caller: "URI=" + self.ID.String(), Key: "k-1", Body: tc.body}}
@@ -223,9 +160,9 @@ func TestForwarding(t *testing.T) {
 // TestOnlyEdgeMayCall: the gateway's allowlist admits the edge alone.
 func TestOnlyEdgeMayCall(t *testing.T) {
 	s := newStack(t, "bank-b")
-	resp, _ := s.do("bank-b/payment", s.token("bob@bank-b"), "GET", "/v1/accounts", nil, "")
-	if resp.StatusCode != http.StatusForbidden {
-		t.Errorf("payment calling the gateway: status %d, want 403", resp.StatusCode)
+	resp, _ := s.do("bank-b/payment", s.Token("bob@bank-b"), "GET", "/v1/accounts", nil, "")
+	if resp.Status != http.StatusForbidden {
+		t.Errorf("payment calling the gateway: status %d, want 403", resp.Status)
 	}
 	if n := len(s.backends["ledger"].requests()); n != 0 {
 		t.Errorf("ledger received %d requests", n)
@@ -280,10 +217,10 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 
 			// Served to the edge without a user, and with one of the tenant's users.
 			customer := map[string]string{"bank-a": "alice@bank-a", "bank-b": "bob@bank-b"}[tenant]
-			for _, tok := range []string{"", s.token(customer)} {
+			for _, tok := range []string{"", s.Token(customer)} {
 				resp, body := s.do("edge", tok, "GET", "/v1/openapi.yaml", nil, "")
-				if resp.StatusCode != 200 || body != string(doc) {
-					t.Errorf("GET /v1/openapi.yaml: %d, %d bytes; want 200 and the document", resp.StatusCode, len(body))
+				if resp.Status != 200 || body != string(doc) {
+					t.Errorf("GET /v1/openapi.yaml: %d, %d bytes; want 200 and the document", resp.Status, len(body))
 				}
 			}
 		})

@@ -4,27 +4,18 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"strings"
 	"testing"
 
-	"github.com/go-chi/chi/v5"
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/uuid"
-	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/ztbank/ztbank/libs/authz"
 	"github.com/ztbank/ztbank/libs/demo"
 	"github.com/ztbank/ztbank/libs/demo/seed"
 	"github.com/ztbank/ztbank/libs/localpg/pgtest"
-	"github.com/ztbank/ztbank/libs/server"
-	"github.com/ztbank/ztbank/libs/topology"
-	"github.com/ztbank/ztbank/libs/transport"
-	"github.com/ztbank/ztbank/libs/usertoken"
+	"github.com/ztbank/ztbank/libs/server/servertest"
 	"github.com/ztbank/ztbank/services/ledger/store"
 )
 
@@ -45,57 +36,14 @@ func TestMain(m *testing.M) {
 	}))
 }
 
-// stack is the ledger's real router with the real policy engine and token verifier, in mesh
-// mode so a test names the calling workload with the XFCC header its sidecar would set.
-type stack struct {
-	t      *testing.T
-	srv    *httptest.Server
-	issuer *usertoken.Issuer
-	topo   *topology.Topology
-}
+// stack is the ledger service's real router with the real policy engine and token verifier.
+type stack struct{ *servertest.Harness }
 
-func newStack(t *testing.T) *stack {
+func newStack(t *testing.T) stack {
 	t.Helper()
-	topo := topology.Default()
-	self, _ := topo.Workload("bank-b/ledger")
-	edge, _ := topo.Workload("edge")
-	issuer, err := usertoken.NewIssuer(edge.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	az, err := authz.New(t.Context(), authz.Service{Workload: self.Name, Tenant: self.Tenant, ID: self.ID}, topo,
-		authz.WithRegisterer(prometheus.NewRegistry()), authz.WithAuditWriter(io.Discard))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rt := &server.Runtime{Env: server.Env{Mode: transport.Mesh}, Topology: topo, Self: self,
-		Log: slog.New(slog.DiscardHandler), Authz: az, Tokens: usertoken.NewVerifier(issuer, self.Tenant, edge.ID)}
-	h := NewServer(rt, nil, ledgerStore)
-	// Every route carries a Require: a route added without one fails here, not in production.
-	if err := authz.Guarded(h.(chi.Routes)); err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(h)
-	t.Cleanup(srv.Close)
-	return &stack{t: t, srv: srv, issuer: issuer, topo: topo}
-}
-
-// token mints the internal JWT the edge would for a demo user.
-func (s *stack) token(username string) string {
-	s.t.Helper()
-	u, ok := demo.UserByName(username)
-	if !ok {
-		s.t.Fatalf("no demo user %s", username)
-	}
-	id, err := usertoken.UserID(u.Tenant, u.ID.String())
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	tok, err := s.issuer.Mint(s.t.Context(), usertoken.Claims{User: id, Tenant: u.Tenant, Roles: []string{u.Role}})
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	return tok
+	h := servertest.New(t, "bank-b/ledger")
+	h.Serve(NewServer(h.Runtime, nil, ledgerStore))
+	return stack{h}
 }
 
 type response struct {
@@ -104,30 +52,13 @@ type response struct {
 	Raw    string
 }
 
-// do sends a request as workload (topology name) for user (demo username, or "").
-func (s *stack) do(workload, user, method, path, body string) response {
-	s.t.Helper()
-	var rd io.Reader
-	if body != "" {
-		rd = strings.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(s.t.Context(), method, s.srv.URL+path, rd)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	w, _ := s.topo.Workload(workload)
-	req.Header.Set("X-Forwarded-Client-Cert", "By=spiffe://ztbank.local/ns/bank-b/sa/ledger;URI="+w.ID.String())
-	if user != "" {
-		req.Header.Set("Authorization", "Bearer "+s.token(user))
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	out := response{Status: resp.StatusCode, Raw: string(raw)}
-	_ = json.Unmarshal(raw, &out.Body)
+// do sends a request as workload (topology name) for user (demo username, or "") and
+// decodes the JSON answer.
+func (s stack) do(workload, user, method, path, body string) response {
+	s.T.Helper()
+	status, raw := s.Do(workload, user, method, path, body)
+	out := response{Status: status, Raw: raw}
+	_ = json.Unmarshal([]byte(raw), &out.Body)
 	return out
 }
 

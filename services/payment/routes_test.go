@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -16,16 +15,13 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/uuid"
-	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/ztbank/ztbank/libs/authz"
 	"github.com/ztbank/ztbank/libs/demo"
 	"github.com/ztbank/ztbank/libs/demo/seed"
 	"github.com/ztbank/ztbank/libs/localpg/pgtest"
 	"github.com/ztbank/ztbank/libs/money"
 	"github.com/ztbank/ztbank/libs/server"
-	"github.com/ztbank/ztbank/libs/topology"
-	"github.com/ztbank/ztbank/libs/transport"
+	"github.com/ztbank/ztbank/libs/server/servertest"
 	"github.com/ztbank/ztbank/libs/usertoken"
 	ledgerstore "github.com/ztbank/ztbank/services/ledger/store"
 	"github.com/ztbank/ztbank/services/payment/store"
@@ -53,18 +49,6 @@ func TestMain(m *testing.M) {
 		paymentStore, ledgerStore = store.New(pp), ledgerstore.New(lp)
 		return nil
 	}))
-}
-
-// xfcc plays the caller's sidecar in mesh mode: it names the calling workload.
-type xfcc struct {
-	next http.RoundTripper
-	id   string
-}
-
-func (x xfcc) RoundTrip(r *http.Request) (*http.Response, error) {
-	r = r.Clone(r.Context())
-	r.Header.Set("X-Forwarded-Client-Cert", "URI="+x.id)
-	return x.next.RoundTrip(r)
 }
 
 // ledgerPeer stands in for the ledger service's two routes the payment service calls,
@@ -129,59 +113,20 @@ func ledgerPeer(t *testing.T, verifier *usertoken.Verifier, paymentID string) (*
 	return srv, posts
 }
 
+// stack is the payment service's real router, talking to a stand-in ledger through the
+// service's real mesh peer client (which forwards the user's token).
 type stack struct {
-	t      *testing.T
-	srv    *httptest.Server
-	issuer *usertoken.Issuer
-	topo   *topology.Topology
-	posts  *int
+	*servertest.Harness
+	posts *int
 }
 
-func newStack(t *testing.T) *stack {
+func newStack(t *testing.T) stack {
 	t.Helper()
-	topo := topology.Default()
-	self, _ := topo.Workload("bank-b/payment")
-	edge, _ := topo.Workload("edge")
-	issuer, err := usertoken.NewIssuer(edge.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	verifier := usertoken.NewVerifier(issuer, self.Tenant, edge.ID)
-	az, err := authz.New(t.Context(), authz.Service{Workload: self.Name, Tenant: self.Tenant, ID: self.ID}, topo,
-		authz.WithRegisterer(prometheus.NewRegistry()), authz.WithAuditWriter(io.Discard))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ledgerSrv, posts := ledgerPeer(t, verifier, self.ID.String())
-	// The real peer client in mesh mode (it forwards the user's token), with the sidecar's
-	// identity header added.
-	client := transport.MeshClient(transport.WithRoundTripper(func(rt http.RoundTripper) http.RoundTripper {
-		return xfcc{next: rt, id: self.ID.String()}
-	}))
-	ledger := NewLedgerClient(&server.Peer{Name: "bank-b/ledger", BaseURL: ledgerSrv.URL, Client: client})
-	rt := &server.Runtime{Env: server.Env{Mode: transport.Mesh}, Topology: topo, Self: self,
-		Log: slog.New(slog.DiscardHandler), Authz: az, Tokens: verifier}
-	h := NewServer(rt, nil, paymentStore, ledger)
-	if err := authz.Guarded(h.(chi.Routes)); err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(h)
-	t.Cleanup(srv.Close)
-	return &stack{t: t, srv: srv, issuer: issuer, topo: topo, posts: posts}
-}
-
-func (s *stack) token(username string) string {
-	s.t.Helper()
-	u, _ := demo.UserByName(username)
-	id, err := usertoken.UserID(u.Tenant, u.ID.String())
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	tok, err := s.issuer.Mint(s.t.Context(), usertoken.Claims{User: id, Tenant: u.Tenant, Roles: []string{u.Role}})
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	return tok
+	h := servertest.New(t, "bank-b/payment")
+	ledgerSrv, posts := ledgerPeer(t, h.Runtime.Tokens, h.Runtime.Self.ID.String())
+	ledger := NewLedgerClient(&server.Peer{Name: "bank-b/ledger", BaseURL: ledgerSrv.URL, Client: h.PeerClient()})
+	h.Serve(NewServer(h.Runtime, nil, paymentStore, ledger))
+	return stack{h, posts}
 }
 
 type response struct {
@@ -191,32 +136,20 @@ type response struct {
 	Raw    string
 }
 
-func (s *stack) do(workload, user, method, path, key, body string) response {
-	s.t.Helper()
-	var rd io.Reader
-	if body != "" {
-		rd = strings.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(s.t.Context(), method, s.srv.URL+path, rd)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	w, _ := s.topo.Workload(workload)
-	req.Header.Set("X-Forwarded-Client-Cert", "URI="+w.ID.String())
+// do sends a request as workload for user (demo username, or "") with an optional
+// Idempotency-Key, and decodes the JSON answer.
+func (s stack) do(workload, user, method, path, key, body string) response {
+	s.T.Helper()
+	hdr := http.Header{}
 	if user != "" {
-		req.Header.Set("Authorization", "Bearer "+s.token(user))
+		hdr.Set("Authorization", "Bearer "+s.Token(user))
 	}
 	if key != "" {
-		req.Header.Set("Idempotency-Key", key)
+		hdr.Set("Idempotency-Key", key)
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	out := response{Status: resp.StatusCode, Header: resp.Header, Raw: string(raw)}
-	_ = json.Unmarshal(raw, &out.Body)
+	r := s.Send(workload, method, path, body, hdr)
+	out := response{Status: r.Status, Header: r.Header, Raw: r.Body}
+	_ = json.Unmarshal([]byte(r.Body), &out.Body)
 	return out
 }
 

@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -15,15 +13,12 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/uuid"
-	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/ztbank/ztbank/libs/authz"
 	"github.com/ztbank/ztbank/libs/demo"
 	"github.com/ztbank/ztbank/libs/demo/seed"
 	"github.com/ztbank/ztbank/libs/localpg/pgtest"
 	"github.com/ztbank/ztbank/libs/server"
-	"github.com/ztbank/ztbank/libs/topology"
-	"github.com/ztbank/ztbank/libs/transport"
+	"github.com/ztbank/ztbank/libs/server/servertest"
 	"github.com/ztbank/ztbank/libs/usertoken"
 	accountstore "github.com/ztbank/ztbank/services/account/store"
 	"github.com/ztbank/ztbank/services/user/store"
@@ -101,82 +96,14 @@ func accountPeer(t *testing.T, verifier *usertoken.Verifier, userSvc string) *ht
 	return srv
 }
 
-type xfcc struct {
-	next http.RoundTripper
-	id   string
-}
-
-func (x xfcc) RoundTrip(r *http.Request) (*http.Response, error) {
-	r = r.Clone(r.Context())
-	r.Header.Set("X-Forwarded-Client-Cert", "URI="+x.id)
-	return x.next.RoundTrip(r)
-}
-
-type stack struct {
-	t      *testing.T
-	srv    *httptest.Server
-	issuer *usertoken.Issuer
-	topo   *topology.Topology
-}
-
-func newStack(t *testing.T) *stack {
+// newStack serves the user service's real router; its account peer is a test server over
+// the real account store, reached with the service's real mesh peer client.
+func newStack(t *testing.T) *servertest.Harness {
 	t.Helper()
-	topo := topology.Default()
-	self, _ := topo.Workload("bank-a/user")
-	edge, _ := topo.Workload("edge")
-	issuer, err := usertoken.NewIssuer(edge.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	verifier := usertoken.NewVerifier(issuer, self.Tenant, edge.ID)
-	az, err := authz.New(t.Context(), authz.Service{Workload: self.Name, Tenant: self.Tenant, ID: self.ID}, topo,
-		authz.WithRegisterer(prometheus.NewRegistry()), authz.WithAuditWriter(io.Discard))
-	if err != nil {
-		t.Fatal(err)
-	}
-	peerSrv := accountPeer(t, verifier, self.ID.String())
-	client := transport.MeshClient(transport.WithRoundTripper(func(rt http.RoundTripper) http.RoundTripper {
-		return xfcc{next: rt, id: self.ID.String()}
-	}))
-	rt := &server.Runtime{Env: server.Env{Mode: transport.Mesh}, Topology: topo, Self: self,
-		Log: slog.New(slog.DiscardHandler), Authz: az, Tokens: verifier}
-	h := NewServer(rt, nil, userStore, &server.Peer{Name: "bank-a/account", BaseURL: peerSrv.URL, Client: client})
-	if err := authz.Guarded(h.(chi.Routes)); err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(h)
-	t.Cleanup(srv.Close)
-	return &stack{t: t, srv: srv, issuer: issuer, topo: topo}
-}
-
-func (s *stack) do(workload, user, method, path, body string) (int, string) {
-	s.t.Helper()
-	var rd io.Reader
-	if body != "" {
-		rd = strings.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(s.t.Context(), method, s.srv.URL+path, rd)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	w, _ := s.topo.Workload(workload)
-	req.Header.Set("X-Forwarded-Client-Cert", "URI="+w.ID.String())
-	if user != "" {
-		u, _ := demo.UserByName(user)
-		id, _ := usertoken.UserID(u.Tenant, u.ID.String())
-		tok, err := s.issuer.Mint(s.t.Context(), usertoken.Claims{User: id, Tenant: u.Tenant, Roles: []string{u.Role}})
-		if err != nil {
-			s.t.Fatal(err)
-		}
-		req.Header.Set("Authorization", "Bearer "+tok)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(raw)
+	h := servertest.New(t, "bank-a/user")
+	peerSrv := accountPeer(t, h.Runtime.Tokens, h.Runtime.Self.ID.String())
+	h.Serve(NewServer(h.Runtime, nil, userStore, &server.Peer{Name: "bank-a/account", BaseURL: peerSrv.URL, Client: h.PeerClient()}))
+	return h
 }
 
 func TestRoutes(t *testing.T) {
@@ -213,7 +140,7 @@ func TestRoutes(t *testing.T) {
 		{"customers cannot open", "alice@bank-a", "POST", "/v1/accounts", open(alice, "more"), 403, "decision_id", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			status, body := s.do("bank-a/gateway", tc.user, tc.method, tc.path, tc.body)
+			status, body := s.Do("bank-a/gateway", tc.user, tc.method, tc.path, tc.body)
 			if diff := cmp.Diff(tc.wantStatus, status); diff != "" {
 				t.Fatalf("%s %s status mismatch (-want +got):\n%s\nbody: %s", tc.method, tc.path, diff, body)
 			}
