@@ -1,8 +1,8 @@
-// Package e2e drives the public banking API of both tenants through the real edge of a
+// Package banking drives the public banking API of both tenants through the real edge of a
 // local stack (SPIRE mTLS between every hop, the dev OIDC provider, PostgreSQL with
 // rotated credentials), as the demo users would: each does their own banking with a token
 // from a headless login and cannot see or move anyone else's money.
-package e2e
+package banking
 
 import (
 	"context"
