@@ -1,6 +1,7 @@
 package observability
 
 import (
+	"io"
 	"net/http"
 	"os"
 	"strings"
@@ -159,4 +160,43 @@ func tail(path string) string {
 		lines = lines[len(lines)-20:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// TestPolicyDenialCounted has the policy itself refuse a request — the bank-b gateway
+// posting to the ledger, a route only the payment service may call — with a genuine user
+// token, and requires the denial counter for that reason to go up by exactly one.
+func TestPolicyDenialCounted(t *testing.T) {
+	edge, ledger := traced["edge"], traced["bank-b/ledger"]
+	// The internal JWT the edge mints for bob, from its ext_authz endpoint.
+	req, _ := http.NewRequest("GET", "https://"+edge.public+"/authz/bank-b/v1/accounts", nil)
+	req.Header.Set("Authorization", "Bearer "+userToken(t, "bob@bank-b"))
+	resp, err := devCAClient(t).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	internal, ok := strings.CutPrefix(resp.Header.Get("Authorization"), "Bearer ")
+	if resp.StatusCode != http.StatusOK || !ok {
+		t.Fatalf("ext_authz answered %d without a token", resp.StatusCode)
+	}
+
+	labels := map[string]string{"service": "bank-b/ledger", "result": "deny", "reason": "workload_not_allowed"}
+	before, _ := value(scrape(t, ledger.health), "ztbank_authz_decisions_total", labels)
+	client := mintedClient(t, workloadID(t, "bank-b/gateway"), workloadID(t, "bank-b/ledger"))
+	post, _ := http.NewRequest("POST", "https://"+ledger.listen+"/v1/postings", strings.NewReader(`{}`))
+	post.Header.Set("Authorization", "Bearer "+internal)
+	post.Header.Set("Content-Type", "application/json")
+	resp, err = client.Do(post)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(body), "decision_id") {
+		t.Fatalf("gateway posting to the ledger: %d %s, want 403 with a decision_id", resp.StatusCode, body)
+	}
+	after, ok := value(scrape(t, ledger.health), "ztbank_authz_decisions_total", labels)
+	if !ok || after != before+1 {
+		t.Errorf("ztbank_authz_decisions_total%v went from %v to %v (present %v), want +1", labels, before, after, ok)
+	}
 }
