@@ -89,9 +89,14 @@ func dev(ctx context.Context, root, state string, freePorts, withObs bool, stdou
 		return fmt.Errorf("a stack is already running (pid %d); run `make down` first", info.PID)
 	}
 	os.Remove(infoPath)
-	// Each run starts from a clean SPIRE and fresh binaries; leftovers from a killed run
-	// (sockets, datastore) would otherwise confuse the new server.
+	// Each run starts from a clean SPIRE, a freshly migrated and seeded database and fresh
+	// binaries: leftovers from a killed run (sockets, datastore) would confuse the new
+	// server, and demo data changed by earlier runs (payments, opened accounts) would make
+	// the demo and the isolation suite depend on history.
 	os.RemoveAll(filepath.Join(state, "spire"))
+	if err := resetPostgres(ctx, filepath.Join(state, "pg")); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(state, 0o755); err != nil {
 		return err
 	}
@@ -287,4 +292,20 @@ func alive(pid int) bool {
 	}
 	fields := strings.Fields(string(b))
 	return len(fields) < 3 || fields[2] != "Z"
+}
+
+// resetPostgres stops a cluster left running under dir (a killed stack cannot stop it) and
+// removes it. The cluster's files belong to the postgres user when we run as root, so the
+// removal goes through localpg, which knows how it started the server.
+func resetPostgres(ctx context.Context, dir string) error {
+	if _, err := os.Stat(dir); err != nil {
+		return nil
+	}
+	if c, err := localpg.Start(ctx, dir); err == nil {
+		c.Stop()
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("remove the previous database cluster %s: %w", dir, err)
+	}
+	return nil
 }
