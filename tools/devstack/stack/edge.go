@@ -54,6 +54,9 @@ func (s *Stack) startFrontDoor(ctx context.Context) error {
 	if s.opts.FreePorts {
 		listen = "127.0.0.1:0"
 	}
+	if err := os.MkdirAll(filepath.Join(s.opts.StateDir, "logs"), 0o755); err != nil {
+		return err
+	}
 	logf, err := os.OpenFile(filepath.Join(s.opts.StateDir, "logs", "oidc.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return err
@@ -66,16 +69,22 @@ func (s *Stack) startFrontDoor(ctx context.Context) error {
 	}
 	s.oidc, s.oidcLog = p, logf
 	s.OIDC = OIDCInfo{Issuer: p.Issuer(), CAFile: caFile, PasswordsFile: p.PasswordsFile(), ClientSecrets: p.ClientSecretsFile()}
+	s.edgeFiles = [3]string{caFile, certFile, keyFile}
+	return nil
+}
+
+// configureEdge gives the edge its certificate, the provider to trust and its public address.
+func (s *Stack) configureEdge() {
 	edge := s.Services["edge"]
 	if edge == nil {
-		return nil
+		return
 	}
+	caFile, certFile, keyFile := s.edgeFiles[0], s.edgeFiles[1], s.edgeFiles[2]
 	s.Edge = EdgeInfo{URL: "https://" + edge.Public, CAFile: caFile}
 	edge.Env = append(edge.Env,
 		"EDGE_TLS_CERT="+certFile, "EDGE_TLS_KEY="+keyFile,
-		"ZTBANK_OIDC_ISSUER="+p.Issuer(), "EDGE_OIDC_CA_FILE="+caFile,
+		"ZTBANK_OIDC_ISSUER="+s.OIDC.Issuer, "EDGE_OIDC_CA_FILE="+caFile,
 		"ZTBANK_PUBLIC_LISTEN="+edge.Public)
-	return nil
 }
 
 func (s *Stack) stopFrontDoor() {

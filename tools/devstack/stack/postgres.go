@@ -29,8 +29,7 @@ type PostgresInfo struct {
 }
 
 // startPostgres starts (or adopts) the cluster under the state directory, applies the
-// migrations, seeds the demo data, gives each service role its first short-lived
-// password, and points each service at its database and password file.
+// migrations and seeds the demo data.
 func (s *Stack) startPostgres(ctx context.Context) error {
 	var opts []localpg.Option
 	if s.opts.FreePorts {
@@ -51,6 +50,13 @@ func (s *Stack) startPostgres(ctx context.Context) error {
 	if err := seed.Run(ctx, admin, s.Topo); err != nil {
 		return fmt.Errorf("seed: %w", err)
 	}
+	return nil
+}
+
+// configurePostgres gives each service role its first short-lived password, points each
+// service at its database and password file, and starts the rotation.
+func (s *Stack) configurePostgres(ctx context.Context) error {
+	c := s.pg
 	secrets := filepath.Join(s.opts.StateDir, "secrets")
 	if err := os.MkdirAll(secrets, 0o700); err != nil {
 		return err
@@ -68,7 +74,6 @@ func (s *Stack) startPostgres(ctx context.Context) error {
 				c.Host(), c.Port(), tenant.Database, w.DBRole, c.CAFile()),
 			"ZTBANK_DB_AUTH=passwordfile",
 			"ZTBANK_DB_PASSWORD_FILE="+pwFile)
-
 	}
 	if err := s.rotateAll(ctx); err != nil {
 		return err

@@ -65,9 +65,10 @@ type Stack struct {
 	rotations    []rotation
 	stopRotation context.CancelFunc
 
-	oidc    interface{ Close() error }
-	oidcLog *os.File
-	mu      sync.Mutex
+	oidc      interface{ Close() error }
+	oidcLog   *os.File
+	edgeFiles [3]string // dev CA, edge certificate, edge key
+	mu        sync.Mutex
 }
 
 // Service is one running workload process.
@@ -154,9 +155,8 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	if err := sp.Register(ctx, entries...); err != nil {
 		return nil, err
 	}
-	if err := s.assignAddrs(workloads); err != nil {
-		return nil, err
-	}
+	// PostgreSQL and the OIDC provider bind their ports first; the services' ports are drawn
+	// afterwards, all in one call, so no two listeners can be handed the same free port.
 	if opts.Postgres {
 		opts.progress("starting PostgreSQL (TLS, scram-sha-256) under %s", filepath.Join(opts.StateDir, "pg"))
 		if err := s.startPostgres(ctx); err != nil {
@@ -168,6 +168,17 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		if err := s.startFrontDoor(ctx); err != nil {
 			return nil, err
 		}
+	}
+	if err := s.assignAddrs(workloads); err != nil {
+		return nil, err
+	}
+	if opts.Postgres {
+		if err := s.configurePostgres(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if opts.FrontDoor {
+		s.configureEdge()
 	}
 	if opts.Configure != nil {
 		opts.Configure(s)
@@ -280,25 +291,32 @@ func (s *Stack) assignAddrs(workloads []topology.Workload) error {
 	if err := os.MkdirAll(filepath.Join(s.opts.StateDir, "logs"), 0o755); err != nil {
 		return err
 	}
+	var ports []int
+	if s.opts.FreePorts {
+		n := 0
+		for _, w := range workloads {
+			n += 2
+			if w.Public != "" {
+				n++
+			}
+		}
+		var err error
+		if ports, err = FreePorts(n); err != nil {
+			return err
+		}
+	}
+	next := func() string {
+		p := ports[0]
+		ports = ports[1:]
+		return fmt.Sprintf("127.0.0.1:%d", p)
+	}
 	for _, w := range workloads {
-		svc := &Service{Workload: w, Binary: s.binaryPath(w), Listen: w.Listen, Health: w.Health,
+		svc := &Service{Workload: w, Binary: s.binaryPath(w), Listen: w.Listen, Health: w.Health, Public: w.Public,
 			LogPath: filepath.Join(s.opts.StateDir, "logs", strings.ReplaceAll(w.Name, "/", "-")+".log")}
 		if s.opts.FreePorts {
-			ports, err := FreePorts(2)
-			if err != nil {
-				return err
-			}
-			svc.Listen = fmt.Sprintf("127.0.0.1:%d", ports[0])
-			svc.Health = fmt.Sprintf("127.0.0.1:%d", ports[1])
-		}
-		if w.Public != "" {
-			svc.Public = w.Public
-			if s.opts.FreePorts {
-				ports, err := FreePorts(1)
-				if err != nil {
-					return err
-				}
-				svc.Public = fmt.Sprintf("127.0.0.1:%d", ports[0])
+			svc.Listen, svc.Health = next(), next()
+			if w.Public != "" {
+				svc.Public = next()
 			}
 		}
 		s.Services[w.Name] = svc
