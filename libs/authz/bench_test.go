@@ -34,7 +34,7 @@ func BenchmarkDecide(b *testing.B) {
 
 // BenchmarkDecideDeny measures a cross-tenant deny, which evaluates every deny rule too.
 func BenchmarkDecideDeny(b *testing.B) {
-	e := newTestEngine(b, "bank-a/account")
+	e := newTestEngine(b, "bank-a/account", WithoutDecisionCache())
 	in := typicalInput(b)
 	in.Resource = &Resource{Owner: spiffeid.RequireFromString("spiffe://bank-b/user/bob"), Tenant: "bank-b"}
 	if d := e.Decide(b.Context(), in); d.Reason != "tenant_mismatch" {

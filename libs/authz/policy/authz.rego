@@ -36,7 +36,7 @@ decision := {"allow": false, "reason": "unknown_workload"} if {
 	not resource_in_service_tenant
 } else := {"allow": false, "reason": "role_not_permitted"} if {
 	has_user
-	count(granting_roles) == 0
+	not has_grant
 } else := {"allow": false, "reason": "not_owner"} if {
 	not may_act_on_resource
 } else := {"allow": true, "reason": "allowed"} if {
@@ -93,14 +93,24 @@ resource_in_service_tenant if input.resource.tenant == service.tenant
 # A role grants a permission when it lists it and, for permissions that move money, the
 # role may move money at all. The second condition keeps staff from moving money even if
 # someone lists a money permission among their grants by mistake.
-granting_roles := {role |
-	some role in input.user.roles
+granted_by(role) if {
 	input.action in rbac.roles[role].grants
 	role_may_use(role)
 }
 
-# Scalars, not whole role and permission objects, go into the function: passing objects
-# made this the most expensive expression of a decision.
+# has_grant and tenant_scoped ask "is there such a role" directly: building the set of
+# granting roles and counting it cost a third of every decision.
+has_grant if {
+	some role in input.user.roles
+	granted_by(role)
+}
+
+tenant_scoped if {
+	some role in input.user.roles
+	granted_by(role)
+	rbac.roles[role].scope == "tenant"
+}
+
 role_may_use(role) if rbac.roles[role].may_move_money == true
 
 role_may_use(_) if rbac.permissions[input.action].moves_money == false
@@ -112,10 +122,7 @@ may_act_on_resource if not input.resource
 # A workload acting without a user has no ownership to check; tenant was checked above.
 may_act_on_resource if not has_user
 
-may_act_on_resource if {
-	some role in granting_roles
-	rbac.roles[role].scope == "tenant"
-}
+may_act_on_resource if tenant_scoped
 
 may_act_on_resource if input.resource.owner == input.user.id
 
@@ -123,7 +130,7 @@ may_act_on_resource if input.resource.owner == input.user.id
 
 grant if {
 	has_user
-	count(granting_roles) > 0
+	has_grant
 }
 
 grant if {
