@@ -146,9 +146,26 @@ func pick(kind ResourceKind, match func(owner demo.User) bool) Target {
 					return Target{Kind: kind, ID: a.ID.String(), Owner: u.Username, Tenant: u.Tenant}
 				}
 			}
+		case PaymentResource:
+			// A customer with an account pays once before the cases run; the ID is filled in
+			// then, so generated cases (and the matrix) stay deterministic.
+			for _, a := range demo.Accounts() {
+				if a.Owner == u.Username && u.Role == demo.RoleCustomer && hasPayments(u.Tenant) {
+					return Target{Kind: kind, ID: paymentPlaceholder + u.Username, Owner: u.Username, Tenant: u.Tenant}
+				}
+			}
 		default:
 			panic(fmt.Sprintf("e2e: no targets for resource kind %q", kind))
 		}
 	}
 	return Target{}
+}
+
+// paymentPlaceholder prefixes the ID of a payment target until the run knows the real one.
+const paymentPlaceholder = "payment-of:"
+
+// hasPayments reports whether the tenant runs a payment service, so its customers can pay.
+func hasPayments(tenant string) bool {
+	_, ok := topology.Default().Workload(tenant + "/payment")
+	return ok
 }

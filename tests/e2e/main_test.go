@@ -56,9 +56,10 @@ type deployment struct {
 	st       *stack.Stack      // in-process stack only
 	tmp      string
 
-	mu      sync.Mutex
-	tokens  map[string]string
-	clients map[[2]string]*http.Client
+	mu       sync.Mutex
+	tokens   map[string]string
+	clients  map[[2]string]*http.Client
+	payments map[string][2]string // owner → ID and request body of the payment paymentOf made
 }
 
 var (

@@ -18,6 +18,9 @@ const (
 	NoResource      ResourceKind = ""
 	UserResource    ResourceKind = "user"
 	AccountResource ResourceKind = "account"
+	// PaymentResource targets are payments the suite makes first, one per customer who has
+	// an account (payment IDs are the server's; see deployment.paymentOf).
+	PaymentResource ResourceKind = "payment"
 )
 
 // Route is one API route as a client sees it through the edge, with what the rules need to
@@ -101,8 +104,7 @@ var Routes = []Route{
 		Body: func(t Target) string {
 			return `{"from_account":"` + t.ID + `","to_account":"` + payee(t.ID) + `","amount":{"amount":1,"currency":"EUR"},"reference":"e2e-` + t.Nonce + `"}`
 		}},
-	// Needs a payment fixture per user (payments have server-made IDs); not generated yet.
-	{Tenant: "bank-b", Method: "GET", Path: "/v1/payments/{paymentID}", Service: "bank-b/payment", Permission: "payments:read"},
+	{Tenant: "bank-b", Method: "GET", Path: "/v1/payments/{paymentID}", Service: "bank-b/payment", Permission: "payments:read", Resource: PaymentResource, Live: true},
 }
 
 // LiveRoutes returns the rows of Routes that are implemented.

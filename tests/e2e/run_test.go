@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/ztbank/ztbank/libs/demo"
 )
 
 // Observed is what the deployment did with one request.
@@ -75,9 +77,20 @@ func (d *deployment) run(ctx context.Context, c Case) (obs Observed, echo string
 		}
 		base = "https://" + addr
 	}
+	var sentEarlier string
+	if c.Target.Kind == PaymentResource {
+		if c.Target.ID, sentEarlier, err = d.paymentOf(ctx, c.Target.Owner); err != nil {
+			return obs, "", err
+		}
+	}
 	req, echo, err := request(ctx, base, c)
 	if err != nil {
 		return obs, "", err
+	}
+	if c.Identity.Kind == EndUser && c.Identity.User.Username == c.Target.Owner {
+		// The payer chose the payee's account when making the payment, so seeing it in
+		// their own payment is no leak.
+		echo += " " + sentEarlier
 	}
 	if c.Identity.Kind == EndUser {
 		tok, err := d.userToken(ctx, c.Identity.User.Username)
@@ -142,4 +155,57 @@ func leaks(body, echo string, foreign []string) []string {
 		}
 	}
 	return out
+}
+
+// paymentOf returns the ID of a payment owner made in this run, making it on first use:
+// through the edge, with the owner's own token, one minor unit from their first account.
+// Payment IDs are the server's, so the generated cases carry a placeholder until now.
+func (d *deployment) paymentOf(ctx context.Context, owner string) (id, body string, err error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if p, ok := d.payments[owner]; ok {
+		return p[0], p[1], nil
+	}
+	u, ok := demo.UserByName(owner)
+	if !ok {
+		return "", "", fmt.Errorf("no demo user %s", owner)
+	}
+	var from string
+	for _, a := range demo.Accounts() {
+		if a.Owner == owner {
+			from = a.ID.String()
+			break
+		}
+	}
+	d.mu.Unlock()
+	tok, err := d.userToken(ctx, owner)
+	d.mu.Lock()
+	if err != nil {
+		return "", "", err
+	}
+	body = `{"from_account":"` + from + `","to_account":"` + payee(from) + `","amount":{"amount":1,"currency":"EUR"},"reference":"e2e-fixture"}`
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.edgeURL+"/"+u.Tenant+"/v1/payments", strings.NewReader(body))
+	if err != nil {
+		return "", "", err
+	}
+	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Idempotency-Key", "e2e-fixture-"+nonce+"-"+owner)
+	resp, err := d.edge.Do(req)
+	if err != nil {
+		return "", "", fmt.Errorf("fixture payment for %s: %w", owner, err)
+	}
+	defer resp.Body.Close()
+	var p struct {
+		ID string `json:"id"`
+	}
+	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode != http.StatusCreated || json.Unmarshal(raw, &p) != nil || p.ID == "" {
+		return "", "", fmt.Errorf("fixture payment for %s: %d %s", owner, resp.StatusCode, raw)
+	}
+	if d.payments == nil {
+		d.payments = map[string][2]string{}
+	}
+	d.payments[owner] = [2]string{p.ID, body}
+	return p.ID, body, nil
 }
