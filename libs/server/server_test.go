@@ -1,6 +1,8 @@
 package server
 
 import (
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -80,5 +82,26 @@ func TestPeerRefusesEdgesOutsideTheTopology(t *testing.T) {
 		if _, err := rt.Peer(name); err == nil {
 			t.Errorf("Peer(%s) succeeded; the topology does not let bank-a/user call it", name)
 		}
+	}
+}
+
+func TestHealthcheck(t *testing.T) {
+	ready := true
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/readyz" || !ready {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+		}
+	}))
+	defer srv.Close()
+	vars := map[string]string{"ZTBANK_HEALTH_LISTEN": strings.TrimPrefix(srv.URL, "http://")}
+	if err := Healthcheck(t.Context(), env(vars), "bank-a/user"); err != nil {
+		t.Errorf("ready service: %v", err)
+	}
+	ready = false
+	if err := Healthcheck(t.Context(), env(vars), "bank-a/user"); err == nil {
+		t.Error("not-ready service passed the healthcheck")
+	}
+	if err := Healthcheck(t.Context(), env(map[string]string{"ZTBANK_WORKLOAD": "bank-z/none"}), "x"); err == nil {
+		t.Error("unknown workload passed the healthcheck")
 	}
 }

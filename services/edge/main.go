@@ -16,7 +16,6 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -25,7 +24,6 @@ import (
 
 	"github.com/ztbank/ztbank/libs/server"
 	"github.com/ztbank/ztbank/libs/telemetry"
-	"github.com/ztbank/ztbank/libs/topology"
 	"github.com/ztbank/ztbank/libs/transport"
 	"github.com/ztbank/ztbank/libs/usertoken"
 	"github.com/ztbank/ztbank/services/edge/enrol"
@@ -46,7 +44,7 @@ func main() {
 // directly with their own getenv and a cancellable ctx.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	if len(args) > 1 && args[1] == "healthcheck" {
-		return healthcheck(ctx, getenv)
+		return server.Healthcheck(ctx, getenv, "edge")
 	}
 	env := func(k string) string {
 		if v := getenv(k); v != "" || k != "ZTBANK_WORKLOAD" {
@@ -198,38 +196,6 @@ func healthHandler(rt *server.Runtime, jwks http.Handler) http.Handler {
 	})
 	mux.Handle("GET /metrics", promhttp.Handler())
 	return mux
-}
-
-// healthcheck is the container health probe: distroless images have no curl, so the binary
-// asks its own health listener.
-func healthcheck(ctx context.Context, getenv func(string) string) error {
-	addr := getenv("ZTBANK_HEALTH_LISTEN")
-	if addr == "" {
-		topo, err := topology.Load(getenv("ZTBANK_TOPOLOGY"))
-		if err != nil {
-			return err
-		}
-		w, _ := topo.Workload("edge")
-		addr = w.Health
-	}
-	if strings.HasPrefix(addr, ":") {
-		addr = "127.0.0.1" + addr
-	}
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/healthz", nil)
-	if err != nil {
-		return err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("healthcheck: %w", err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("healthcheck: %s", resp.Status)
-	}
-	return nil
 }
 
 func newMapper(cfg config, tenants []string) (enrol.Mapper, error) {

@@ -27,6 +27,9 @@ func main() {
 // run wires the service from its environment and blocks until ctx is done. Tests call it
 // directly with their own getenv and a cancellable ctx.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) > 1 && args[1] == "healthcheck" {
+		return server.Healthcheck(ctx, getenv, "")
+	}
 	rt, err := server.Setup(ctx, "user", getenv, stderr)
 	if err != nil {
 		return err
