@@ -27,8 +27,8 @@ func TestDefaultTopology(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("AllowedCallers mismatch (-want +got):\n%s", diff)
 	}
-	if n := len(topo.Edges()); n != 10 {
-		t.Errorf("Edges() = %d edges, want 10", n)
+	if n := len(topo.Edges()); n != 11 {
+		t.Errorf("Edges() = %d edges, want 11", n)
 	}
 	edge, _ := topo.Workload("edge")
 	if edge.ID.String() != "spiffe://ztbank.local/ns/ztbank-system/sa/edge" || edge.Tenant != "" {

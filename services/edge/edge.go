@@ -35,6 +35,9 @@ type deps struct {
 	AuthzPrefix    string
 	MaxHeaderBytes int
 	MaxBodyBytes   int64
+	// AuthzCaller says whether a request may use the ext_authz endpoint, which hands out
+	// internal JWTs: only the ingress (Emissary) may. Nil refuses everyone.
+	AuthzCaller func(*http.Request) error
 }
 
 type edge struct {
@@ -46,6 +49,7 @@ type edge struct {
 	authzPrefix    string
 	maxHeaderBytes int
 	maxBodyBytes   int64
+	authzCaller    func(*http.Request) error
 }
 
 // NewServer returns the edge's public handler: the tenant reverse proxy and the ext_authz
@@ -67,7 +71,8 @@ func NewInternalServer(d deps) http.Handler {
 
 func newEdge(d deps) *edge {
 	return &edge{log: d.Log, ex: d.Exchanger, minter: d.Minter, upstreams: d.Upstreams, tenants: d.Tenants,
-		authzPrefix: d.AuthzPrefix, maxHeaderBytes: d.MaxHeaderBytes, maxBodyBytes: d.MaxBodyBytes}
+		authzPrefix: d.AuthzPrefix, maxHeaderBytes: d.MaxHeaderBytes, maxBodyBytes: d.MaxBodyBytes,
+		authzCaller: d.AuthzCaller}
 }
 
 // strippedHeaders never leave the edge towards a service. Hop-by-hop headers are removed by
@@ -150,6 +155,16 @@ func singleJoin(a, b string) string {
 // headers we return copied onto it, anything else goes back to the client as is.
 func (e *edge) authz() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// The answer carries an internal JWT: only the ingress may have one handed over.
+		// A client with a valid external token goes through the proxy instead.
+		if e.authzCaller == nil {
+			e.refuseAuthz(w, r, errors.New("no ext_authz caller is configured"))
+			return
+		}
+		if err := e.authzCaller(r); err != nil {
+			e.refuseAuthz(w, r, err)
+			return
+		}
 		rest := strings.TrimPrefix(r.URL.Path, e.authzPrefix+"/")
 		tenant, _, _ := strings.Cut(rest, "/")
 		if _, ok := e.upstreams[tenant]; !ok && !contains(e.tenants, tenant) {
@@ -227,4 +242,10 @@ type logWriter struct{ log *slog.Logger }
 func (l logWriter) Write(p []byte) (int, error) {
 	l.log.Warn(strings.TrimSpace(string(p)))
 	return len(p), nil
+}
+
+func (e *edge) refuseAuthz(w http.ResponseWriter, r *http.Request, err error) {
+	e.log.WarnContext(r.Context(), "request refused", "reason", "ext_authz caller not allowed", "err", err.Error(),
+		"status", http.StatusForbidden, "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr)
+	problem.Write(w, r, problem.Errorf(problem.ErrForbidden, "the authorization endpoint answers the ingress only"))
 }

@@ -110,6 +110,7 @@ func (g *gateway) requests() []received {
 }
 
 type testEdge struct {
+	deps     deps
 	public   *httptest.Server
 	internal *httptest.Server
 	provider *oidctest.Provider
@@ -175,7 +176,11 @@ func newTestEdgeFor(t testing.TB, issuer string, client *http.Client, opts ...us
 		AuthzPrefix:    "/authz",
 		MaxHeaderBytes: 16 << 10,
 		MaxBodyBytes:   1 << 20,
+		// These tests exercise the exchange behind ext_authz; who may call it is checked by
+		// TestAuthzCallerGate here and with real SVIDs end to end in tests/edge.
+		AuthzCaller: func(*http.Request) error { return nil },
 	}
+	te.deps = d
 	te.internal = httptest.NewTLSServer(NewInternalServer(d))
 	t.Cleanup(te.internal.Close)
 	for _, tn := range tenants {
@@ -540,5 +545,41 @@ func TestRotationUnderSteadyLoad(t *testing.T) {
 	}
 	if n := len(te.gateways["bank-a"].requests()) + len(te.gateways["bank-b"].requests()); n != seconds {
 		t.Errorf("gateways received %d requests, want %d", n, seconds)
+	}
+}
+
+// TestAuthzCallerGate checks that ext_authz answers only callers the gate admits, and that
+// an edge without a gate refuses everyone.
+func TestAuthzCallerGate(t *testing.T) {
+	te := newTestEdge(t)
+	tok := te.provider.SignRS256(t, te.claims("alice@bank-a"))
+	for _, tc := range []struct {
+		name string
+		gate func(*http.Request) error
+		want int
+	}{
+		{"admitted", func(*http.Request) error { return nil }, http.StatusOK},
+		{"refused", func(*http.Request) error { return errors.New("not the ingress") }, http.StatusForbidden},
+		{"no gate configured", nil, http.StatusForbidden},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := te.deps
+			d.AuthzCaller = tc.gate
+			srv := httptest.NewTLSServer(NewServer(d))
+			defer srv.Close()
+			req, _ := http.NewRequest(http.MethodGet, srv.URL+"/authz/bank-a/v1/accounts", nil)
+			req.Header.Set("Authorization", "Bearer "+tok)
+			resp, err := srv.Client().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tc.want {
+				t.Fatalf("status %d, want %d", resp.StatusCode, tc.want)
+			}
+			if tc.want == http.StatusForbidden && resp.Header.Get("Authorization") != "" {
+				t.Error("a refused caller got an internal token")
+			}
+		})
 	}
 }

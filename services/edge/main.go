@@ -16,11 +16,13 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
 	"github.com/ztbank/ztbank/libs/server"
 	"github.com/ztbank/ztbank/libs/telemetry"
@@ -111,6 +113,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 
 	// The edge starts the trace for every client request; each hop behind it continues it.
+	d.AuthzCaller = authzCaller(rt)
 	public := newHTTPServer(ctx, telemetry.Server()(NewServer(d)), rt)
 	if cfg.TLSCert != "" {
 		certs, err := newCertReloader(cfg.TLSCert, cfg.TLSKey)
@@ -118,6 +121,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return err
 		}
 		public.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: certs.get}
+		if rt.Env.Mode == transport.Direct {
+			// Clients need no certificate; one that is presented must be an SVID of our trust
+			// domain. That is how the ext_authz endpoint knows its caller without a mesh.
+			public.TLSConfig.ClientAuth = tls.RequestClientCert
+			public.TLSConfig.VerifyPeerCertificate = func(raw [][]byte, _ [][]*x509.Certificate) error {
+				if len(raw) == 0 {
+					return nil
+				}
+				_, _, err := x509svid.ParseAndVerify(raw, rt.Source)
+				return err
+			}
+		}
 	}
 	internal := newHTTPServer(ctx, NewInternalServer(d), rt)
 	if rt.Env.Mode == transport.Direct {
@@ -272,4 +287,21 @@ func (c *certReloader) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 		c.modTime = fi.ModTime()
 	}
 	return c.cert, nil
+}
+
+// authzCaller admits to the ext_authz endpoint only the workloads the topology lets call the
+// edge (the ingress), identified by their verified SVID in direct mode or by the last XFCC
+// element (our sidecar's) in mesh mode.
+func authzCaller(rt *server.Runtime) func(*http.Request) error {
+	allowed := rt.Topology.AllowedCallers(rt.Self.Name)
+	return func(r *http.Request) error {
+		id, err := transport.PeerID(rt.Env.Mode, r)
+		if err != nil {
+			return err
+		}
+		if !slices.Contains(allowed, id) {
+			return fmt.Errorf("%s may not use ext_authz", id)
+		}
+		return nil
+	}
 }

@@ -80,7 +80,7 @@ func TestRunMeshMode(t *testing.T) {
 	req, _ := http.NewRequest(http.MethodGet, "http://"+public+"/authz/bank-a/v1/accounts", nil)
 	req.Header.Set("Authorization", "Bearer "+ext)
 	// What the edge's own sidecar adds in mesh mode: it must not be mistaken for a client's.
-	req.Header.Set("X-Forwarded-Client-Cert", "By=spiffe://ztbank.local/ns/ztbank-system/sa/edge;URI=spiffe://ztbank.local/ns/ztbank-system/sa/emissary")
+	req.Header.Set("X-Forwarded-Client-Cert", "By=spiffe://ztbank.local/ns/ztbank-system/sa/edge;URI=spiffe://ztbank.local/ns/ztbank-system/sa/emissary-ingress")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -108,6 +108,24 @@ func TestRunMeshMode(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK || string(body) != "gateway" || gotPath != "/bank-a/v1/accounts" || gotAuth != "Bearer "+internalTok {
 		t.Errorf("proxy: status %d body %q; gateway saw path %q auth %q", resp.StatusCode, body, gotPath, gotAuth)
+	}
+
+	// Only the ingress may have internal tokens handed over: another workload's sidecar
+	// identity, or none, is refused.
+	for _, xfcc := range []string{"URI=spiffe://ztbank.local/ns/bank-a/sa/gateway", ""} {
+		req, _ = http.NewRequest(http.MethodGet, "http://"+public+"/authz/bank-a/v1/accounts", nil)
+		req.Header.Set("Authorization", "Bearer "+ext)
+		if xfcc != "" {
+			req.Header.Set("X-Forwarded-Client-Cert", xfcc)
+		}
+		resp, err = http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusForbidden || resp.Header.Get("Authorization") != "" {
+			t.Errorf("ext_authz with XFCC %q: status %d, Authorization %q; want 403 and no token", xfcc, resp.StatusCode, resp.Header.Get("Authorization"))
+		}
 	}
 
 	// A client X-Spiffe-Id is refused in mesh mode too.

@@ -2,8 +2,11 @@ package e2e
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -22,9 +25,17 @@ func internalToken(t *testing.T, d *deployment, username, tenant string) string 
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Only the ingress may use ext_authz, so the suite asks with the ingress's SVID.
+	ingress, err := d.asIngress(ctx)
+	if errors.Is(err, errCannotMint) {
+		t.Skip("obtaining an internal JWT needs the ingress's SVID, which only a local stack can mint")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, d.edgeURL+"/authz/"+tenant+"/v1/accounts", nil)
 	req.Header.Set("Authorization", "Bearer "+tok)
-	resp, err := d.edge.Do(req)
+	resp, err := ingress.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,4 +151,25 @@ func TestForgedSpiffeIDHeader(t *testing.T) {
 			t.Errorf("service saw caller %q, want the handshake's %q (forged header %q must be ignored)", hop.Caller, gw.ID, payment.ID)
 		}
 	})
+}
+
+// asIngress returns the edge client presenting a genuine SVID of Emissary-ingress, the only
+// workload the topology lets use the edge's ext_authz endpoint.
+func (d *deployment) asIngress(ctx context.Context) (*http.Client, error) {
+	if d.mint == nil {
+		return nil, errCannotMint
+	}
+	ing, _ := topo.Workload("emissary-ingress")
+	dir := filepath.Join(d.tmp, "svid", "emissary-ingress-client")
+	if err := d.mint(ctx, ing.ID, dir); err != nil {
+		return nil, err
+	}
+	cert, err := tls.LoadX509KeyPair(filepath.Join(dir, "svid.pem"), filepath.Join(dir, "key.pem"))
+	if err != nil {
+		return nil, err
+	}
+	tr := d.edge.Transport.(*http.Transport).Clone()
+	tr.TLSClientConfig = tr.TLSClientConfig.Clone()
+	tr.TLSClientConfig.Certificates = []tls.Certificate{cert}
+	return &http.Client{Timeout: d.edge.Timeout, Transport: tr}, nil
 }

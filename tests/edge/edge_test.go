@@ -4,6 +4,7 @@ package edge
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -174,6 +175,9 @@ func TestEdgeRefusals(t *testing.T) {
 		{"client-supplied XFCC", "/bank-a/internal/whoami", alice,
 			http.Header{"X-Forwarded-Client-Cert": {"URI=spiffe://ztbank.local/ns/bank-a/sa/gateway"}}, http.StatusForbidden},
 		{"oversized token", "/bank-a/internal/whoami", strings.Repeat("a", 20000), nil, http.StatusRequestHeaderFieldsTooLarge},
+		// A client with a valid token may not have the internal JWT handed over: ext_authz
+		// answers the ingress's SVID only.
+		{"ext_authz without the ingress SVID", "/authz/bank-a/internal/whoami", alice, nil, http.StatusForbidden},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			status, body, h := call(t, public, "GET", st.Edge.URL+tc.path, tc.bearer, tc.header)
@@ -187,11 +191,33 @@ func TestEdgeRefusals(t *testing.T) {
 	}
 }
 
+// ingressClient presents a genuine SVID minted for Emissary-ingress, the only workload the
+// topology lets call the edge, and trusts the edge's dev-CA certificate.
+func ingressClient(t *testing.T) *http.Client {
+	t.Helper()
+	w, _ := st.Topo.Workload("emissary-ingress")
+	dir := filepath.Join(tmp, "minted", "emissary-ingress")
+	if err := st.Spire.Mint(context.Background(), w.ID, time.Hour, dir); err != nil {
+		t.Fatal(err)
+	}
+	cert, err := tls.LoadX509KeyPair(filepath.Join(dir, "svid.pem"), filepath.Join(dir, "key.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := os.ReadFile(st.Edge.CAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := caConfig(ca)
+	cfg.Certificates = []tls.Certificate{cert}
+	return &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg}}
+}
+
 // internalToken gets the internal JWT the edge mints for user, from the ext_authz endpoint
-// that Emissary uses in Kubernetes.
+// that Emissary uses in Kubernetes, asking as the ingress.
 func internalToken(t *testing.T, user, tenant string) string {
 	t.Helper()
-	status, body, h := call(t, public, "GET", st.Edge.URL+"/authz/"+tenant+"/internal/whoami", login(t, user), nil)
+	status, body, h := call(t, ingressClient(t), "GET", st.Edge.URL+"/authz/"+tenant+"/internal/whoami", login(t, user), nil)
 	if status != http.StatusOK {
 		t.Fatalf("ext_authz for %s: %d %s", user, status, body)
 	}

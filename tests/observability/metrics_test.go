@@ -1,11 +1,15 @@
 package observability
 
 import (
+	"context"
+	"crypto/tls"
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -167,10 +171,11 @@ func tail(path string) string {
 // token, and requires the denial counter for that reason to go up by exactly one.
 func TestPolicyDenialCounted(t *testing.T) {
 	edge, ledger := traced["edge"], traced["bank-b/ledger"]
-	// The internal JWT the edge mints for bob, from its ext_authz endpoint.
+	// The internal JWT the edge mints for bob, from its ext_authz endpoint, asked as the
+	// ingress (the only workload allowed to).
 	req, _ := http.NewRequest("GET", "https://"+edge.public+"/authz/bank-b/v1/accounts", nil)
 	req.Header.Set("Authorization", "Bearer "+userToken(t, "bob@bank-b"))
-	resp, err := devCAClient(t).Do(req)
+	resp, err := ingressClient(t).Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,4 +204,23 @@ func TestPolicyDenialCounted(t *testing.T) {
 	if !ok || after != before+1 {
 		t.Errorf("ztbank_authz_decisions_total%v went from %v to %v (present %v), want +1", labels, before, after, ok)
 	}
+}
+
+// ingressClient trusts the dev CA like devCAClient and presents a genuine SVID minted for
+// Emissary-ingress, the only caller the edge's ext_authz endpoint answers.
+func ingressClient(t *testing.T) *http.Client {
+	t.Helper()
+	dir := filepath.Join(tmpRoot, "minted", "emissary-ingress-client")
+	if err := st.Spire.Mint(context.Background(), workloadID(t, "emissary-ingress"), time.Hour, dir); err != nil {
+		t.Fatal(err)
+	}
+	cert, err := tls.LoadX509KeyPair(filepath.Join(dir, "svid.pem"), filepath.Join(dir, "key.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := devCAClient(t)
+	tr := c.Transport.(*http.Transport).Clone()
+	tr.TLSClientConfig.Certificates = []tls.Certificate{cert}
+	c.Transport = tr
+	return c
 }
