@@ -22,6 +22,7 @@ func TestDefaultTopology(t *testing.T) {
 		"bank-a/user":    {"spiffe://ztbank.local/ns/bank-a/sa/gateway"},
 		"bank-a/account": {"spiffe://ztbank.local/ns/bank-a/sa/gateway", "spiffe://ztbank.local/ns/bank-a/sa/user"},
 		"bank-b/payment": {"spiffe://ztbank.local/ns/bank-b/sa/gateway"},
+		"edge":           {"spiffe://ztbank.local/ns/ztbank-system/sa/emissary-ingress"},
 		"bank-b/ledger":  {"spiffe://ztbank.local/ns/bank-b/sa/gateway", "spiffe://ztbank.local/ns/bank-b/sa/payment"},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
