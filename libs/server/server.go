@@ -97,6 +97,7 @@ type Runtime struct {
 	getenv          func(string) string
 	draining        atomic.Bool
 	shutdownTracing func(context.Context) error
+	closers         []func()
 }
 
 // Setup loads the environment and topology, checks that this binary is the service the
@@ -199,6 +200,11 @@ func (rt *Runtime) OptionalUserToken(next http.Handler) http.Handler {
 
 // Close releases the identity source.
 func (rt *Runtime) Close() {
+	// Release what the service attached (its database pool) before tracing is flushed.
+	for i := len(rt.closers) - 1; i >= 0; i-- {
+		rt.closers[i]()
+	}
+	rt.closers = nil
 	if rt.shutdownTracing != nil {
 		// Flush spans still buffered, but never hold up shutdown on an absent collector.
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -1,6 +1,8 @@
 package server
 
 import (
+	"context"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -103,5 +105,29 @@ func TestHealthcheck(t *testing.T) {
 	}
 	if err := Healthcheck(t.Context(), env(map[string]string{"ZTBANK_WORKLOAD": "bank-z/none"}), "x"); err == nil {
 		t.Error("unknown workload passed the healthcheck")
+	}
+}
+
+func TestRunStopsBeforeBuildWhenSetupFails(t *testing.T) {
+	built := false
+	err := Run(t.Context(), "user", []string{"user"}, env(nil), io.Discard,
+		func(context.Context, *Runtime) (http.Handler, []ReadyCheck, error) {
+			built = true
+			return nil, nil, nil
+		})
+	if err == nil || !strings.Contains(err.Error(), "ZTBANK_WORKLOAD") || built {
+		t.Errorf("Run() = %v, built = %v; want the setup error and no build", err, built)
+	}
+}
+
+func TestAtCloseRunsInReverse(t *testing.T) {
+	rt := &Runtime{}
+	var order []string
+	rt.AtClose(func() { order = append(order, "first") })
+	rt.AtClose(func() { order = append(order, "second") })
+	rt.Close()
+	rt.Close() // a second Close must not run them again
+	if diff := cmp.Diff([]string{"second", "first"}, order); diff != "" {
+		t.Errorf("close order mismatch (-want +got):\n%s", diff)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
@@ -25,21 +26,12 @@ func main() {
 // run wires the service from its environment and blocks until ctx is done. Tests call it
 // directly with their own getenv and a cancellable ctx.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	if len(args) > 1 && args[1] == "healthcheck" {
-		return server.Healthcheck(ctx, getenv, "")
-	}
-	rt, err := server.Setup(ctx, "gateway", getenv, stderr)
-	if err != nil {
-		return err
-	}
-	defer rt.Close()
-	peers, err := rt.Peers()
-	if err != nil {
-		return err
-	}
-	api, err := NewServer(rt, peers)
-	if err != nil {
-		return err
-	}
-	return rt.Serve(ctx, api)
+	return server.Run(ctx, "gateway", args, getenv, stderr, func(ctx context.Context, rt *server.Runtime) (http.Handler, []server.ReadyCheck, error) {
+		peers, err := rt.Peers()
+		if err != nil {
+			return nil, nil, err
+		}
+		api, err := NewServer(rt, peers)
+		return api, nil, err
+	})
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
@@ -27,26 +28,19 @@ func main() {
 // run wires the service from its environment and blocks until ctx is done. Tests call it
 // directly with their own getenv and a cancellable ctx.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	if len(args) > 1 && args[1] == "healthcheck" {
-		return server.Healthcheck(ctx, getenv, "")
-	}
-	rt, err := server.Setup(ctx, "user", getenv, stderr)
-	if err != nil {
-		return err
-	}
-	defer rt.Close()
-	peers, err := rt.Peers()
-	if err != nil {
-		return err
-	}
-	accounts, err := rt.Peer("bank-a/account")
-	if err != nil {
-		return err
-	}
-	pool, err := fromenv.Pool(ctx, getenv)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	return rt.Serve(ctx, NewServer(rt, peers, store.New(pool), accounts), pool.Ping)
+	return server.Run(ctx, "user", args, getenv, stderr, func(ctx context.Context, rt *server.Runtime) (http.Handler, []server.ReadyCheck, error) {
+		peers, err := rt.Peers()
+		if err != nil {
+			return nil, nil, err
+		}
+		accounts, err := rt.Peer("bank-a/account")
+		if err != nil {
+			return nil, nil, err
+		}
+		pool, ping, err := fromenv.Attach(ctx, rt, getenv)
+		if err != nil {
+			return nil, nil, err
+		}
+		return NewServer(rt, peers, store.New(pool), accounts), []server.ReadyCheck{ping}, nil
+	})
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/ztbank/ztbank/libs/dbcred"
 	"github.com/ztbank/ztbank/libs/dbcred/passwordfile"
 	"github.com/ztbank/ztbank/libs/dbcred/rdsiam"
+	"github.com/ztbank/ztbank/libs/server"
 )
 
 // Authenticators are the credential sources a ztbank service binary supports.
@@ -26,4 +27,15 @@ var Authenticators = dbcred.Authenticators{
 // traced by dbcred.Pool itself.
 func Pool(ctx context.Context, getenv func(string) string, opts ...dbcred.Option) (*pgxpool.Pool, error) {
 	return dbcred.PoolFromEnv(ctx, getenv, Authenticators, opts...)
+}
+
+// Attach opens the service's pool, closes it with the runtime, and returns it with the
+// readiness check that pings it.
+func Attach(ctx context.Context, rt *server.Runtime, getenv func(string) string) (*pgxpool.Pool, server.ReadyCheck, error) {
+	pool, err := Pool(ctx, getenv)
+	if err != nil {
+		return nil, nil, err
+	}
+	rt.AtClose(pool.Close)
+	return pool, pool.Ping, nil
 }

@@ -1,0 +1,35 @@
+package server
+
+import (
+	"context"
+	"io"
+	"net/http"
+)
+
+// ReadyCheck is one extra readiness condition, such as a database ping.
+type ReadyCheck = func(context.Context) error
+
+// Build assembles a service's API once the runtime is set up. What it opens that needs
+// closing it hands to rt.AtClose.
+type Build func(ctx context.Context, rt *Runtime) (api http.Handler, ready []ReadyCheck, err error)
+
+// Run is the body of every tenant service's run function: the `healthcheck` subcommand
+// (container probes), then Setup, the service's own Build, and Serve until ctx is done.
+func Run(ctx context.Context, service string, args []string, getenv func(string) string, stderr io.Writer, build Build) error {
+	if len(args) > 1 && args[1] == "healthcheck" {
+		return Healthcheck(ctx, getenv, "")
+	}
+	rt, err := Setup(ctx, service, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	defer rt.Close()
+	api, ready, err := build(ctx, rt)
+	if err != nil {
+		return err
+	}
+	return rt.Serve(ctx, api, ready...)
+}
+
+// AtClose registers fn to run when the runtime is closed, last registered first.
+func (rt *Runtime) AtClose(fn func()) { rt.closers = append(rt.closers, fn) }
