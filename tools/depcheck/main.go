@@ -106,16 +106,16 @@ func isShared(dep string) bool {
 	return false
 }
 
-// findModules lists every go.mod under root except vendored tool graphs (tools/spire and
-// tools/jaeger pin SPIRE's and Jaeger's own dependency graphs, which are their business,
-// not ours).
+// findModules lists every go.mod under root except vendored tool graphs (tools/spire,
+// tools/jaeger and tools/kube pin SPIRE's, Jaeger's and Kubernetes' own dependency graphs,
+// which are their business, not ours).
 func findModules(root string) ([]string, error) {
 	var mods []string
 	err := filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
-		if d.IsDir() && (strings.HasPrefix(d.Name(), ".") && p != root || p == filepath.Join(root, "tools", "spire") || p == filepath.Join(root, "tools", "jaeger")) {
+		if d.IsDir() && (strings.HasPrefix(d.Name(), ".") && p != root || p == filepath.Join(root, "tools", "spire") || p == filepath.Join(root, "tools", "jaeger") || p == filepath.Join(root, "tools", "kube")) {
 			return filepath.SkipDir
 		}
 		if d.Name() == "go.mod" {
