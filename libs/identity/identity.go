@@ -101,11 +101,17 @@ func registerMetrics(reg prometheus.Registerer) {
 	})
 }
 
+// defaultConfig is a Source's configuration before options: a 30-second start timeout and
+// a 30-second minimum validity for readiness (ADR 0002).
+func defaultConfig() config {
+	return config{timeout: 30 * time.Second, minValidity: 30 * time.Second, log: slog.Default(),
+		reg: prometheus.DefaultRegisterer, clock: time.Now}
+}
+
 // New connects to the Workload API and blocks until the first SVID arrives or the start
 // timeout passes. The error names the socket so an operator knows where to look.
 func New(ctx context.Context, opts ...Option) (*Source, error) {
-	cfg := config{timeout: 30 * time.Second, minValidity: 30 * time.Second, log: slog.Default(),
-		reg: prometheus.DefaultRegisterer, clock: time.Now}
+	cfg := defaultConfig()
 	for _, o := range opts {
 		o(&cfg)
 	}
