@@ -222,10 +222,10 @@ func (e *Engine) enforce(ctx context.Context, in Input) error {
 	return e.denied(id)
 }
 
-// denied is the error clients see: the category and the decision ID, which an operator can
-// look up in the audit log, and nothing of the policy's reasoning.
+// denied is the error clients see: the policy's refusal mark, the category and the decision
+// ID, which an operator can look up in the audit log, and nothing of the policy's reasoning.
 func (e *Engine) denied(id string) error {
-	return problem.With(problem.ErrForbidden, "the request was not authorised", map[string]any{"decision_id": id})
+	return problem.Refuse(problem.TypePolicy, problem.ErrForbidden, "the request was not authorised", map[string]any{"decision_id": id})
 }
 
 // inputFrom builds the policy input from the request context: the proven caller identity,

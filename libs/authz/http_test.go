@@ -264,6 +264,9 @@ func TestRequestsAreAuditedOnce(t *testing.T) {
 				if body["decision_id"] != line["decision_id"] {
 					t.Errorf("403 decision_id = %v, audit line has %v", body["decision_id"], line["decision_id"])
 				}
+				if body["type"] != problem.TypePolicy {
+					t.Errorf("403 type = %v, want the policy's refusal mark %s", body["type"], problem.TypePolicy)
+				}
 				if strings.Contains(rec.Body.String(), tc.wantAudit.Reason) || strings.Contains(rec.Body.String(), "bank-a") {
 					t.Errorf("403 body leaks the decision: %s", rec.Body)
 				}
@@ -290,7 +293,7 @@ func TestDeniedCheckReturnsForbidden(t *testing.T) {
 	if len(lines) != 1 {
 		t.Fatalf("got %d audit lines, want 1", len(lines))
 	}
-	if d.Status != http.StatusForbidden || d.Extra["decision_id"] != lines[0]["decision_id"] {
+	if d.Status != http.StatusForbidden || d.Type != problem.TypePolicy || d.Extra["decision_id"] != lines[0]["decision_id"] {
 		t.Errorf("problem = %+v, audit decision_id %v", d, lines[0]["decision_id"])
 	}
 	if err := e.Check(ctx, "ledger:read", Resource{Owner: userID("bank-b", "alice"), Tenant: "bank-b"}); err != nil {

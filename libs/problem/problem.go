@@ -56,6 +56,9 @@ type Public struct {
 	Category error
 	Msg      string
 	Extra    map[string]any
+	// Type, when set, is the problem type URI instead of the category's: an enforcement
+	// layer's refusal mark (see Refuse).
+	Type string
 }
 
 func (p *Public) Error() string { return p.Msg }
@@ -70,6 +73,43 @@ func With(cat error, msg string, extra map[string]any) error {
 	return &Public{Category: cat, Msg: msg, Extra: extra}
 }
 
+// Refusal marks: the problem type each enforcement layer writes when it refuses a request.
+// The status code alone cannot say which layer answered (the edge and a service both
+// answer 401 and 403), so every layer names itself in the type, and a client, an operator
+// or the isolation suite reads the layer from there. Each mark is written by exactly one
+// layer's code.
+const (
+	// TypeEdge: the edge refused the client — no or invalid external token, user not
+	// enrolled, untrusted issuer, another tenant's route, client-set identity headers, an
+	// ext_authz caller that is not the ingress (services/edge).
+	TypeEdge = TypeBase + "edge-refused"
+	// TypePeer: a service refused the calling workload at the application layer (no
+	// workload identity, or one its allowlist does not hold; transport.Identify). In direct
+	// mode the handshake refuses such peers first, with a TLS alert, not a problem.
+	TypePeer = TypeBase + "peer-not-allowed"
+	// TypeInternalToken: a service refused the internal JWT (missing, bad signature, wrong
+	// issuer, audience or tenant, expired; usertoken.Middleware).
+	TypeInternalToken = TypeBase + "internal-token-refused"
+	// TypePolicy: the embedded policy denied the request; the body carries decision_id
+	// (authz.Require and authz.Check).
+	TypePolicy = TypeBase + "policy-denied"
+	// TypeBusinessRule: a business rule refused a well-formed, authorised request
+	// (ErrUnprocessable's type: owner not a customer, insufficient funds...).
+	TypeBusinessRule = TypeBase + "business-rule"
+	// TypeNotFound: the tenant's data holds no such resource (ErrNotFound's type: a handler
+	// looked the row up in the tenant's own database and found none).
+	TypeNotFound = TypeBase + "not-found"
+	// TypeNoRoute: nothing is served at this path (the router's own 404, never a data
+	// lookup).
+	TypeNoRoute = TypeBase + "no-such-route"
+)
+
+// Refuse returns an error in category cat, shown with msg and extra extension members,
+// whose problem type is the refusing layer's mark typ (one of the Type constants).
+func Refuse(typ string, cat error, msg string, extra map[string]any) error {
+	return &Public{Category: cat, Msg: msg, Extra: extra, Type: typ}
+}
+
 var categories = []struct {
 	err    error
 	status int
@@ -78,10 +118,10 @@ var categories = []struct {
 	{ErrBadRequest, http.StatusBadRequest, "bad-request"},
 	{ErrUnauthenticated, http.StatusUnauthorized, "unauthenticated"},
 	{ErrForbidden, http.StatusForbidden, "forbidden"},
-	{ErrNotFound, http.StatusNotFound, "not-found"},
+	{ErrNotFound, http.StatusNotFound, "not-found"}, // TypeNotFound
 	{ErrConflict, http.StatusConflict, "conflict"},
 	{ErrTooLarge, http.StatusRequestEntityTooLarge, "too-large"},
-	{ErrUnprocessable, http.StatusUnprocessableEntity, "unprocessable"},
+	{ErrUnprocessable, http.StatusUnprocessableEntity, "business-rule"}, // TypeBusinessRule
 	{ErrUnavailable, http.StatusServiceUnavailable, "unavailable"},
 }
 
@@ -97,6 +137,9 @@ func From(err error) Details {
 			if errors.As(err, &p) {
 				d.Detail = p.Msg
 				d.Extra = p.Extra
+				if p.Type != "" {
+					d.Type = p.Type
+				}
 			}
 			return d
 		}

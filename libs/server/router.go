@@ -36,7 +36,7 @@ func (rt *Runtime) Router() chi.Router {
 		r.Use(rt.Authz.Audit)
 	}
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
-		problem.Write(w, r, problem.Errorf(problem.ErrNotFound, "no such route"))
+		problem.Write(w, r, problem.Refuse(problem.TypeNoRoute, problem.ErrNotFound, "no such route", nil))
 	})
 	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
 		problem.WriteDetails(w, problem.Details{Type: problem.TypeBase + "method-not-allowed",

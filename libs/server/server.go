@@ -178,7 +178,7 @@ func Setup(ctx context.Context, service string, getenv func(string) string, stde
 func (rt *Runtime) UserToken(next http.Handler) http.Handler {
 	if rt.Tokens == nil {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			problem.Write(w, r, problem.Errorf(problem.ErrUnauthenticated, "this workload does not accept user tokens"))
+			problem.Write(w, r, problem.Refuse(problem.TypeInternalToken, problem.ErrUnauthenticated, "this workload does not accept user tokens", nil))
 		})
 	}
 	return usertoken.Middleware(rt.Tokens)(telemetry.Annotate(next))
@@ -295,6 +295,7 @@ func (rt *Runtime) ServeListeners(ctx context.Context, apiLn, healthLn net.Liste
 		apiSrv.TLSConfig = transport.ServerTLS(rt.Source, rt.Topology.AllowedCallers(rt.Self.Name))
 	}
 	healthSrv := &http.Server{Handler: rt.healthHandler(ready), ReadHeaderTimeout: 5 * time.Second}
+	rt.publishRoutes(api)
 
 	errc := make(chan error, 2)
 	go func() {

@@ -182,12 +182,12 @@ func Identify(mode Mode, allowed []spiffeid.ID) func(http.Handler) http.Handler 
 			id, err := PeerID(mode, r)
 			if err != nil {
 				slog.WarnContext(r.Context(), "request without workload identity refused", "mode", string(mode), "err", err.Error())
-				problem.Write(w, r, problem.Errorf(problem.ErrUnauthenticated, "no workload identity"))
+				problem.Write(w, r, problem.Refuse(problem.TypePeer, problem.ErrUnauthenticated, "no workload identity", nil))
 				return
 			}
 			if !slices.Contains(ids, id) {
 				slog.WarnContext(r.Context(), "workload not on allowlist refused", "peer", id.String())
-				problem.Write(w, r, problem.Errorf(problem.ErrForbidden, "workload not allowed to call this service"))
+				problem.Write(w, r, problem.Refuse(problem.TypePeer, problem.ErrForbidden, "workload not allowed to call this service", nil))
 				return
 			}
 			next.ServeHTTP(w, r.WithContext(caller.WithWorkload(r.Context(), id)))

@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -9,6 +10,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/ztbank/ztbank/libs/caller"
+	"github.com/ztbank/ztbank/libs/problem"
 )
 
 func TestIDFromXFCC(t *testing.T) {
@@ -92,6 +94,14 @@ func TestIdentify(t *testing.T) {
 			h.ServeHTTP(rec, req)
 			if rec.Code != tc.wantStatus || seen != tc.wantCaller {
 				t.Errorf("status %d caller %q, want %d %q", rec.Code, seen, tc.wantStatus, tc.wantCaller)
+			}
+			if tc.wantStatus != http.StatusOK {
+				// Refusals carry this layer's mark, so they are not mistaken for a token
+				// or policy refusal with the same status.
+				var body struct{ Type string }
+				if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil || body.Type != problem.TypePeer {
+					t.Errorf("refusal type %q (%v), want %s", body.Type, err, problem.TypePeer)
+				}
 			}
 		})
 	}

@@ -20,7 +20,8 @@ func BearerToken(h http.Header) string {
 
 // Middleware verifies the internal token of every request with v and puts the user into the
 // request context beside the workload identity. A request without a valid token gets 401
-// problem+json naming only the failed check, and the refusal is logged with the full reason.
+// problem+json of type problem.TypeInternalToken naming only the failed check, and the
+// refusal is logged with the full reason.
 func Middleware(v *Verifier) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -35,7 +36,7 @@ func Middleware(v *Verifier) func(http.Handler) http.Handler {
 					"caller", caller.From(r.Context()).Workload.String(),
 					"method", r.Method, "path", r.URL.Path)
 				w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
-				problem.Write(w, r, problem.Errorf(problem.ErrUnauthenticated, reason.Error()))
+				problem.Write(w, r, problem.Refuse(problem.TypeInternalToken, problem.ErrUnauthenticated, reason.Error(), nil))
 				return
 			}
 			next.ServeHTTP(w, r.WithContext(caller.WithUser(r.Context(), u)))

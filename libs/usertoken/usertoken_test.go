@@ -22,6 +22,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/ztbank/ztbank/libs/caller"
+	"github.com/ztbank/ztbank/libs/problem"
 )
 
 var (
@@ -444,16 +445,20 @@ func TestMiddleware(t *testing.T) {
 				t.Errorf("Content-Type = %q", ct)
 			}
 			var body struct {
+				Type   string `json:"type"`
 				Status int    `json:"status"`
 				Detail string `json:"detail"`
 			}
 			if err := json.Unmarshal(w.Body.Bytes(), &body); err != nil {
 				t.Fatal(err)
 			}
+			// The type is this layer's refusal mark: it is how a client tells a service's
+			// token check from the edge's 401.
 			if diff := cmp.Diff(struct {
+				Type   string `json:"type"`
 				Status int    `json:"status"`
 				Detail string `json:"detail"`
-			}{tc.wantStatus, tc.wantReason}, body); diff != "" {
+			}{problem.TypeInternalToken, tc.wantStatus, tc.wantReason}, body); diff != "" {
 				t.Errorf("problem mismatch (-want +got):\n%s", diff)
 			}
 			var entry struct {

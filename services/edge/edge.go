@@ -170,7 +170,7 @@ func (e *edge) authz() http.Handler {
 		if _, ok := e.upstreams[tenant]; !ok && !contains(e.tenants, tenant) {
 			e.log.WarnContext(r.Context(), "request refused", "reason", "no such tenant", "status", http.StatusForbidden,
 				"method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr)
-			problem.Write(w, r, problem.Errorf(problem.ErrForbidden, "no such tenant"))
+			problem.Write(w, r, problem.Refuse(problem.TypeEdge, problem.ErrForbidden, "no such tenant", nil))
 			return
 		}
 		g, ok := e.ex.Authorize(w, r, tenant)
@@ -226,7 +226,7 @@ func (e *edge) limits(next http.Handler) http.Handler {
 
 func (e *edge) notFound() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		problem.Write(w, r, problem.Errorf(problem.ErrNotFound, "no such route"))
+		problem.Write(w, r, problem.Refuse(problem.TypeNoRoute, problem.ErrNotFound, "no such route", nil))
 	})
 }
 
@@ -247,5 +247,5 @@ func (l logWriter) Write(p []byte) (int, error) {
 func (e *edge) refuseAuthz(w http.ResponseWriter, r *http.Request, err error) {
 	e.log.WarnContext(r.Context(), "request refused", "reason", "ext_authz caller not allowed", "err", err.Error(),
 		"status", http.StatusForbidden, "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr)
-	problem.Write(w, r, problem.Errorf(problem.ErrForbidden, "the authorization endpoint answers the ingress only"))
+	problem.Write(w, r, problem.Refuse(problem.TypeEdge, problem.ErrForbidden, "the authorization endpoint answers the ingress only", nil))
 }

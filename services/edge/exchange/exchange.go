@@ -229,8 +229,15 @@ func (r *Refusal) Error() string { return r.Reason.Error() + ": " + r.Cause.Erro
 // the specific reason).
 func (r *Refusal) Unwrap() []error { return []error{r.Public, r.Cause} }
 
+// refuse marks the refusal as the edge's (problem.TypeEdge), so a client and the isolation
+// suite can tell it from a service's 401/403; an issuer outage is no refusal and keeps its
+// category's type.
 func refuse(category, reason, cause error) error {
-	return &Refusal{Public: problem.Errorf(category, reason.Error()), Reason: reason, Cause: cause}
+	pub := problem.Refuse(problem.TypeEdge, category, reason.Error(), nil)
+	if errors.Is(category, problem.ErrUnavailable) {
+		pub = problem.Errorf(category, reason.Error())
+	}
+	return &Refusal{Public: pub, Reason: reason, Cause: cause}
 }
 
 // Authorize runs Exchange for r and, on failure, logs the refusal with its reason and writes

@@ -59,6 +59,9 @@ func TestIssuerTrustIsPerTenant(t *testing.T) {
 			if tc.want != nil && !errors.Is(err, problem.ErrForbidden) {
 				t.Errorf("Exchange() = %v, want a 403 category", err)
 			}
+			if d := problem.From(err); tc.want != nil && d.Type != problem.TypeEdge {
+				t.Errorf("Exchange() problem type %q, want the edge's refusal mark %s", d.Type, problem.TypeEdge)
+			}
 		})
 	}
 }

@@ -1,0 +1,82 @@
+package server
+
+import (
+	"fmt"
+	"net/http"
+	"sort"
+	"sync"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// RouteInfoMetric names the gauge that publishes a service's route table on its health
+// port. The isolation suite reads it from every running service and fails when a served
+// route has no cases, so the suite's route table cannot fall behind the routers.
+const RouteInfoMetric = "ztbank_route_info"
+
+// Route is one route of a service's API as its router serves it.
+type Route struct {
+	Method  string `json:"method"`
+	Pattern string `json:"pattern"`
+}
+
+// String is "METHOD pattern".
+func (r Route) String() string { return r.Method + " " + r.Pattern }
+
+// RouteTable walks the chi router h (what a service's NewServer returns) and lists every
+// route it serves, sorted by pattern then method.
+func RouteTable(h http.Handler) ([]Route, error) {
+	routes, ok := h.(chi.Routes)
+	if !ok {
+		return nil, fmt.Errorf("handler %T is not a chi router: its routes cannot be listed", h)
+	}
+	var out []Route
+	err := chi.Walk(routes, func(method, pattern string, _ http.Handler, _ ...func(http.Handler) http.Handler) error {
+		out = append(out, Route{Method: method, Pattern: pattern})
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("walk routes: %w", err)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Pattern != out[j].Pattern {
+			return out[i].Pattern < out[j].Pattern
+		}
+		return out[i].Method < out[j].Method
+	})
+	return out, nil
+}
+
+var (
+	routeInfoOnce sync.Once
+	routeInfo     *prometheus.GaugeVec
+)
+
+// RouteInfo is the gauge behind RouteInfoMetric, registered on the default registry the
+// first time it is needed.
+func RouteInfo() *prometheus.GaugeVec {
+	routeInfoOnce.Do(func() {
+		routeInfo = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: RouteInfoMetric,
+			Help: "Routes this service's API serves, one series per route (chi.Walk over its router at start-up); value 1.",
+		}, []string{"method", "route"})
+		_ = prometheus.DefaultRegisterer.Register(routeInfo)
+	})
+	return routeInfo
+}
+
+// publishRoutes puts api's route table on the health port's /metrics. A handler that is not
+// a chi router publishes nothing and is logged: the isolation suite then fails on the
+// missing table rather than passing on an empty one.
+func (rt *Runtime) publishRoutes(api http.Handler) {
+	routes, err := RouteTable(api)
+	if err != nil {
+		rt.Log.Warn("route table not published", "err", err.Error())
+		return
+	}
+	g := RouteInfo()
+	for _, r := range routes {
+		g.WithLabelValues(r.Method, r.Pattern).Set(1)
+	}
+}
