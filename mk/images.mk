@@ -1,0 +1,15 @@
+# Container images built on this machine, with no registry (issue 11, docs/adr/0900-*).
+# tools/images builds every binary on the host, imports each image from a tar it writes
+# (`docker import`), and skips an image whose inputs-hash label already matches.
+.PHONY: images images-test
+
+images: ## build every container image here (no registry): Go services, SPIRE, PostgreSQL; cached by content
+	@$(GO) build -o $(BIN)/images ./tools/images
+	@$(BIN)/images build
+
+# The image tests need the images, so `go test work` (make unit) skips them unless
+# ZTBANK_IMAGE_TESTS is set; this target sets it after building.
+images-test: images ## image tests: non-root, read-only start, healthcheck errors, PostgreSQL TLS+scram, SPIRE sqlite, .dockerignore
+	@ZTBANK_IMAGE_TESTS=1 $(GO) test -count=1 -timeout 20m ./tools/images/...
+
+TEST_EXTRA += images-test

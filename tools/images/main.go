@@ -1,0 +1,291 @@
+// Command images builds every container image of the project on this machine, with no
+// registry: Go binaries built on the host go into images imported from a tar we write
+// (`docker import`), and PostgreSQL's image starts from a Debian root filesystem made by
+// debootstrap. Each image carries a label with the hash of its inputs; an image whose label
+// already matches is skipped, so a second run takes seconds.
+//
+//	images build [-force] [name ...]   build (or skip) the images of deploy/images/images.json
+//	images list                        print the image names
+//
+// `make images` runs it from the repository root. See docs/adr/0900-images-built-here.md.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args, os.Getenv, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintf(os.Stderr, "images: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+const usage = "usage: images build [-force] [name ...] | images list"
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) < 2 {
+		return errors.New(usage)
+	}
+	fset := flag.NewFlagSet(args[1], flag.ContinueOnError)
+	fset.SetOutput(stderr)
+	root := fset.String("root", ".", "repository root")
+	force := fset.Bool("force", false, "rebuild even when an image's inputs label matches")
+	if err := fset.Parse(args[2:]); err != nil {
+		return err
+	}
+	list, err := loadList(*root)
+	if err != nil {
+		return err
+	}
+	switch args[1] {
+	case "list":
+		for _, im := range list {
+			fmt.Fprintln(stdout, im.Image)
+		}
+		return nil
+	case "build":
+		b := &builder{root: *root, getenv: getenv, out: stdout, errOut: stderr, force: *force}
+		return b.build(ctx, selectImages(list, fset.Args()))
+	}
+	return errors.New(usage)
+}
+
+func selectImages(list []image, names []string) []image {
+	if len(names) == 0 {
+		return list
+	}
+	want := map[string]bool{}
+	for _, n := range names {
+		want[n] = true
+	}
+	var out []image
+	for _, im := range list {
+		if want[im.Name()] || want[im.Image] {
+			out = append(out, im)
+		}
+	}
+	return out
+}
+
+type builder struct {
+	root        string
+	getenv      func(string) string
+	out, errOut io.Writer
+	force       bool
+}
+
+// dir is the builder's working area under .dev (git-ignored, and kept out of every Docker
+// build context by .dockerignore).
+func (b *builder) dir(elem ...string) string {
+	return filepath.Join(append([]string{b.root, ".dev", "images"}, elem...)...)
+}
+
+func (b *builder) build(ctx context.Context, list []image) error {
+	if len(list) == 0 {
+		return errors.New("no image selected")
+	}
+	if err := dockerReachable(ctx); err != nil {
+		return err
+	}
+	start := time.Now()
+	binaries, err := b.buildBinaries(ctx, list)
+	if err != nil {
+		return err
+	}
+	ca, err := caBundle()
+	if err != nil {
+		return err
+	}
+	for _, im := range list {
+		t0 := time.Now()
+		l, err := layoutFor(b.root, im, binaries[im.Name()], ca)
+		if err != nil {
+			return fmt.Errorf("%s: %w", im.Image, err)
+		}
+		if im.Build == "rootfs" {
+			if l.Base, l.BaseSum, err = b.rootfs(ctx, im); err != nil {
+				return fmt.Errorf("%s: %w", im.Image, err)
+			}
+		}
+		sum, err := l.hash()
+		if err != nil {
+			return fmt.Errorf("%s: %w", im.Image, err)
+		}
+		current, oldID := imageLabel(ctx, im.Image, inputsLabel)
+		if current == sum && !b.force {
+			fmt.Fprintf(b.out, "    %-28s up to date (%s)\n", im.Image, short(sum))
+			continue
+		}
+		l.Config.Labels[inputsLabel] = sum
+		if err := dockerImport(ctx, im.Image, l); err != nil {
+			return fmt.Errorf("%s: %w", im.Image, err)
+		}
+		if oldID != "" {
+			// The previous build is now untagged; drop it unless a container still uses it.
+			_ = exec.CommandContext(ctx, "docker", "image", "rm", oldID).Run()
+		}
+		fmt.Fprintf(b.out, "    %-28s built in %s (%s)\n", im.Image, time.Since(t0).Round(100*time.Millisecond), short(sum))
+	}
+	fmt.Fprintf(b.out, "==> images ready in %s\n", time.Since(start).Round(100*time.Millisecond))
+	return nil
+}
+
+func short(sum string) string {
+	return strings.TrimPrefix(sum, "sha256:")[:12]
+}
+
+// buildBinaries builds every selected image's binary and returns their host paths by image
+// name. The go command decides what is stale, so an unchanged tree costs one up-to-date
+// check per group. VCS stamping is off: a binary then depends on its sources only, and a
+// commit elsewhere in the repository does not change every image's hash.
+func (b *builder) buildBinaries(ctx context.Context, list []image) (map[string]string, error) {
+	var static, spire []image
+	for _, im := range list {
+		if im.Build == "spire" {
+			spire = append(spire, im)
+		} else {
+			static = append(static, im)
+		}
+	}
+	paths := map[string]string{}
+	if len(static) > 0 {
+		out := b.dir("bin")
+		fmt.Fprintf(b.out, "==> go build (CGO_ENABLED=0) %d binaries\n", len(static))
+		args := []string{"build", "-trimpath", "-buildvcs=false", "-ldflags=-s -w", "-o", out + string(filepath.Separator)}
+		for _, im := range static {
+			args = append(args, im.Package)
+			paths[im.Name()] = filepath.Join(out, im.Binary())
+		}
+		if err := b.goBuild(ctx, b.root, []string{"CGO_ENABLED=0"}, args); err != nil {
+			return nil, err
+		}
+	}
+	if len(spire) > 0 {
+		version, err := spireVersion(b.root)
+		if err != nil {
+			return nil, err
+		}
+		out, err := filepath.Abs(b.dir("spire"))
+		if err != nil {
+			return nil, err
+		}
+		for _, im := range spire {
+			if _, tag, _ := strings.Cut(im.Image, ":"); tag != version {
+				return nil, fmt.Errorf("%s: tag differs from the SPIRE version tools/spire pins (%s)", im.Image, version)
+			}
+			paths[im.Name()] = filepath.Join(out, im.Binary())
+		}
+		// SPIRE server's sqlite datastore is cgo (mattn/go-sqlite3), and the image has no
+		// libc: link statically. netgo and osusergo keep glibc's NSS (which a static binary
+		// cannot load) out of name and user lookups; sqlite_omit_load_extension drops dlopen.
+		// The agent is built the same way so both share one compile.
+		fmt.Fprintf(b.out, "==> go build SPIRE %s (static cgo; the first build takes several minutes)\n", version)
+		args := []string{"build", "-trimpath", "-buildvcs=false",
+			"-tags=netgo,osusergo,sqlite_omit_load_extension",
+			"-ldflags=-s -w -X github.com/spiffe/spire/pkg/common/version.gittag=" + version +
+				" -linkmode=external -extldflags=-static",
+			"-o", out + string(filepath.Separator)}
+		for _, im := range spire {
+			args = append(args, im.Package)
+		}
+		if err := b.goBuild(ctx, filepath.Join(b.root, "tools", "spire"), []string{"CGO_ENABLED=1", "GOWORK=off"}, args); err != nil {
+			return nil, err
+		}
+	}
+	return paths, nil
+}
+
+func (b *builder) goBuild(ctx context.Context, dir string, env, args []string) error {
+	cmd := exec.CommandContext(ctx, goCommand(b.getenv), args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.CombinedOutput()
+	if len(out) > 0 {
+		b.errOut.Write(out)
+	}
+	if err != nil {
+		return fmt.Errorf("go %s: %w", strings.Join(args, " "), err)
+	}
+	return nil
+}
+
+func goCommand(getenv func(string) string) string {
+	if g := getenv("GO"); g != "" {
+		return g
+	}
+	return "go"
+}
+
+var spireRequire = regexp.MustCompile(`(?m)^\s*github\.com/spiffe/spire v(\S+)`)
+
+// spireVersion is the SPIRE version tools/spire/go.mod pins.
+func spireVersion(root string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(root, "tools", "spire", "go.mod"))
+	if err != nil {
+		return "", fmt.Errorf("read SPIRE pin: %w", err)
+	}
+	m := spireRequire.FindSubmatch(b)
+	if m == nil {
+		return "", errors.New("tools/spire/go.mod does not require github.com/spiffe/spire")
+	}
+	return string(m[1]), nil
+}
+
+// rootfs returns the root filesystem tarball of a rootfs image, making it first when no
+// tarball for the recipe's current content exists. The cache key is the recipe's hash; the
+// tarball's own hash (recorded beside it) goes into the image's inputs.
+func (b *builder) rootfs(ctx context.Context, im image) (tarball, sum string, err error) {
+	recipe := filepath.Join(b.root, im.Rootfs)
+	recipeSum, err := fileSum(recipe)
+	if err != nil {
+		return "", "", fmt.Errorf("rootfs recipe: %w", err)
+	}
+	dir := b.dir("rootfs")
+	tarball = filepath.Join(dir, fmt.Sprintf("%s-%s.tar", im.Name(), recipeSum[:16]))
+	if s, err := os.ReadFile(tarball + ".sha256"); err == nil {
+		if _, err := os.Stat(tarball); err == nil {
+			return tarball, strings.TrimSpace(string(s)), nil
+		}
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", "", err
+	}
+	fmt.Fprintf(b.out, "==> making the %s root filesystem (%s; first time only, a few minutes)\n", im.Name(), im.Rootfs)
+	t0 := time.Now()
+	cmd := exec.CommandContext(ctx, "bash", recipe, tarball, filepath.Join(dir, im.Name()+"-work"))
+	cmd.Stdout, cmd.Stderr = b.out, b.errOut
+	if err := cmd.Run(); err != nil {
+		return "", "", fmt.Errorf("rootfs recipe %s: %w", im.Rootfs, err)
+	}
+	sum, err = fileSum(tarball)
+	if err != nil {
+		return "", "", err
+	}
+	if err := os.WriteFile(tarball+".sha256", []byte(sum+"\n"), 0o644); err != nil {
+		return "", "", err
+	}
+	// Older tarballs of this image (other recipe hashes) are dead weight.
+	old, _ := filepath.Glob(filepath.Join(dir, im.Name()+"-*.tar*"))
+	for _, o := range old {
+		if o != tarball && o != tarball+".sha256" {
+			os.Remove(o)
+		}
+	}
+	fmt.Fprintf(b.out, "    root filesystem ready in %s\n", time.Since(t0).Round(time.Second))
+	return tarball, sum, nil
+}
