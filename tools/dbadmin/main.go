@@ -6,7 +6,10 @@
 //	dbadmin rotate -role R -file F       give R a new password valid for -ttl and write it to F
 //
 // Every subcommand takes -dsn (or $ZTBANK_DB_ADMIN_DSN): an admin connection URL with
-// sslmode=verify-full to any database of the cluster.
+// sslmode=verify-full to any database of the cluster; its password may come from a
+// passfile= parameter instead of the URL. -tenant (or $ZTBANK_TENANT) limits migrate and
+// seed to one tenant's database and roles, for deployments with a cluster per tenant
+// (docker-compose).
 package main
 
 import (
@@ -40,7 +43,8 @@ func main() {
 }
 
 const usage = `usage: dbadmin migrate up|down [-steps N] | seed | rotate -role ROLE -file PATH [-ttl 15m]
-  common flags: -dsn ADMIN_DSN ($ZTBANK_DB_ADMIN_DSN), -topology FILE ($ZTBANK_TOPOLOGY)`
+  common flags: -dsn ADMIN_DSN ($ZTBANK_DB_ADMIN_DSN), -topology FILE ($ZTBANK_TOPOLOGY),
+  -tenant NAME ($ZTBANK_TENANT: only that tenant's database and roles)`
 
 // errUsage marks errors the user fixes by reading the usage text.
 var errUsage = errors.New("usage")
@@ -66,6 +70,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	role := fs.String("role", "", "service role to rotate")
 	file := fs.String("file", "", "password file to write (mode 0600)")
 	ttl := fs.Duration("ttl", dbcred.MaxCredentialLifetime, "password validity (at most 15m)")
+	tenant := fs.String("tenant", getenv("ZTBANK_TENANT"), "only this tenant's database and roles (a cluster per tenant)")
 	if err := fs.Parse(rest); err != nil {
 		return fmt.Errorf("%w: %w", errUsage, err)
 	}
@@ -86,6 +91,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	topo, err := topology.Load(*topoPath)
 	if err != nil {
 		return err
+	}
+	if *tenant != "" {
+		if topo, err = onlyTenant(topo, *tenant); err != nil {
+			return err
+		}
 	}
 	switch cmd {
 	case "migrate up":
@@ -124,6 +134,23 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return fmt.Errorf("%w: unknown subcommand %q\n%s", errUsage, cmd, usage)
 	}
 	return nil
+}
+
+// onlyTenant narrows the topology to one tenant and its workloads, which is all that
+// migrate (Bootstrap, UpAll, DownAll) and seed read, so a cluster that serves one tenant gets
+// that tenant's database and roles and nothing of the others'.
+func onlyTenant(t *topology.Topology, name string) (*topology.Topology, error) {
+	tn, ok := t.Tenant(name)
+	if !ok {
+		return nil, fmt.Errorf("%w: -tenant %q is not in the topology", errUsage, name)
+	}
+	sub := &topology.Topology{TrustDomain: t.TrustDomain, PlatformNamespace: t.PlatformNamespace, Tenants: []topology.Tenant{tn}}
+	for _, w := range t.Workloads {
+		if w.Tenant == name {
+			sub.Workloads = append(sub.Workloads, w)
+		}
+	}
+	return sub, nil
 }
 
 func databases(t *topology.Topology) string {

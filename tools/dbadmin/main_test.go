@@ -9,9 +9,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/ztbank/ztbank/libs/localpg/pgtest"
+	"github.com/ztbank/ztbank/libs/topology"
 )
 
 var env *pgtest.Env
@@ -29,6 +31,7 @@ func TestUsageErrors(t *testing.T) {
 		{"dbadmin", "seed"}, // no DSN
 		{"dbadmin", "frobnicate", "-dsn", "postgres://x@127.0.0.1/db?sslmode=verify-full"},
 		{"dbadmin", "seed", "-dsn", "postgres://x@127.0.0.1/db?sslmode=verify-full", "extra"},
+		{"dbadmin", "seed", "-dsn", "postgres://x@127.0.0.1/db?sslmode=verify-full", "-tenant", "bank-z"},
 	} {
 		err := run(context.Background(), args, getenv, &bytes.Buffer{}, &bytes.Buffer{})
 		if !errors.Is(err, errUsage) {
@@ -78,5 +81,41 @@ func TestCommands(t *testing.T) {
 	var n int
 	if err := conn.QueryRow(ctx, `SELECT count(*) FROM accounts.accounts`).Scan(&n); err != nil || n == 0 {
 		t.Errorf("seeded accounts visible to account_svc: %d, %v", n, err)
+	}
+}
+
+// TestOnlyTenant: a cluster per tenant (compose) gets that tenant's database and the roles of
+// that tenant's workloads, and nothing of another tenant's.
+func TestOnlyTenant(t *testing.T) {
+	topo := topology.Default()
+	for _, tc := range []struct {
+		tenant    string
+		databases []string
+		roles     []string
+	}{
+		{"bank-a", []string{"bank_a"}, []string{"user_svc", "account_svc"}},
+		{"bank-b", []string{"bank_b"}, []string{"payment_svc", "ledger_svc"}},
+	} {
+		t.Run(tc.tenant, func(t *testing.T) {
+			sub, err := onlyTenant(topo, tc.tenant)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var dbs, roles []string
+			for _, tn := range sub.Tenants {
+				dbs = append(dbs, tn.Database)
+			}
+			for _, w := range sub.Workloads {
+				if w.DBRole != "" {
+					roles = append(roles, w.DBRole)
+				}
+			}
+			if diff := cmp.Diff(tc.databases, dbs); diff != "" {
+				t.Errorf("databases mismatch (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tc.roles, roles); diff != "" {
+				t.Errorf("roles mismatch (-want +got):\n%s", diff)
+			}
+		})
 	}
 }

@@ -107,15 +107,15 @@ func isShared(dep string) bool {
 }
 
 // findModules lists every go.mod under root except vendored tool graphs (tools/spire,
-// tools/jaeger and tools/kube pin SPIRE's, Jaeger's and Kubernetes' own dependency graphs,
-// which are their business, not ours).
+// tools/jaeger, tools/kube and tools/compose pin SPIRE's, Jaeger's, Kubernetes' and Docker
+// Compose's own dependency graphs, which are their business, not ours).
 func findModules(root string) ([]string, error) {
 	var mods []string
 	err := filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
-		if d.IsDir() && (strings.HasPrefix(d.Name(), ".") && p != root || p == filepath.Join(root, "tools", "spire") || p == filepath.Join(root, "tools", "jaeger") || p == filepath.Join(root, "tools", "kube")) {
+		if d.IsDir() && (strings.HasPrefix(d.Name(), ".") && p != root || p == filepath.Join(root, "tools", "spire") || p == filepath.Join(root, "tools", "jaeger") || p == filepath.Join(root, "tools", "kube") || p == filepath.Join(root, "tools", "compose")) {
 			return filepath.SkipDir
 		}
 		if d.Name() == "go.mod" {

@@ -1,0 +1,69 @@
+// Command composeinit prepares and tends the docker-compose stack, one subcommand per
+// one-shot or long-running container, all derived from the topology:
+//
+//	composeinit secrets -out DIR         dev CA, edge and PostgreSQL certificates, superuser passwords
+//	composeinit spire -socket S -out DIR trust bundle, join token and one entry per workload
+//	composeinit rotate -tenant T ...     creates and rotates the tenant's 15-minute service passwords
+//	composeinit fresh FILE... -max-age D healthcheck: every file exists and is younger than D
+//	composeinit dial -addr HOST:PORT     exits 0 when a TCP connection opens (isolation probes)
+//	composeinit stack -out stack.json    on the host: describes the running stack for the suites
+//
+// Secrets and keys are generated inside the containers at start-up, into named volumes,
+// and never come from the repository.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args, os.Getenv, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintf(os.Stderr, "composeinit: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+const usage = "usage: composeinit secrets|spire|rotate|fresh|dial|stack [flags] (see -h of each)"
+
+// errUsage marks errors whose fix is reading the usage text.
+var errUsage = errors.New("usage")
+
+// run dispatches to a subcommand; tests call it directly.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) < 2 {
+		return fmt.Errorf("%w: %s", errUsage, usage)
+	}
+	rest := args[2:]
+	switch args[1] {
+	case "secrets":
+		return secrets(ctx, rest, getenv, stdout, stderr)
+	case "spire":
+		return spire(ctx, rest, getenv, stdout, stderr)
+	case "rotate":
+		return rotate(ctx, rest, getenv, stdout, stderr)
+	case "fresh":
+		return fresh(rest, stderr)
+	case "dial":
+		return dial(ctx, rest, stdout, stderr)
+	case "stack":
+		return stackInfo(ctx, rest, getenv, stdout, stderr)
+	default:
+		return fmt.Errorf("%w: unknown subcommand %q; %s", errUsage, args[1], usage)
+	}
+}
+
+func envOr(getenv func(string) string, key, def string) string {
+	if v := strings.TrimSpace(getenv(key)); v != "" {
+		return v
+	}
+	return def
+}
