@@ -23,6 +23,9 @@ type image struct {
 	Package string `json:"package"` // the Go main package of the image's binary
 	Rootfs  string `json:"rootfs,omitempty"`
 	Layout  string `json:"layout,omitempty"` // a folder copied into the root as is (rootfs images)
+	// Dirs are empty directories owned by the non-root user (static images): mount points
+	// whose new named volumes inherit that ownership, as compose's init-secrets relies on.
+	Dirs []string `json:"dirs,omitempty"`
 }
 
 // Name is the short name (edge, spire-server, postgres).
@@ -140,6 +143,9 @@ func layoutFor(root string, im image, binary string, ca []byte) (*layout, error)
 	switch im.Build {
 	case "static":
 		entries := append(baseEntries(ca), bin, ownedDir("/home/nonroot"))
+		for _, d := range im.Dirs {
+			entries = append(entries, ownedDir(d))
+		}
 		return &layout{Entries: entries, Config: config{
 			User:       user,
 			WorkingDir: "/home/nonroot",
