@@ -5,10 +5,12 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -20,31 +22,63 @@ import (
 // compromised workload of that tenant could capture from its inbound requests.
 func internalToken(t *testing.T, d *deployment, username, tenant string) string {
 	t.Helper()
-	ctx := context.Background()
-	tok, err := d.userToken(ctx, username)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Only the ingress may use ext_authz, so the suite asks with the ingress's SVID.
-	ingress, err := d.asIngress(ctx)
+	tok, err := d.internalToken(context.Background(), username, tenant)
 	if errors.Is(err, errCannotMint) {
 		t.Skip("obtaining an internal JWT needs the ingress's SVID, which only a local stack can mint")
 	}
 	if err != nil {
 		t.Fatal(err)
 	}
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, d.edgeURL+"/authz/"+tenant+"/v1/accounts", nil)
+	return tok
+}
+
+// internalTokenReuse is how long the suite reuses an internal JWT: well inside the edge's
+// 5-minute maximum lifetime (DESIGN.md §5), so a long run never sends an expired one.
+const internalTokenReuse = 2 * time.Minute
+
+// internalToken is the deployment-level internalToken, cached per user for
+// internalTokenReuse. Only the ingress may use ext_authz, so it asks with the ingress's SVID.
+func (d *deployment) internalToken(ctx context.Context, username, tenant string) (string, error) {
+	d.mu.Lock()
+	if it, ok := d.internal[username]; ok && time.Since(it.at) < internalTokenReuse {
+		d.mu.Unlock()
+		return it.token, nil
+	}
+	d.mu.Unlock()
+	tok, err := d.userToken(ctx, username)
+	if err != nil {
+		return "", err
+	}
+	ingress, err := d.asIngress(ctx)
+	if err != nil {
+		return "", err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, d.edgeURL+"/authz/"+tenant+"/v1/accounts", nil)
+	if err != nil {
+		return "", err
+	}
 	req.Header.Set("Authorization", "Bearer "+tok)
 	resp, err := ingress.Do(req)
 	if err != nil {
-		t.Fatal(err)
+		return "", fmt.Errorf("ext_authz for %s: %w", username, err)
 	}
 	resp.Body.Close()
 	internal := strings.TrimPrefix(resp.Header.Get("Authorization"), "Bearer ")
 	if resp.StatusCode != http.StatusOK || internal == "" {
-		t.Fatalf("ext_authz for %s on %s: status %d, no internal token", username, tenant, resp.StatusCode)
+		return "", fmt.Errorf("ext_authz for %s on %s: status %d, no internal token", username, tenant, resp.StatusCode)
 	}
-	return internal
+	d.mu.Lock()
+	if d.internal == nil {
+		d.internal = map[string]issuedToken{}
+	}
+	d.internal[username] = issuedToken{token: internal, at: time.Now()}
+	d.mu.Unlock()
+	return internal, nil
+}
+
+type issuedToken struct {
+	token string
+	at    time.Time
 }
 
 // directGet calls service's path with a minted SVID for caller and optional headers.
@@ -154,10 +188,15 @@ func TestForgedSpiffeIDHeader(t *testing.T) {
 }
 
 // asIngress returns the edge client presenting a genuine SVID of Emissary-ingress, the only
-// workload the topology lets use the edge's ext_authz endpoint.
+// workload the topology lets use the edge's ext_authz endpoint. It is minted once per run.
 func (d *deployment) asIngress(ctx context.Context) (*http.Client, error) {
 	if d.mint == nil {
 		return nil, errCannotMint
+	}
+	d.ingressMu.Lock()
+	defer d.ingressMu.Unlock()
+	if d.ingress != nil {
+		return d.ingress, nil
 	}
 	ing, _ := topo.Workload("emissary-ingress")
 	dir := filepath.Join(d.tmp, "svid", "emissary-ingress-client")
@@ -171,5 +210,6 @@ func (d *deployment) asIngress(ctx context.Context) (*http.Client, error) {
 	tr := d.edge.Transport.(*http.Transport).Clone()
 	tr.TLSClientConfig = tr.TLSClientConfig.Clone()
 	tr.TLSClientConfig.Certificates = []tls.Certificate{cert}
-	return &http.Client{Timeout: d.edge.Timeout, Transport: tr}, nil
+	d.ingress = &http.Client{Timeout: d.edge.Timeout, Transport: tr}
+	return d.ingress, nil
 }

@@ -109,7 +109,7 @@ func TestBrokenPolicyIsCaught(t *testing.T) {
 		return pair
 	}
 	var crossTenant, caught []string
-	for _, c := range Generate(topo, LiveRoutes()) {
+	for _, c := range Generate(topo, LiveRoutes(), ServiceRoutes) {
 		if c.Direct || c.Identity.Kind != EndUser || c.Route.WorkloadOnly {
 			continue
 		}

@@ -11,11 +11,18 @@ import (
 // Case is one generated check.
 type Case struct {
 	Identity Identity
-	Route    Route
-	Target   Target
-	Want     Expectation
+	// Route is the route as the request sends it: through the edge (tenant-relative path),
+	// or, for direct cases, the service route's own pattern on Route.Service.
+	Route  Route
+	Target Target
+	Want   Expectation
 	// Direct cases skip the edge and call Route.Service over mTLS with the identity's SVID.
 	Direct bool
+	// Served is the service route a direct case calls.
+	Served *ServiceRoute
+	// Call, on a direct case, sends Call.User's genuine internal JWT, as the calling workload
+	// would forward it; nil sends none.
+	Call *UserCall
 }
 
 // Name is unique across the generated cases and stable between runs.
@@ -23,6 +30,9 @@ func (c Case) Name() string {
 	n := c.Identity.Name() + " " + c.Route.Name()
 	if c.Direct {
 		n = c.Identity.Name() + " → " + c.Route.Service + " " + c.Route.Method + " " + c.Route.Path
+		if c.Call != nil {
+			n += " as " + c.Call.User
+		}
 	}
 	if c.Target.Relation != NoTarget {
 		n += " [" + string(c.Target.Relation) + " " + string(c.Target.Kind) + "]"
@@ -30,11 +40,16 @@ func (c Case) Name() string {
 	return n
 }
 
-// Generate builds every case from the topology, the demo users and routes: each demo user
-// and an anonymous caller on each route through the edge, with a target of each relation
-// where the route names a resource; and each workload's SVID calling each tenant service's
-// routes directly.
-func Generate(topo *topology.Topology, routes []Route) []Case {
+// Generate builds every case from the topology, the demo users and the two route tables:
+// each demo user and an anonymous caller on each front-door route through the edge, with a
+// target of each relation where the route names a resource; each workload's SVID calling
+// every service route directly without a user token; and each workload that gets past a
+// service's handshake calling its user routes with a user's internal JWT.
+func Generate(topo *topology.Topology, routes []Route, served []ServiceRoute) []Case {
+	return generate(topo, routes, served, workloadCalls)
+}
+
+func generate(topo *topology.Topology, routes []Route, served []ServiceRoute, calls map[string][]string) []Case {
 	var cases []Case
 	front := []Identity{{Kind: Anonymous}}
 	for _, u := range demo.Users() {
@@ -48,37 +63,35 @@ func Generate(topo *topology.Topology, routes []Route) []Case {
 		}
 	}
 	for _, caller := range topo.Workloads {
-		for _, r := range directRoutes(topo, routes) {
-			id := Identity{Kind: Workload, Workload: caller}
+		id := Identity{Kind: Workload, Workload: caller}
+		for i := range served {
+			sr := &served[i]
+			w, _ := topo.Workload(sr.Workload)
+			route := Route{Tenant: w.Tenant, Method: sr.Method, Path: sr.Pattern, Service: sr.Workload,
+				WorkloadOnly: sr.WorkloadOnly, Live: true}
 			t := Target{Relation: NoTarget}
-			if r.Resource != NoResource {
-				// A workload has no resources of its own; name one of the service's tenant.
-				t = pick(r.Resource, func(owner demo.User) bool { return owner.Tenant == r.Tenant })
-				t.Relation = SameTenantOther
+			if len(sr.Calls) > 0 && sr.Calls[0].Kind != NoResource {
+				// Name a real resource of the tenant in the path, so the refusal is not about
+				// a malformed ID.
+				t = userTarget(sr.Calls[0])
+				t.Relation = NoTarget
+				route.Resource = t.Kind
 			}
-			cases = append(cases, Case{Identity: id, Route: r, Target: t, Direct: true, Want: Expect(topo, id, r, t)})
+			cases = append(cases, Case{Identity: id, Route: route, Target: t, Direct: true, Served: sr,
+				Want: ExpectDirect(calls, caller.Name, *sr, nil)})
+			if !sr.AnyMember && !mayCall(calls, caller.Name, sr.Workload) {
+				continue // the handshake refuses before any token is read
+			}
+			for j := range sr.Calls {
+				call := &sr.Calls[j]
+				r := route
+				r.Resource, r.Body = call.Kind, call.Body
+				cases = append(cases, Case{Identity: id, Route: r, Target: userTarget(*call), Direct: true, Served: sr,
+					Call: call, Want: ExpectDirect(calls, caller.Name, *sr, call)})
+			}
 		}
 	}
 	return cases
-}
-
-// directRoutes is what a workload can knock on: the diagnostic route of every tenant
-// service, and every banking route on the service that implements it.
-func directRoutes(topo *topology.Topology, routes []Route) []Route {
-	var out []Route
-	for _, w := range topo.Workloads {
-		if w.Tenant == "" {
-			continue
-		}
-		out = append(out, Route{Tenant: w.Tenant, Method: "GET", Path: "/internal/whoami", Service: w.Name,
-			Permission: "whoami", WorkloadOnly: true, Live: true})
-	}
-	for _, r := range routes {
-		if !r.WorkloadOnly {
-			out = append(out, r)
-		}
-	}
-	return out
 }
 
 // targets picks, for a route with a resource, one target of each relation the identity has:

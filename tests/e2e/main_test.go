@@ -53,14 +53,23 @@ type deployment struct {
 	// when the suite cannot mint (remote targets), and direct cases are skipped.
 	mint     func(ctx context.Context, id spiffeid.ID, dir string) error
 	services map[string]string // workload name → mTLS listen address
+	health   map[string]string // workload name → plain health/metrics address
 	st       *stack.Stack      // in-process stack only
 	tmp      string
 
 	mu       sync.Mutex
 	tokens   map[string]string
+	internal map[string]issuedToken // username → internal JWT from ext_authz
 	clients  map[[2]string]*http.Client
 	payments map[string][2]string // owner → ID and request body of the payment paymentOf made
+
+	ingressMu sync.Mutex
+	ingress   *http.Client
 }
+
+// local reports whether the suite runs against a stack whose SVIDs it can mint: every case
+// can run there, so a skipped case is a failure.
+func (d *deployment) local() bool { return d.mint != nil }
 
 var (
 	topo   = topology.Default()
@@ -135,9 +144,9 @@ func connect(ctx context.Context, tmp string) (*deployment, func(), error) {
 	d.mint = func(ctx context.Context, id spiffeid.ID, dir string) error {
 		return st.Spire.Mint(ctx, id, time.Hour, dir)
 	}
-	d.services = map[string]string{}
+	d.services, d.health = map[string]string{}, map[string]string{}
 	for name, svc := range st.Services {
-		d.services[name] = svc.Listen
+		d.services[name], d.health[name] = svc.Listen, svc.Health
 	}
 	if err := d.localFrontDoor(st.Edge.URL, st.Edge.CAFile, st.OIDC.Issuer, st.OIDC.PasswordsFile); err != nil {
 		st.Stop()
@@ -158,9 +167,9 @@ func (d *deployment) fromStackFile(path string) error {
 		return fmt.Errorf("%s has no edge or OIDC provider", path)
 	}
 	d.name = "local (" + path + ")"
-	d.services = map[string]string{}
+	d.services, d.health = map[string]string{}, map[string]string{}
 	for _, w := range info.Workloads {
-		d.services[w.Name] = w.Listen
+		d.services[w.Name], d.health[w.Name] = w.Listen, w.Health
 	}
 	spireBin := info.SpireBin
 	if spireBin == "" {

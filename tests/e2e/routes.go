@@ -82,8 +82,10 @@ func (r Route) Expand(id string) string {
 var Routes = []Route{
 	{Tenant: "bank-a", Method: "GET", Path: "/internal/whoami", Service: "bank-a/gateway", Permission: "whoami", WorkloadOnly: true, Live: true},
 	{Tenant: "bank-a", Method: "GET", Path: "/internal/chain", Service: "bank-a/gateway", Permission: "whoami", WorkloadOnly: true, Live: true},
+	{Tenant: "bank-a", Method: "GET", Path: "/v1/openapi.yaml", Service: "bank-a/gateway", Permission: "whoami", WorkloadOnly: true, Live: true},
 	{Tenant: "bank-b", Method: "GET", Path: "/internal/whoami", Service: "bank-b/gateway", Permission: "whoami", WorkloadOnly: true, Live: true},
 	{Tenant: "bank-b", Method: "GET", Path: "/internal/chain", Service: "bank-b/gateway", Permission: "whoami", WorkloadOnly: true, Live: true},
+	{Tenant: "bank-b", Method: "GET", Path: "/v1/openapi.yaml", Service: "bank-b/gateway", Permission: "whoami", WorkloadOnly: true, Live: true},
 
 	{Tenant: "bank-a", Method: "GET", Path: "/v1/users/me", Service: "bank-a/user", Permission: "users:read", Live: true},
 	{Tenant: "bank-a", Method: "GET", Path: "/v1/users/{userID}", Service: "bank-a/user", Permission: "users:read", Resource: UserResource, Live: true},

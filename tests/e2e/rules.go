@@ -5,22 +5,70 @@ import (
 	"slices"
 
 	"github.com/ztbank/ztbank/libs/demo"
+	"github.com/ztbank/ztbank/libs/problem"
 	"github.com/ztbank/ztbank/libs/topology"
 )
 
 // Layer names the enforcement point that refused a request; LayerNone means it was allowed.
 type Layer string
 
-// The layers, outermost first.
+// The layers, outermost first. Each is recognised by the mark its own code writes, never
+// by the status code (see layerMarks and classify).
 const (
 	LayerNone     Layer = ""
 	LayerEdge     Layer = "edge"     // the edge refused: no/invalid token, wrong tenant, identity header
 	LayerMTLS     Layer = "mtls"     // the service refused the TLS handshake (peer not allowlisted)
-	LayerJWT      Layer = "jwt"      // the service refused the internal JWT (401 at the service)
-	LayerPolicy   Layer = "policy"   // OPA denied: 403 with a decision_id
-	LayerNotFound Layer = "database" // 404: the tenant's database holds no such resource
-	LayerRule     Layer = "rule"     // 422: a business rule refused (e.g. owner not a customer of the tenant)
+	LayerPeer     Layer = "peer"     // the service's application-level allowlist refused the workload (mesh mode)
+	LayerJWT      Layer = "jwt"      // the service refused the internal JWT
+	LayerPolicy   Layer = "policy"   // the embedded policy denied, with a decision_id
+	LayerNotFound Layer = "database" // the tenant's database holds no such resource
+	LayerRule     Layer = "rule"     // a business rule refused (e.g. owner not a customer of the tenant)
+	LayerNoRoute  Layer = "no-route" // nothing is served at the path
 )
+
+// layerMarks maps each layer that answers with problem+json to the problem type only that
+// layer's code writes (libs/problem's refusal marks). The handshake layer has no body: its
+// mark is the TLS alert the server sent, plus the server's own refusal counter.
+var layerMarks = map[Layer]string{
+	LayerEdge:     problem.TypeEdge,
+	LayerPeer:     problem.TypePeer,
+	LayerJWT:      problem.TypeInternalToken,
+	LayerPolicy:   problem.TypePolicy,
+	LayerNotFound: problem.TypeNotFound,
+	LayerRule:     problem.TypeBusinessRule,
+	LayerNoRoute:  problem.TypeNoRoute,
+}
+
+// layerOfMark is layerMarks inverted.
+func layerOfMark(typ string) (Layer, bool) {
+	for l, m := range layerMarks {
+		if m == typ {
+			return l, true
+		}
+	}
+	return "", false
+}
+
+// workloadCalls is the suite's own statement of which workload may open a connection to
+// which: written by hand from DESIGN.md §1 (edge → gateways → backends; the ingress in front
+// of the edge and the gateways), not read from topology.yaml. The allowlists every service
+// enforces are generated from topology.yaml, so an expectation read from the same file would
+// agree with a wrong edge; TestWorkloadCallsMatchTopology compares the two both ways.
+var workloadCalls = map[string][]string{
+	"emissary-ingress": {"edge", "bank-a/gateway", "bank-b/gateway"},
+	"edge":             {"bank-a/gateway", "bank-b/gateway"},
+	"bank-a/gateway":   {"bank-a/user", "bank-a/account"},
+	"bank-a/user":      {"bank-a/account"},
+	"bank-a/account":   nil,
+	"bank-b/gateway":   {"bank-b/payment", "bank-b/ledger"},
+	"bank-b/payment":   {"bank-b/ledger"},
+	"bank-b/ledger":    nil,
+}
+
+// mayCall reports whether the hand-written table lets from open a connection to to.
+func mayCall(calls map[string][]string, from, to string) bool {
+	return slices.Contains(calls[from], to)
+}
 
 // IdentityKind says how a case authenticates.
 type IdentityKind string
@@ -103,8 +151,7 @@ func Expect(topo *topology.Topology, id Identity, route Route, target Target) Ex
 	case Anonymous:
 		return Expectation{http.StatusUnauthorized, LayerEdge}
 	case Workload:
-		svc, _ := topo.Workload(route.Service)
-		if !slices.Contains(id.Workload.Calls, svc.Name) {
+		if !mayCall(workloadCalls, id.Workload.Name, route.Service) {
 			return Expectation{0, LayerMTLS}
 		}
 		if route.WorkloadOnly {

@@ -3,10 +3,13 @@ package e2e
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -16,11 +19,14 @@ import (
 
 // Observed is what the deployment did with one request.
 type Observed struct {
-	Status     int
-	Layer      Layer
-	DecisionID string
-	Body       string
-	Err        error // transport error, if any
+	Status      int
+	Layer       Layer
+	ProblemType string // the problem+json type, the refusing layer's mark
+	DecisionID  string
+	Body        string
+	ContentType string
+	Alert       string // the TLS alert the server sent, when it refused the handshake
+	Err         error  // transport error, if any
 }
 
 // Expectation returns the comparable part of an observation.
@@ -34,10 +40,18 @@ var nonce = func() string {
 	return hex.EncodeToString(b)
 }()
 
+// caseNonce is unique per run and per case: what a case creates (an account name, a payment
+// or posting reference, an Idempotency-Key) collides neither with an earlier run nor with
+// another case of this run.
+func caseNonce(c Case) string {
+	sum := sha256.Sum256([]byte(c.Name()))
+	return nonce + "-" + hex.EncodeToString(sum[:6])
+}
+
 // request builds the HTTP request a case sends; path is relative to the edge or service.
 func request(ctx context.Context, base string, c Case) (*http.Request, string, error) {
 	t := c.Target
-	t.Nonce = nonce
+	t.Nonce = caseNonce(c)
 	path := c.Route.Expand(t.ID)
 	if !c.Direct {
 		path = "/" + c.Route.Tenant + path
@@ -54,7 +68,7 @@ func request(ctx context.Context, base string, c Case) (*http.Request, string, e
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Idempotency-Key", "e2e-"+nonce+"-"+hex.EncodeToString([]byte(c.Name()))[:32])
+		req.Header.Set("Idempotency-Key", "e2e-"+t.Nonce)
 	}
 	return req, path + " " + bodyText, nil
 }
@@ -99,51 +113,100 @@ func (d *deployment) run(ctx context.Context, c Case) (obs Observed, echo string
 		}
 		req.Header.Set("Authorization", "Bearer "+tok)
 	}
+	if c.Call != nil {
+		u, _ := demo.UserByName(c.Call.User)
+		tok, err := d.internalToken(ctx, c.Call.User, u.Tenant)
+		if err != nil {
+			return obs, "", err
+		}
+		req.Header.Set("Authorization", "Bearer "+tok)
+		if c.Call.User == c.Target.Owner {
+			echo += " " + sentEarlier
+		}
+	}
 	return classify(client.Do(req)), echo, nil
 }
 
-// classify names the layer that answered from what the system exposes: a handshake
-// refusal is mTLS; a 403 with a decision_id is the policy; the edge's 401 carries its realm
-// and its 403 no decision_id; a service's 401 is its internal-JWT check.
+// classify names the layer that answered from the mark that layer leaves, never from the
+// status code: a TLS alert the server sent during the handshake is the mTLS layer (the
+// server's own refusal counter, checked per service in TestIsolation, says why it refused);
+// a problem+json body names its layer in its type (libs/problem's refusal marks); a 2xx is
+// an answer. Anything else is reported as what it is and fails the case.
 func classify(resp *http.Response, err error) Observed {
 	if err != nil {
-		if strings.Contains(err.Error(), "tls:") {
-			return Observed{Layer: LayerMTLS, Err: err}
+		var op *net.OpError
+		if errors.As(err, &op) && op.Op == "remote error" {
+			return classifyParts(0, "", nil, op.Err.Error(), err)
 		}
 		return Observed{Layer: Layer("transport"), Err: err}
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	o := Observed{Status: resp.StatusCode, Body: string(b)}
-	var problem struct {
+	return classifyParts(resp.StatusCode, resp.Header.Get("Content-Type"), b, "", nil)
+}
+
+// alertBadCertificate is what crypto/tls sends when the server's certificate verification
+// (go-spiffe's chain check and the allowlist authorizer) refuses the client's SVID.
+const alertBadCertificate = "tls: bad certificate"
+
+// classifyParts is classify on the parts of an answer, so the suite can re-mark a real
+// answer and check that the assertion notices (see remarked).
+func classifyParts(status int, contentType string, body []byte, alert string, err error) Observed {
+	if alert != "" {
+		o := Observed{Alert: alert, Err: err, Layer: Layer("tls-alert " + alert)}
+		if alert == alertBadCertificate {
+			o.Layer = LayerMTLS
+		}
+		return o
+	}
+	o := Observed{Status: status, Body: string(body), ContentType: contentType}
+	var p struct {
+		Type       string `json:"type"`
+		Status     int    `json:"status"`
 		DecisionID string `json:"decision_id"`
 	}
-	if strings.HasPrefix(resp.Header.Get("Content-Type"), "application/problem+json") {
-		_ = json.Unmarshal(b, &problem)
+	isProblem := strings.HasPrefix(contentType, "application/problem+json") && json.Unmarshal(body, &p) == nil
+	if isProblem {
+		o.ProblemType, o.DecisionID = p.Type, p.DecisionID
 	}
-	o.DecisionID = problem.DecisionID
-	www := resp.Header.Get("WWW-Authenticate")
-	switch {
-	case resp.StatusCode < 300:
+	switch layer, marked := layerOfMark(o.ProblemType); {
+	case status >= 200 && status < 300 && !isProblem:
 		o.Layer = LayerNone
-	case resp.StatusCode == http.StatusNotFound:
-		o.Layer = LayerNotFound
-	case resp.StatusCode == http.StatusUnprocessableEntity:
-		o.Layer = LayerRule
-	case resp.StatusCode == http.StatusForbidden && o.DecisionID != "":
-		o.Layer = LayerPolicy
-	case resp.StatusCode == http.StatusUnauthorized && strings.Contains(www, "invalid_token"):
-		o.Layer = LayerJWT
-	case resp.StatusCode == http.StatusUnauthorized && strings.Contains(www, `realm="ztbank"`):
-		o.Layer = LayerEdge
-	case resp.StatusCode == http.StatusForbidden:
-		// The edge's refusals are problem+json without a decision: it decides on the token and
-		// tenant alone. A service's 403 always carries the policy's decision ID.
-		o.Layer = LayerEdge
+	case !isProblem:
+		o.Layer = Layer(fmt.Sprintf("unmarked %d %s", status, contentType))
+	case p.Status != status:
+		o.Layer = Layer(fmt.Sprintf("problem status %d on a %d answer", p.Status, status))
+	case !marked:
+		o.Layer = Layer("unknown mark " + o.ProblemType)
 	default:
-		o.Layer = Layer(fmt.Sprintf("unexpected-%d", resp.StatusCode))
+		o.Layer = layer
 	}
 	return o
+}
+
+// remarked is the answer o as it would read had layer written it: the same status and body
+// under another layer's mark (or, for the handshake, another alert). The suite asserts that
+// its comparison fails on it, which is what makes the layer column mean something.
+func remarked(o Observed, layer Layer) Observed {
+	if layer == LayerMTLS {
+		if o.Alert == alertBadCertificate {
+			return classifyParts(0, "", nil, "tls: certificate required", o.Err)
+		}
+		return classifyParts(0, "", nil, alertBadCertificate, o.Err)
+	}
+	if o.Alert != "" {
+		// A handshake refusal re-marked as a layer that answers over HTTP: the same status
+		// the expectation names, under that layer's type.
+		body, _ := json.Marshal(map[string]any{"type": layerMarks[layer], "status": http.StatusForbidden, "title": "Forbidden"})
+		return classifyParts(http.StatusForbidden, "application/problem+json", body, "", nil)
+	}
+	var m map[string]any
+	if json.Unmarshal([]byte(o.Body), &m) != nil || m == nil {
+		m = map[string]any{"status": o.Status, "title": http.StatusText(o.Status)}
+	}
+	m["type"] = layerMarks[layer]
+	body, _ := json.Marshal(m)
+	return classifyParts(o.Status, "application/problem+json", body, "", nil)
 }
 
 // leaks returns the foreign strings that appear in body but not in what the caller sent.
