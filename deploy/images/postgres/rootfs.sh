@@ -67,10 +67,16 @@ rm -f "$root/usr/sbin/policy-rc.d"
 # ssl-cert generates a snake-oil key pair at install time: a private key must never ship in
 # an image. The entrypoint requires a certificate and key from the caller instead.
 rm -f "$root"/etc/ssl/private/ssl-cert-snakeoil.key "$root"/etc/ssl/certs/ssl-cert-snakeoil.pem
+find "$root/etc/ssl/certs" -lname '*snakeoil*' -delete
 # LLVM is only PostgreSQL's optional JIT (and about 100 MB); without llvmjit.so the server
 # runs with jit unavailable, and the entrypoint sets jit=off to say so.
 rm -rf "$root"/usr/lib/postgresql/15/lib/llvmjit* "$root"/usr/lib/postgresql/15/lib/bitcode
 rm -f "$root"/usr/lib/x86_64-linux-gnu/libLLVM-*.so* "$root"/usr/lib/x86_64-linux-gnu/libz3.so*
+# Full Perl (not perl-base) serves only postgresql-common's cluster tools, which the image
+# does not use (pg-entrypoint calls initdb and postgres directly): about 50 MB.
+rm -rf "$root"/usr/share/perl "$root"/usr/lib/x86_64-linux-gnu/perl "$root"/usr/lib/x86_64-linux-gnu/libperl.so*
+# Locale sources are for localedef only; C.UTF-8, which initdb uses, is compiled in libc-bin.
+rm -rf "$root"/usr/share/i18n
 rm -rf "$root"/usr/share/doc/* "$root"/usr/share/man/* "$root"/usr/share/info/* \
 	"$root"/usr/share/lintian "$root"/usr/share/locale/* \
 	"$root"/var/lib/apt/lists/* "$root"/var/cache/apt/* "$root"/var/cache/debconf/*-old \
