@@ -210,20 +210,26 @@ func PeerID(mode Mode, r *http.Request) (spiffeid.ID, error) {
 
 // IDFromXFCC returns the URI of the last element of an X-Forwarded-Client-Cert header
 // (possibly split over several header lines). Envoy separates elements with commas and
-// key=value pairs with semicolons; values may be double-quoted.
+// key=value pairs with semicolons; values may be double-quoted, with backslash escapes.
+//
+// Only the last element is ours (our sidecar appended it); everything before it is what the
+// client or an earlier proxy sent. The whole header is parsed strictly, and anything that
+// is not a clean sequence of elements is refused: a quote left open or a stray quote in an
+// earlier element could otherwise pull our sidecar's element into a value of the client's
+// and make the client's URI look like the last one.
 func IDFromXFCC(values []string) (spiffeid.ID, error) {
 	if len(values) == 0 {
 		return spiffeid.ID{}, errors.New("no X-Forwarded-Client-Cert header")
 	}
-	elems := splitQuoted(strings.Join(values, ","), ',')
-	last := strings.TrimSpace(elems[len(elems)-1])
-	for _, kv := range splitQuoted(last, ';') {
-		k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
-		if !ok || !strings.EqualFold(k, "URI") {
+	elems, err := parseXFCC(strings.Join(values, ","))
+	if err != nil {
+		return spiffeid.ID{}, fmt.Errorf("X-Forwarded-Client-Cert: %w", err)
+	}
+	for _, kv := range elems[len(elems)-1] {
+		if !strings.EqualFold(kv[0], "URI") {
 			continue
 		}
-		v = strings.Trim(v, `"`)
-		id, err := spiffeid.FromString(v)
+		id, err := spiffeid.FromString(kv[1])
 		if err != nil {
 			return spiffeid.ID{}, fmt.Errorf("XFCC URI: %w", err)
 		}
@@ -232,20 +238,77 @@ func IDFromXFCC(values []string) (spiffeid.ID, error) {
 	return spiffeid.ID{}, errors.New("last XFCC element has no URI")
 }
 
-// splitQuoted splits s on sep outside double quotes.
-func splitQuoted(s string, sep byte) []string {
-	var out []string
-	inQuote, start := false, 0
-	for i := 0; i < len(s); i++ {
-		switch {
-		case s[i] == '\\' && inQuote:
+// parseXFCC splits an XFCC header into elements of key/value pairs, unquoting quoted
+// values. Grammar (Envoy's): elements separated by ",", pairs by ";", a pair is
+// key=value, a key is letters, a value is either a double-quoted string with backslash
+// escapes or runs up to the next separator and contains no quote. Spaces are allowed
+// around elements and pairs.
+func parseXFCC(s string) ([][][2]string, error) {
+	var (
+		elems [][][2]string
+		pairs [][2]string
+		i     int
+	)
+	skipSpace := func() {
+		for i < len(s) && (s[i] == ' ' || s[i] == '\t') {
 			i++
-		case s[i] == '"':
-			inQuote = !inQuote
-		case s[i] == sep && !inQuote:
-			out = append(out, s[start:i])
-			start = i + 1
 		}
 	}
-	return append(out, s[start:])
+	for {
+		skipSpace()
+		start := i
+		for i < len(s) && (s[i] >= 'a' && s[i] <= 'z' || s[i] >= 'A' && s[i] <= 'Z') {
+			i++
+		}
+		key := s[start:i]
+		if key == "" || i >= len(s) || s[i] != '=' {
+			return nil, fmt.Errorf("byte %d: want key=value", start)
+		}
+		i++
+		var val strings.Builder
+		if i < len(s) && s[i] == '"' {
+			i++
+			closed := false
+			for i < len(s) && !closed {
+				switch s[i] {
+				case '\\':
+					if i+1 >= len(s) {
+						return nil, errors.New("escape at the end of the header")
+					}
+					val.WriteByte(s[i+1])
+					i += 2
+				case '"':
+					closed = true
+					i++
+				default:
+					val.WriteByte(s[i])
+					i++
+				}
+			}
+			if !closed {
+				return nil, errors.New("a quoted value is never closed")
+			}
+		} else {
+			for i < len(s) && s[i] != ',' && s[i] != ';' {
+				if s[i] == '"' {
+					return nil, fmt.Errorf("byte %d: quote inside an unquoted value", i)
+				}
+				val.WriteByte(s[i])
+				i++
+			}
+		}
+		pairs = append(pairs, [2]string{key, strings.TrimRight(val.String(), " \t")})
+		skipSpace()
+		if i >= len(s) {
+			return append(elems, pairs), nil
+		}
+		switch s[i] {
+		case ';':
+		case ',':
+			elems, pairs = append(elems, pairs), nil
+		default:
+			return nil, fmt.Errorf("byte %d: want ; or , after a value", i)
+		}
+		i++
+	}
 }
