@@ -3,6 +3,8 @@ package authz
 import (
 	"fmt"
 	"os"
+
+	"github.com/ztbank/ztbank/libs/envvar"
 )
 
 // Environment variables read by OptionsFromEnv. Both are for tests only.
@@ -40,4 +42,10 @@ func OptionsFromEnv(getenv func(string) string) ([]Option, error) {
 		return nil, fmt.Errorf("authz: %s=%q: want 1 or unset", EnvUnsafeSkipSelfTest, skip)
 	}
 	return opts, nil
+}
+
+// Vars declares the variables OptionsFromEnv reads.
+var Vars = []envvar.Var{
+	{Name: EnvPolicyDir, Doc: "TEST ONLY: directory whose *.rego and data.json replace the embedded policy (still self-tested)."},
+	{Name: EnvUnsafeSkipSelfTest, Doc: "TEST ONLY: 1 starts even when the replaced policy fails its self-test; refused without ZTBANK_AUTHZ_POLICY_DIR."},
 }

@@ -9,6 +9,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/ztbank/ztbank/libs/envvar"
 )
 
 // Authentication methods ZTBANK_DB_AUTH may name.
@@ -35,6 +37,14 @@ type EnvConfig struct {
 	User         string // the DSN's user
 }
 
+// Vars declares the variables EnvFromGetenv reads.
+var Vars = []envvar.Var{
+	{Name: "ZTBANK_DB_DSN", Doc: "libpq keyword/value string or URL of the service's database, without a password, with sslmode=verify-full (and sslrootcert unless the system roots apply). Required."},
+	{Name: "ZTBANK_DB_AUTH", Doc: "where the login credential comes from: passwordfile (rotated 15-minute passwords) or rdsiam (RDS IAM tokens). Required."},
+	{Name: "ZTBANK_DB_PASSWORD_FILE", Doc: "passwordfile only: the file holding the current password, re-read for every new connection."},
+	{Name: "ZTBANK_DB_REGION", Doc: "rdsiam only: the AWS region of the database."},
+}
+
 // Authenticators builds the TokenSource for each method. The implementations live in
 // passwordfile and rdsiam, which import this package, so this package cannot name them;
 // callers pass their constructors (a nil one makes that method unsupported by the binary).
@@ -46,11 +56,17 @@ type Authenticators struct {
 // EnvFromGetenv reads and checks EnvConfig. Each error is one line naming the variable to
 // set, because it is what an operator sees when a service refuses to start.
 func EnvFromGetenv(getenv func(string) string) (EnvConfig, error) {
+	// Each method's own variable is read only for that method, so a deployment that sets the
+	// other one shows up as an unread variable in the deploy contract.
 	c := EnvConfig{
-		DSN:          getenv("ZTBANK_DB_DSN"),
-		Auth:         getenv("ZTBANK_DB_AUTH"),
-		PasswordFile: getenv("ZTBANK_DB_PASSWORD_FILE"),
-		Region:       getenv("ZTBANK_DB_REGION"),
+		DSN:  getenv("ZTBANK_DB_DSN"),
+		Auth: getenv("ZTBANK_DB_AUTH"),
+	}
+	switch c.Auth {
+	case AuthPasswordFile:
+		c.PasswordFile = getenv("ZTBANK_DB_PASSWORD_FILE")
+	case AuthRDSIAM:
+		c.Region = getenv("ZTBANK_DB_REGION")
 	}
 	if c.DSN == "" {
 		return c, errors.New("ZTBANK_DB_DSN is not set (e.g. host=db.example port=5432 dbname=bank_a user=account_svc sslmode=verify-full sslrootcert=/etc/ztbank/db-ca.crt)")
@@ -92,7 +108,15 @@ func PoolFromEnv(ctx context.Context, getenv func(string) string, auth Authentic
 	if err != nil {
 		return nil, err
 	}
-	var src TokenSource
+	return PoolFromConfig(ctx, c, auth, opts...)
+}
+
+// PoolFromConfig is PoolFromEnv for a configuration already read.
+func PoolFromConfig(ctx context.Context, c EnvConfig, auth Authenticators, opts ...Option) (*pgxpool.Pool, error) {
+	var (
+		src TokenSource
+		err error
+	)
 	switch c.Auth {
 	case AuthPasswordFile:
 		if auth.PasswordFile == nil {

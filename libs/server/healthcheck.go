@@ -29,6 +29,11 @@ func Healthcheck(ctx context.Context, getenv func(string) string, workload strin
 		}
 		addr = w.Health
 	}
+	return HealthcheckAddr(ctx, addr)
+}
+
+// HealthcheckAddr asks the health listener at addr (":9090" means this host) for /readyz.
+func HealthcheckAddr(ctx context.Context, addr string) error {
 	if strings.HasPrefix(addr, ":") {
 		addr = "127.0.0.1" + addr
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"io"
 	"net/http"
+
+	"github.com/ztbank/ztbank/libs/envvar"
 )
 
 // ReadyCheck is one extra readiness condition, such as a database ping.
@@ -19,7 +21,21 @@ func Run(ctx context.Context, service string, args []string, getenv func(string)
 	if len(args) > 1 && args[1] == "healthcheck" {
 		return Healthcheck(ctx, getenv, "")
 	}
-	rt, err := Setup(ctx, service, getenv, stderr)
+	cfg, err := LoadConfig(service, envvar.NewReader(getenv, Vars))
+	if err != nil {
+		return err
+	}
+	return RunConfig(ctx, cfg, args, stderr, build)
+}
+
+// RunConfig is Run for a configuration the service's own loader has read: the binaries load
+// their whole configuration (shared part, database, their own settings) in one place and
+// hand the shared part here. The healthcheck subcommand asks the configured health port.
+func RunConfig(ctx context.Context, cfg Config, args []string, stderr io.Writer, build Build) error {
+	if len(args) > 1 && args[1] == "healthcheck" {
+		return HealthcheckAddr(ctx, cfg.HealthListen)
+	}
+	rt, err := SetupConfig(ctx, cfg, stderr)
 	if err != nil {
 		return err
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/ztbank/ztbank/libs/authz"
+	"github.com/ztbank/ztbank/libs/envvar"
 	"github.com/ztbank/ztbank/libs/identity"
 	"github.com/ztbank/ztbank/libs/logging"
 	"github.com/ztbank/ztbank/libs/problem"
@@ -42,45 +43,8 @@ type Env struct {
 	StartTimeout time.Duration  // ZTBANK_SVID_TIMEOUT, default 30s
 }
 
-// LoadEnv reads and validates Env.
-func LoadEnv(getenv func(string) string) (Env, error) {
-	e := Env{
-		Workload:     getenv("ZTBANK_WORKLOAD"),
-		TopologyPath: getenv("ZTBANK_TOPOLOGY"),
-		Socket:       getenv("SPIFFE_ENDPOINT_SOCKET"),
-		Listen:       getenv("ZTBANK_LISTEN"),
-		HealthListen: getenv("ZTBANK_HEALTH_LISTEN"),
-		PeerURL:      getenv("ZTBANK_PEER_URL_TEMPLATE"),
-		LogLevel:     getenv("ZTBANK_LOG_LEVEL"),
-		StartTimeout: 30 * time.Second,
-	}
-	if e.Workload == "" {
-		return e, errors.New("ZTBANK_WORKLOAD is not set (e.g. bank-a/gateway)")
-	}
-	m, err := transport.ParseMode(getenv("ZTBANK_TRANSPORT_MODE"))
-	if err != nil {
-		return e, fmt.Errorf("ZTBANK_TRANSPORT_MODE: %w", err)
-	}
-	e.Mode = m
-	if s := getenv("ZTBANK_SVID_TIMEOUT"); s != "" {
-		d, err := time.ParseDuration(s)
-		if err != nil || d <= 0 {
-			return e, fmt.Errorf("ZTBANK_SVID_TIMEOUT %q: want a positive duration like 30s", s)
-		}
-		e.StartTimeout = d
-	}
-	if e.Mode == transport.Direct && e.Socket == "" {
-		return e, errors.New("SPIFFE_ENDPOINT_SOCKET is not set (direct mode needs the SPIRE agent's socket, e.g. unix:///run/spire/agent.sock)")
-	}
-	if e.PeerURL == "" {
-		if e.Mode == transport.Mesh {
-			e.PeerURL = "http://{service}.{namespace}.svc.cluster.local:8080"
-		} else {
-			e.PeerURL = "https://{listen}"
-		}
-	}
-	return e, nil
-}
+// LoadEnv reads and validates Env (LoadConfig reads it as part of the whole configuration).
+func LoadEnv(getenv func(string) string) (Env, error) { return loadEnv(getenv, "") }
 
 // Runtime is a started service's shared wiring.
 type Runtime struct {
@@ -94,41 +58,35 @@ type Runtime struct {
 	// Tokens verifies internal user JWTs against the edge's JWKS (nil for the edge itself).
 	Tokens *usertoken.Verifier
 
-	getenv          func(string) string
+	// Config is the configuration the runtime was set up from.
+	Config Config
+
 	draining        atomic.Bool
 	shutdownTracing func(context.Context) error
 	closers         []func()
 }
 
-// Setup loads the environment and topology, checks that this binary is the service the
-// workload names, and (in direct mode) obtains the SVID and checks it is the workload's own
-// ID: a mis-registered entry is a start-up error, not a silent identity swap.
+// Setup loads the shared configuration from the environment and sets the runtime up from it
+// (SetupConfig). Services load their whole configuration with their own loader and call
+// SetupConfig; Setup serves callers that only need the shared part.
 func Setup(ctx context.Context, service string, getenv func(string) string, stderr io.Writer) (*Runtime, error) {
-	env, err := LoadEnv(getenv)
+	cfg, err := LoadConfig(service, envvar.NewReader(getenv, Vars))
 	if err != nil {
 		return nil, err
 	}
-	topo, err := topology.Load(env.TopologyPath)
-	if err != nil {
-		return nil, err
-	}
-	self, ok := topo.Workload(env.Workload)
-	if !ok {
-		return nil, fmt.Errorf("ZTBANK_WORKLOAD %q is not in the topology", env.Workload)
-	}
-	if self.Service != service {
-		return nil, fmt.Errorf("ZTBANK_WORKLOAD %q runs service %q, but this binary is %q", env.Workload, self.Service, service)
-	}
-	if env.Listen == "" {
-		env.Listen = self.Listen
-	}
-	if env.HealthListen == "" {
-		env.HealthListen = self.Health
-	}
-	rt := &Runtime{Env: env, Topology: topo, Self: self, getenv: getenv,
+	return SetupConfig(ctx, cfg, stderr)
+}
+
+// SetupConfig starts the runtime a loaded configuration describes: logging, tracing and (in
+// direct mode) the SVID, checked to be the workload's own ID, so a mis-registered entry is a
+// start-up error, not a silent identity swap.
+func SetupConfig(ctx context.Context, cfg Config, stderr io.Writer) (*Runtime, error) {
+	env, topo, self, service := cfg.Env, cfg.Topology, cfg.Self, cfg.Service
+	var err error
+	rt := &Runtime{Env: env, Topology: topo, Self: self, Config: cfg,
 		Log: logging.New(stderr, env.LogLevel, service, self.Name)}
 	slog.SetDefault(rt.Log)
-	rt.shutdownTracing, err = telemetry.Setup(ctx, service, self.Name, getenv)
+	rt.shutdownTracing, err = telemetry.Start(ctx, cfg.Tracing, service, self.Name)
 	if err != nil {
 		return nil, err
 	}
@@ -147,13 +105,8 @@ func Setup(ctx context.Context, service string, getenv func(string) string, stde
 	// Tenant workloads authorise every request with the embedded policy. The edge serves no
 	// tenant's data: its decisions are the token exchange's, audited by the edge itself.
 	if self.Tenant != "" {
-		azOpts, err := authz.OptionsFromEnv(getenv)
-		if err != nil {
-			rt.Close()
-			return nil, err
-		}
 		rt.Authz, err = authz.New(ctx, authz.Service{Workload: self.Name, Tenant: self.Tenant, ID: self.ID}, topo,
-			append(azOpts, authz.WithAuditWriter(stderr))...)
+			append(cfg.Authz[:len(cfg.Authz):len(cfg.Authz)], authz.WithAuditWriter(stderr))...)
 		if err != nil {
 			rt.Close()
 			return nil, fmt.Errorf("authorisation policy: %w", err)
@@ -252,15 +205,18 @@ func (rt *Runtime) peer(name string, opts ...transport.ClientOption) (*Peer, err
 // unless ZTBANK_PEER_ADDR_<WORKLOAD> (e.g. ZTBANK_PEER_ADDR_BANK_A_USER) overrides it, as
 // the local stack does when tests run it on free ports.
 func (rt *Runtime) PeerURL(w topology.Workload) string {
+	return rt.Config.PeerURLFor(w)
+}
+
+// PeerURLFor expands the peer URL template for w (see Runtime.PeerURL). The deploy contract
+// test uses it to check that every peer URL names a Service port that exists.
+func (c Config) PeerURLFor(w topology.Workload) string {
 	listen := w.Listen
-	if rt.getenv != nil {
-		key := "ZTBANK_PEER_ADDR_" + strings.ToUpper(strings.NewReplacer("/", "_", "-", "_").Replace(w.Name))
-		if a := rt.getenv(key); a != "" {
-			listen = a
-		}
+	if a := c.PeerAddrs[w.Name]; a != "" {
+		listen = a
 	}
 	return strings.NewReplacer("{service}", w.Service, "{namespace}", w.Namespace,
-		"{tenant}", w.Tenant, "{listen}", listen).Replace(rt.Env.PeerURL)
+		"{tenant}", w.Tenant, "{listen}", listen).Replace(c.PeerURL)
 }
 
 // Serve runs the service's API on the mTLS listener (plain HTTP behind the sidecar in mesh

@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/ztbank/ztbank/libs/envvar"
 	"github.com/ztbank/ztbank/libs/topology"
 	"github.com/ztbank/ztbank/libs/transport"
 )
@@ -26,8 +27,10 @@ func TestLoadEnv(t *testing.T) {
 	}{
 		{"direct defaults", map[string]string{"ZTBANK_WORKLOAD": "bank-a/user", "SPIFFE_ENDPOINT_SOCKET": "unix:///s"},
 			Env{Workload: "bank-a/user", Mode: transport.Direct, Socket: "unix:///s", PeerURL: "https://{listen}", StartTimeout: 30 * time.Second}, ""},
-		{"mesh needs no socket", map[string]string{"ZTBANK_WORKLOAD": "bank-a/user", "ZTBANK_TRANSPORT_MODE": "mesh"},
-			Env{Workload: "bank-a/user", Mode: transport.Mesh, PeerURL: "http://{service}.{namespace}.svc.cluster.local:8080", StartTimeout: 30 * time.Second}, ""},
+		{"mesh needs no socket", map[string]string{"ZTBANK_WORKLOAD": "bank-a/user", "ZTBANK_TRANSPORT_MODE": "mesh", "ZTBANK_PEER_URL_TEMPLATE": "http://{service}.{namespace}:8443"},
+			Env{Workload: "bank-a/user", Mode: transport.Mesh, PeerURL: "http://{service}.{namespace}:8443", StartTimeout: 30 * time.Second}, ""},
+		{"mesh needs a peer URL", map[string]string{"ZTBANK_WORKLOAD": "bank-a/user", "ZTBANK_TRANSPORT_MODE": "mesh"}, Env{}, "ZTBANK_PEER_URL_TEMPLATE is not set"},
+		{"bad log level", map[string]string{"ZTBANK_WORKLOAD": "x", "SPIFFE_ENDPOINT_SOCKET": "unix:///s", "ZTBANK_LOG_LEVEL": "loud"}, Env{}, "ZTBANK_LOG_LEVEL"},
 		{"no workload", map[string]string{}, Env{}, "ZTBANK_WORKLOAD is not set"},
 		{"direct without socket", map[string]string{"ZTBANK_WORKLOAD": "bank-a/user"}, Env{}, "SPIFFE_ENDPOINT_SOCKET is not set"},
 		{"bad mode", map[string]string{"ZTBANK_WORKLOAD": "x", "ZTBANK_TRANSPORT_MODE": "sidecar"}, Env{}, "ZTBANK_TRANSPORT_MODE"},
@@ -54,18 +57,31 @@ func TestLoadEnv(t *testing.T) {
 func TestPeerURL(t *testing.T) {
 	topo := topology.Default()
 	user, _ := topo.Workload("bank-a/user")
+	direct := map[string]string{"ZTBANK_WORKLOAD": "bank-a/gateway", "SPIFFE_ENDPOINT_SOCKET": "unix:///s"}
+	mesh := map[string]string{"ZTBANK_WORKLOAD": "bank-a/gateway", "ZTBANK_TRANSPORT_MODE": "mesh",
+		"ZTBANK_PEER_URL_TEMPLATE": "http://{service}.{namespace}.svc.cluster.local:8443"}
+	with := func(base map[string]string, k, v string) map[string]string {
+		m := map[string]string{k: v}
+		for bk, bv := range base {
+			m[bk] = bv
+		}
+		return m
+	}
 	for _, tc := range []struct {
-		name     string
-		template string
-		vars     map[string]string
-		want     string
+		name string
+		vars map[string]string
+		want string
 	}{
-		{"topology address", "https://{listen}", nil, "https://" + user.Listen},
-		{"free-port override", "https://{listen}", map[string]string{"ZTBANK_PEER_ADDR_BANK_A_USER": "127.0.0.1:1234"}, "https://127.0.0.1:1234"},
-		{"mesh service DNS", "http://{service}.{namespace}.svc.cluster.local:8080", nil, "http://user.bank-a.svc.cluster.local:8080"},
+		{"topology address", direct, "https://" + user.Listen},
+		{"free-port override", with(direct, "ZTBANK_PEER_ADDR_BANK_A_USER", "127.0.0.1:1234"), "https://127.0.0.1:1234"},
+		{"mesh service DNS", mesh, "http://user.bank-a.svc.cluster.local:8443"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			rt := &Runtime{Env: Env{PeerURL: tc.template}, Topology: topo, getenv: env(tc.vars)}
+			cfg, err := LoadConfig("gateway", envvar.NewReader(env(tc.vars), Vars))
+			if err != nil {
+				t.Fatal(err)
+			}
+			rt := &Runtime{Env: cfg.Env, Topology: topo, Config: cfg}
 			if diff := cmp.Diff(tc.want, rt.PeerURL(user)); diff != "" {
 				t.Errorf("PeerURL() mismatch (-want +got):\n%s", diff)
 			}

@@ -84,19 +84,27 @@ func firstSet(getenv func(string) string, keys ...string) string {
 // caller's trace context on to the next hop and its log lines keep the caller's trace ID.
 // The returned shutdown flushes buffered spans; it is safe to call when tracing is off.
 func Setup(ctx context.Context, service, workload string, getenv func(string) string) (shutdown func(context.Context) error, err error) {
+	s, err := Load(getenv)
+	if err != nil {
+		otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}))
+		return func(context.Context) error { return nil }, err
+	}
+	return Start(ctx, s, service, workload)
+}
+
+func start(ctx context.Context, cfg Config, serviceName, service, workload string) (shutdown func(context.Context) error, err error) {
 	otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}))
 	noop := func(context.Context) error { return nil }
-	cfg, err := ParseConfig(getenv)
-	if err != nil || cfg.Exporter == "" {
-		return noop, err
+	if cfg.Exporter == "" {
+		return noop, nil
 	}
 	exp, err := newExporter(ctx, cfg)
 	if err != nil {
 		return noop, fmt.Errorf("OTLP trace exporter for %s: %w", cfg.Endpoint, err)
 	}
 	name := service
-	if n := getenv("OTEL_SERVICE_NAME"); n != "" {
-		name = n
+	if serviceName != "" {
+		name = serviceName
 	}
 	res, err := resource.New(ctx, resource.WithFromEnv(), resource.WithTelemetrySDK(), resource.WithHost(),
 		resource.WithAttributes(attribute.String("service.name", name), attribute.String(AttrWorkload, workload)))

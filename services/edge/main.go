@@ -26,8 +26,10 @@ import (
 
 	"github.com/ztbank/ztbank/libs/server"
 	"github.com/ztbank/ztbank/libs/telemetry"
+	"github.com/ztbank/ztbank/libs/topology"
 	"github.com/ztbank/ztbank/libs/transport"
 	"github.com/ztbank/ztbank/libs/usertoken"
+	"github.com/ztbank/ztbank/services/edge/config"
 	"github.com/ztbank/ztbank/services/edge/enrol"
 	"github.com/ztbank/ztbank/services/edge/exchange"
 	"github.com/ztbank/ztbank/services/edge/extoken"
@@ -45,27 +47,19 @@ func main() {
 // run wires the edge from its environment and blocks until ctx is done. Tests call it
 // directly with their own getenv and a cancellable ctx.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	conf, err := config.Load(getenv)
+	if err != nil {
+		return err
+	}
 	if len(args) > 1 && args[1] == "healthcheck" {
-		return server.Healthcheck(ctx, getenv, "edge")
+		return server.HealthcheckAddr(ctx, conf.Server.HealthListen)
 	}
-	env := func(k string) string {
-		if v := getenv(k); v != "" || k != "ZTBANK_WORKLOAD" {
-			return v
-		}
-		return "edge" // the edge is one workload; no need to name it
-	}
-	rt, err := server.Setup(ctx, "edge", env, stderr)
+	rt, err := server.SetupConfig(ctx, conf.Server, stderr)
 	if err != nil {
 		return err
 	}
 	defer rt.Close()
-	cfg, err := loadConfig(getenv, rt.Topology)
-	if err != nil {
-		return err
-	}
-	if cfg.TLSCert == "" && rt.Env.Mode == transport.Direct {
-		return errors.New("EDGE_TLS_CERT and EDGE_TLS_KEY are required in direct mode (the public listener serves HTTPS)")
-	}
+	cfg := conf.Edge
 
 	minter, err := usertoken.NewIssuer(rt.Self.ID, usertoken.WithTTL(cfg.TokenTTL),
 		usertoken.WithRotation(cfg.KeyRotation, cfg.KeyOverlap))
@@ -76,7 +70,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	ext, err := extoken.New(cfg.allIssuers(), cfg.Audience, oidcClient, extoken.WithLogger(rt.Log))
+	ext, err := extoken.New(cfg.AllIssuers(), cfg.Audience, oidcClient, extoken.WithLogger(rt.Log))
 	if err != nil {
 		return err
 	}
@@ -161,7 +155,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}()
 		rt.Log.Info("listening", "listener", s.name, "addr", ln.Addr().String(), "tls", s.srv.TLSConfig != nil)
 	}
-	fmt.Fprintf(stdout, "edge: public %s, jwks %s/.well-known/jwks.json, issuers %v\n", cfg.PublicListen, rt.Env.Listen, cfg.allIssuers())
+	fmt.Fprintf(stdout, "edge: public %s, jwks %s/.well-known/jwks.json, issuers %v\n", cfg.PublicListen, rt.Env.Listen, cfg.AllIssuers())
 
 	select {
 	case err := <-errc:
@@ -213,7 +207,7 @@ func healthHandler(rt *server.Runtime, jwks http.Handler) http.Handler {
 	return mux
 }
 
-func newMapper(cfg config, tenants []string) (enrol.Mapper, error) {
+func newMapper(cfg config.Edge, tenants []string) (enrol.Mapper, error) {
 	switch cfg.Enrolment {
 	case "demo":
 		return enrol.DemoTable(tenants)
@@ -305,3 +299,5 @@ func authzCaller(rt *server.Runtime) func(*http.Request) error {
 		return nil
 	}
 }
+
+func tenantNames(topo *topology.Topology) []string { return config.TenantNames(topo) }

@@ -21,6 +21,10 @@ import (
 	"github.com/ztbank/ztbank/services/edge/internal/oidctest"
 )
 
+func envOf(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
 // freeAddr returns a loopback address that was free a moment ago.
 func freeAddr(t *testing.T) string {
 	t.Helper()

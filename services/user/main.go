@@ -13,6 +13,7 @@ import (
 
 	"github.com/ztbank/ztbank/libs/dbcred/fromenv"
 	"github.com/ztbank/ztbank/libs/server"
+	"github.com/ztbank/ztbank/services/user/config"
 	"github.com/ztbank/ztbank/services/user/store"
 )
 
@@ -28,7 +29,11 @@ func main() {
 // run wires the service from its environment and blocks until ctx is done. Tests call it
 // directly with their own getenv and a cancellable ctx.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	return server.Run(ctx, "user", args, getenv, stderr, func(ctx context.Context, rt *server.Runtime) (http.Handler, []server.ReadyCheck, error) {
+	cfg, err := config.Load(getenv)
+	if err != nil {
+		return err
+	}
+	return server.RunConfig(ctx, cfg.Server, args, stderr, func(ctx context.Context, rt *server.Runtime) (http.Handler, []server.ReadyCheck, error) {
 		peers, err := rt.Peers()
 		if err != nil {
 			return nil, nil, err
@@ -37,7 +42,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		if err != nil {
 			return nil, nil, err
 		}
-		pool, ping, err := fromenv.Attach(ctx, rt, getenv)
+		pool, ping, err := fromenv.Attach(ctx, rt, cfg.DB)
 		if err != nil {
 			return nil, nil, err
 		}

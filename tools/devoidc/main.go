@@ -24,6 +24,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/ztbank/ztbank/tools/devoidc/config"
 )
 
 func main() {
@@ -43,10 +45,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		args = append(args, "serve")
 	}
 	switch args[1] {
-	case "serve":
-		return serve(ctx, args[2:], getenv, stdout, stderr)
-	case "healthcheck":
-		return healthcheck(ctx, args[2:], getenv, stderr)
+	case "serve", "healthcheck":
+		env, err := config.Load(getenv)
+		if err != nil {
+			return err
+		}
+		if args[1] == "healthcheck" {
+			return healthcheck(ctx, args[2:], env, stderr)
+		}
+		return serve(ctx, args[2:], env, stdout, stderr)
 	case "token":
 		return userToken(ctx, args[2:], getenv, stdout, stderr)
 	case "client-token":

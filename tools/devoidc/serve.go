@@ -16,6 +16,7 @@ import (
 
 	"github.com/ztbank/ztbank/libs/devca"
 	"github.com/ztbank/ztbank/libs/devoidc"
+	"github.com/ztbank/ztbank/tools/devoidc/config"
 )
 
 // providerInfo is what a client needs to reach the provider. Its JSON is the "oidc" object
@@ -32,20 +33,12 @@ type providerInfo struct {
 // appearance is the readiness signal for whoever started the process.
 const providerInfoFile = "provider.json"
 
-// envOr returns the environment's value for key, or def when it is unset or empty.
-func envOr(getenv func(string) string, key, def string) string {
-	if v := getenv(key); v != "" {
-		return v
-	}
-	return def
-}
-
-func serve(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+func serve(ctx context.Context, args []string, env config.Config, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("devoidc serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	listen := fs.String("listen", envOr(getenv, "DEVOIDC_LISTEN", "127.0.0.1:9900"), "loopback `address` to serve HTTPS on (port 0 picks a free one); env DEVOIDC_LISTEN")
-	stateDir := fs.String("state-dir", envOr(getenv, "DEVOIDC_STATE_DIR", ".dev/oidc"), "`directory` for passwords.json, client-secrets.json and provider.json (keep it out of git); env DEVOIDC_STATE_DIR")
-	issuer := fs.String("issuer", getenv("DEVOIDC_ISSUER"), "container mode only: the `URL` clients reach the provider by, e.g. http://devoidc:9998; an http:// issuer serves plain HTTP on any address; env DEVOIDC_ISSUER")
+	listen := fs.String("listen", env.Listen, "loopback `address` to serve HTTPS on (port 0 picks a free one); env DEVOIDC_LISTEN")
+	stateDir := fs.String("state-dir", env.StateDir, "`directory` for passwords.json, client-secrets.json and provider.json (keep it out of git); env DEVOIDC_STATE_DIR")
+	issuer := fs.String("issuer", env.Issuer, "container mode only: the `URL` clients reach the provider by, e.g. http://devoidc:9998; an http:// issuer serves plain HTTP on any address; env DEVOIDC_ISSUER")
 	caCert := fs.String("ca-cert", "", "dev CA certificate `file` to issue the TLS certificate from (with -ca-key); empty: generate a CA and write <state-dir>/ca.pem")
 	caKey := fs.String("ca-key", "", "dev CA private key `file` (with -ca-cert)")
 	audience := fs.String("audience", devoidc.DefaultAudience, "API `audience` put in every access token")
@@ -162,11 +155,11 @@ func writeJSON(path string, v any) error {
 // healthcheck answers a container's health probe: distroless images have no curl, so the
 // binary probes its own provider's /ready endpoint, found from the environment (container
 // mode) or from provider.json in the state directory.
-func healthcheck(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+func healthcheck(ctx context.Context, args []string, env config.Config, stderr io.Writer) error {
 	fs := flag.NewFlagSet("devoidc healthcheck", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	stateDir := fs.String("state-dir", envOr(getenv, "DEVOIDC_STATE_DIR", ".dev/oidc"), "state `directory` of the provider to probe; env DEVOIDC_STATE_DIR")
-	issuer := fs.String("issuer", getenv("DEVOIDC_ISSUER"), "issuer `URL` to probe instead of the one in provider.json; env DEVOIDC_ISSUER")
+	stateDir := fs.String("state-dir", env.StateDir, "state `directory` of the provider to probe; env DEVOIDC_STATE_DIR")
+	issuer := fs.String("issuer", env.Issuer, "issuer `URL` to probe instead of the one in provider.json; env DEVOIDC_ISSUER")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

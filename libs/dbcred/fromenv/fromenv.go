@@ -12,6 +12,7 @@ import (
 	"github.com/ztbank/ztbank/libs/dbcred"
 	"github.com/ztbank/ztbank/libs/dbcred/passwordfile"
 	"github.com/ztbank/ztbank/libs/dbcred/rdsiam"
+	"github.com/ztbank/ztbank/libs/envvar"
 	"github.com/ztbank/ztbank/libs/server"
 )
 
@@ -29,10 +30,37 @@ func Pool(ctx context.Context, getenv func(string) string, opts ...dbcred.Option
 	return dbcred.PoolFromEnv(ctx, getenv, Authenticators, opts...)
 }
 
-// Attach opens the service's pool, closes it with the runtime, and returns it with the
-// readiness check that pings it.
-func Attach(ctx context.Context, rt *server.Runtime, getenv func(string) string) (*pgxpool.Pool, server.ReadyCheck, error) {
-	pool, err := Pool(ctx, getenv)
+// Vars declares every variable a service with a database reads.
+var Vars = envvar.Join(server.Vars, dbcred.Vars)
+
+// Config is the whole configuration of a service with a database: the shared service part
+// and its database.
+type Config struct {
+	Server server.Config
+	DB     dbcred.EnvConfig
+	// Read lists every variable the loader read, set or not (the deploy contract checks that
+	// a deployment sets nothing outside it).
+	Read []string
+}
+
+// Load reads and checks the configuration of the service binary service, in one place.
+func Load(service string, getenv func(string) string) (Config, error) {
+	r := envvar.NewReader(getenv, Vars)
+	srv, err := server.LoadConfig(service, r)
+	if err != nil {
+		return Config{}, err
+	}
+	db, err := dbcred.EnvFromGetenv(r.Get)
+	if err != nil {
+		return Config{}, err
+	}
+	return Config{Server: srv, DB: db, Read: r.Read()}, r.Err()
+}
+
+// Attach opens the service's pool from its loaded database configuration, closes it with the
+// runtime, and returns it with the readiness check that pings it.
+func Attach(ctx context.Context, rt *server.Runtime, db dbcred.EnvConfig) (*pgxpool.Pool, server.ReadyCheck, error) {
+	pool, err := dbcred.PoolFromConfig(ctx, db, Authenticators)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -1,4 +1,8 @@
-package main
+// Package config is the edge binary's whole configuration, read from its environment in one
+// place: the shared service part (libs/server) and the edge's own settings. main uses Load;
+// the deploy contract test (tests/contract) runs the same Load on the environment every
+// manifest gives the container, and docs/env.md is generated from Vars.
+package config
 
 import (
 	"errors"
@@ -9,13 +13,68 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ztbank/ztbank/libs/envvar"
+	"github.com/ztbank/ztbank/libs/server"
 	"github.com/ztbank/ztbank/libs/topology"
+	"github.com/ztbank/ztbank/libs/transport"
 	"github.com/ztbank/ztbank/libs/usertoken"
 )
 
-// config is the edge's own configuration; the workload identity, transport mode and
-// topology come from the shared service environment (libs/server).
-type config struct {
+// Service is the binary's name.
+const Service = "edge"
+
+// EdgeVars declares the edge's own variables.
+var EdgeVars = []envvar.Var{
+	{Name: "EDGE_PUBLIC_LISTEN", Default: "ZTBANK_PUBLIC_LISTEN, else the topology's public address", Doc: "the client-facing listener (HTTPS with EDGE_TLS_CERT, else plain HTTP behind the mesh)."},
+	{Name: "ZTBANK_PUBLIC_LISTEN", Default: "the topology's public address", Doc: "older name of EDGE_PUBLIC_LISTEN."},
+	{Name: "EDGE_TLS_CERT", Doc: "PEM certificate of the public listener, reloaded when it changes (required in direct mode)."},
+	{Name: "EDGE_TLS_KEY", Doc: "PEM key of EDGE_TLS_CERT."},
+	{Name: "EDGE_ISSUERS", Default: "ZTBANK_OIDC_ISSUER for every tenant", Doc: "trusted OIDC issuers, tenant=issuer-URL pairs, comma-separated; a tenant may appear more than once. One of EDGE_ISSUERS and ZTBANK_OIDC_ISSUER is required."},
+	{Name: "ZTBANK_OIDC_ISSUER", Doc: "one issuer trusted for every tenant (local stack, compose, kind); read only when EDGE_ISSUERS is unset."},
+	{Name: "EDGE_ALLOW_HTTP_ISSUERS", Default: "false", Doc: "true permits plain-http issuers off loopback (a compose network or inside the mesh only)."},
+	{Name: "EDGE_AUDIENCE", Default: "ztbank", Doc: "the aud external tokens must carry."},
+	{Name: "EDGE_ENROLMENT", Default: "demo", Doc: "how users map to platform users: demo (the compiled-in demo table), claims (tenant and user from token claims) or the path of a JSON table."},
+	{Name: "EDGE_ENROLMENT_CLAIM", Default: "email", Doc: "the claim a JSON enrolment table is keyed by."},
+	{Name: "EDGE_OIDC_CA_FILE", Default: "the system roots only", Doc: "extra PEM roots for reaching the issuers (the dev CA locally)."},
+	{Name: "EDGE_TOKEN_TTL", Default: "5m (also the maximum)", Doc: "lifetime of the internal JWTs the edge mints."},
+	{Name: "EDGE_KEY_ROTATION", Default: "1h", Doc: "how often the internal-JWT signing key changes."},
+	{Name: "EDGE_KEY_OVERLAP", Default: "EDGE_TOKEN_TTL + 1m", Doc: "how long a retired key stays in the JWKS."},
+	{Name: "EDGE_AUTHZ_PREFIX", Default: "/authz", Doc: "the Emissary AuthService path_prefix of the ext_authz endpoint."},
+	{Name: "EDGE_MAX_HEADER_BYTES", Default: "16384", Doc: "request header limit, answered with problem+json."},
+	{Name: "EDGE_MAX_BODY_BYTES", Default: "1048576", Doc: "request body limit."},
+}
+
+// Vars declares every variable the binary reads.
+var Vars = envvar.Join(server.Vars, EdgeVars)
+
+// Config is the binary's configuration.
+type Config struct {
+	Server server.Config
+	Edge   Edge
+	// Read lists every variable the loader read, set or not.
+	Read []string
+}
+
+// Load reads and checks the configuration; an error is one line naming every variable at fault.
+func Load(getenv func(string) string) (Config, error) {
+	r := envvar.NewReader(getenv, Vars)
+	srv, err := server.LoadConfig(Service, r, server.DefaultWorkload("edge"))
+	if err != nil {
+		return Config{}, err
+	}
+	e, err := loadEdge(r.Get, srv.Topology)
+	if err != nil {
+		return Config{}, err
+	}
+	if e.TLSCert == "" && srv.Mode == transport.Direct {
+		return Config{}, errors.New("EDGE_TLS_CERT and EDGE_TLS_KEY are required in direct mode (the public listener serves HTTPS)")
+	}
+	return Config{Server: srv, Edge: e, Read: r.Read()}, r.Err()
+}
+
+// Edge is the edge's own configuration; the workload identity, transport mode and
+// topology come from the shared service configuration (libs/server).
+type Edge struct {
 	PublicListen   string              // EDGE_PUBLIC_LISTEN (or ZTBANK_PUBLIC_LISTEN); default: the topology's public address
 	TLSCert        string              // EDGE_TLS_CERT: client-facing certificate (dev CA locally)
 	TLSKey         string              // EDGE_TLS_KEY
@@ -33,8 +92,8 @@ type config struct {
 	MaxBodyBytes   int64               // EDGE_MAX_BODY_BYTES; default 1048576
 }
 
-func loadConfig(getenv func(string) string, topo *topology.Topology) (config, error) {
-	c := config{
+func loadEdge(getenv func(string) string, topo *topology.Topology) (Edge, error) {
+	c := Edge{
 		PublicListen:   or(getenv("EDGE_PUBLIC_LISTEN"), getenv("ZTBANK_PUBLIC_LISTEN")),
 		TLSCert:        getenv("EDGE_TLS_CERT"),
 		TLSKey:         getenv("EDGE_TLS_KEY"),
@@ -87,22 +146,28 @@ func loadConfig(getenv func(string) string, topo *topology.Topology) (config, er
 	if !strings.HasPrefix(c.AuthzPrefix, "/") || strings.HasSuffix(c.AuthzPrefix, "/") {
 		errs = append(errs, fmt.Errorf("EDGE_AUTHZ_PREFIX %q: want a path like /authz", c.AuthzPrefix))
 	}
-	c.AllowHTTP = getenv("EDGE_ALLOW_HTTP_ISSUERS") == "true"
+	switch v := getenv("EDGE_ALLOW_HTTP_ISSUERS"); v {
+	case "", "false":
+	case "true":
+		c.AllowHTTP = true
+	default:
+		errs = append(errs, fmt.Errorf("EDGE_ALLOW_HTTP_ISSUERS %q: want true or false", v))
+	}
 	issuers := getenv("EDGE_ISSUERS")
 	if issuers == "" && getenv("ZTBANK_OIDC_ISSUER") != "" {
 		// One provider for every tenant, as in the local stack and compose.
 		var pairs []string
-		for _, t := range tenantNames(topo) {
+		for _, t := range TenantNames(topo) {
 			pairs = append(pairs, t+"="+getenv("ZTBANK_OIDC_ISSUER"))
 		}
 		issuers = strings.Join(pairs, ",")
 	}
-	iss, err := parseIssuers(issuers, tenantNames(topo), c.AllowHTTP)
+	iss, err := parseIssuers(issuers, TenantNames(topo), c.AllowHTTP)
 	if err != nil {
 		errs = append(errs, err)
 	}
 	c.Issuers = iss
-	return c, errors.Join(errs...)
+	return c, oneLine(errs)
 }
 
 // parseIssuers reads "bank-a=https://idp-a,bank-b=https://idp-b". A tenant may appear more
@@ -135,7 +200,8 @@ func isLoopback(host string) bool {
 	return host == "localhost" || host == "127.0.0.1" || host == "::1"
 }
 
-func tenantNames(topo *topology.Topology) []string {
+// TenantNames lists the topology's tenants in file order.
+func TenantNames(topo *topology.Topology) []string {
 	var out []string
 	for _, t := range topo.Tenants {
 		out = append(out, t.Name)
@@ -143,8 +209,8 @@ func tenantNames(topo *topology.Topology) []string {
 	return out
 }
 
-// allIssuers returns every configured issuer once, in a stable order.
-func (c config) allIssuers() []string {
+// AllIssuers returns every configured issuer once, in a stable order.
+func (c Edge) AllIssuers() []string {
 	var out []string
 	for _, list := range c.Issuers {
 		for _, iss := range list {
@@ -162,4 +228,16 @@ func or(s, def string) string {
 		return def
 	}
 	return s
+}
+
+// oneLine joins errs with "; " so a refusal to start stays one log line.
+func oneLine(errs []error) error {
+	if len(errs) == 0 {
+		return nil
+	}
+	msgs := make([]string, len(errs))
+	for i, err := range errs {
+		msgs[i] = err.Error()
+	}
+	return errors.New(strings.Join(msgs, "; "))
 }

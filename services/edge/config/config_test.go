@@ -1,4 +1,4 @@
-package main
+package config
 
 import (
 	"strings"
@@ -16,14 +16,14 @@ func envOf(m map[string]string) func(string) string {
 
 func TestLoadConfig(t *testing.T) {
 	topo := topology.Default()
-	got, err := loadConfig(envOf(map[string]string{
+	got, err := loadEdge(envOf(map[string]string{
 		"EDGE_ISSUERS":      "bank-a=https://idp.example, bank-b=https://idp.example,bank-b=http://127.0.0.1:9000",
 		"EDGE_KEY_ROTATION": "30m",
 	}), topo)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := config{
+	want := Edge{
 		PublicListen:   "127.0.0.1:8443",
 		Issuers:        map[string][]string{"bank-a": {"https://idp.example"}, "bank-b": {"https://idp.example", "http://127.0.0.1:9000"}},
 		Audience:       "ztbank",
@@ -37,15 +37,15 @@ func TestLoadConfig(t *testing.T) {
 		MaxBodyBytes:   1 << 20,
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("loadConfig() mismatch (-want +got):\n%s", diff)
+		t.Errorf("loadEdge() mismatch (-want +got):\n%s", diff)
 	}
-	if diff := cmp.Diff([]string{"http://127.0.0.1:9000", "https://idp.example"}, got.allIssuers()); diff != "" {
+	if diff := cmp.Diff([]string{"http://127.0.0.1:9000", "https://idp.example"}, got.AllIssuers()); diff != "" {
 		t.Errorf("allIssuers() mismatch (-want +got):\n%s", diff)
 	}
 }
 
 func TestLoadConfigComposeNames(t *testing.T) {
-	got, err := loadConfig(envOf(map[string]string{
+	got, err := loadEdge(envOf(map[string]string{
 		"ZTBANK_OIDC_ISSUER":      "http://devoidc:9998",
 		"ZTBANK_PUBLIC_LISTEN":    ":8080",
 		"EDGE_ALLOW_HTTP_ISSUERS": "true",
@@ -79,9 +79,9 @@ func TestLoadConfigErrors(t *testing.T) {
 		{"bad prefix", map[string]string{"EDGE_ISSUERS": "bank-a=https://idp", "EDGE_AUTHZ_PREFIX": "authz/"}, "EDGE_AUTHZ_PREFIX"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := loadConfig(envOf(tc.env), topo)
+			_, err := loadEdge(envOf(tc.env), topo)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("loadConfig() error = %v, want one mentioning %q", err, tc.want)
+				t.Errorf("loadEdge() error = %v, want one mentioning %q", err, tc.want)
 			}
 		})
 	}
