@@ -31,6 +31,7 @@ import (
 	"github.com/ztbank/ztbank/libs/demo/seed"
 	"github.com/ztbank/ztbank/libs/migrate"
 	"github.com/ztbank/ztbank/libs/topology"
+	"github.com/ztbank/ztbank/tools/dbadmin/config"
 )
 
 func main() {
@@ -61,16 +62,20 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		cmd, rest = "migrate "+rest[0], rest[1:]
 	}
+	env, err := config.Load(getenv)
+	if err != nil {
+		return err
+	}
 	fs := flag.NewFlagSet("dbadmin "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	dsn := fs.String("dsn", getenv("ZTBANK_DB_ADMIN_DSN"), "admin connection URL (sslmode=verify-full)")
-	topoPath := fs.String("topology", getenv("ZTBANK_TOPOLOGY"), "topology file (default: the embedded one)")
-	dir := fs.String("dir", or(getenv("ZTBANK_MIGRATIONS_DIR"), "migrations"), "migrations directory")
+	dsn := fs.String("dsn", env.AdminDSN, "admin connection URL (sslmode=verify-full)")
+	topoPath := fs.String("topology", env.TopologyPath, "topology file (default: the embedded one)")
+	dir := fs.String("dir", env.MigrationsDir, "migrations directory")
 	steps := fs.Int("steps", 1, "migrations to revert per database (migrate down)")
 	role := fs.String("role", "", "service role to rotate")
 	file := fs.String("file", "", "password file to write (mode 0600)")
 	ttl := fs.Duration("ttl", dbcred.MaxCredentialLifetime, "password validity (at most 15m)")
-	tenant := fs.String("tenant", getenv("ZTBANK_TENANT"), "only this tenant's database and roles (a cluster per tenant)")
+	tenant := fs.String("tenant", env.Tenant, "only this tenant's database and roles (a cluster per tenant)")
 	if err := fs.Parse(rest); err != nil {
 		return fmt.Errorf("%w: %w", errUsage, err)
 	}
@@ -159,13 +164,6 @@ func databases(t *topology.Topology) string {
 		names = append(names, tn.Database)
 	}
 	return strings.Join(names, ", ")
-}
-
-func or(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 // oneLine keeps a failure to one line unless it is a usage error, whose text is the help.
