@@ -87,12 +87,16 @@ token: ## print an access token for USER (e.g. make -s token USER=alice@bank-a) 
 migrate: ## apply migrations to the running stack's PostgreSQL (make dev does this itself)
 	@$(GO) run ./tools/devstack migrate
 
-e2e: ## tenant-isolation suite against the local stack (started if not up); rewrites docs/isolation-matrix.md
+e2e: $(if $(filter compose,$(TARGET)),e2e-compose,e2e-local) ## tenant-isolation suite against the local stack (started if not up; TARGET=compose: the compose stack); rewrites docs/isolation-matrix.md
+
+e2e-local:
 	@[ -x $(BIN)/devstack ] && $(BIN)/devstack status >/dev/null 2>&1 || $(MAKE) --no-print-directory up
 	@$(GO) test -count=1 -v ./tests/e2e -args -stack=$(CURDIR)/$(DEV)/stack.json -report=docs/isolation-matrix.md \
 		| grep -E '^e2e:|^(ok|FAIL|---)|^\s+\S+_test.go'; exit $${PIPESTATUS[0]}
 
-demo: ## narrated isolation demo in the terminal (starts the stack if needed)
+demo: $(if $(filter compose,$(TARGET)),demo-compose,demo-local) ## narrated isolation demo in the terminal (starts the stack if needed; TARGET=compose: the compose stack)
+
+demo-local:
 	@[ -x $(BIN)/devstack ] && $(BIN)/devstack status >/dev/null 2>&1 || $(MAKE) --no-print-directory up
 	@$(GO) run ./tools/demo
 

@@ -1,7 +1,7 @@
 # The docker-compose stack, run for real on the local Docker Engine (issue 11, ADR 0910).
 # Compose v2 is a pinned Go tool (tools/compose), built once into .dev/bin like SPIRE; the
 # images come from `make images` (no registry, never pulled).
-.PHONY: compose-tool compose-up compose-down compose-ps compose-logs e2e-compose demo-compose compose-test compose-leftovers
+.PHONY: e2e-local demo-local compose-tool compose-up compose-down compose-ps compose-logs e2e-compose demo-compose compose-test compose-leftovers
 
 COMPOSE_VERSION := v2.40.3
 COMPOSE_BIN     := $(BIN)/docker-compose
@@ -13,7 +13,7 @@ COMPOSE_STACK   := $(CURDIR)/$(COMPOSE_DIR)/stack.json
 COMPOSE_WAIT    ?= 420
 HAVE_DOCKER      = docker info >/dev/null 2>&1
 
-compose-tool: $(COMPOSE_BIN) ## build Docker Compose $(COMPOSE_VERSION) from the Go module proxy into .dev/bin (cached)
+compose-tool: $(COMPOSE_BIN) ## build Docker Compose v2.40.3 from the Go module proxy into .dev/bin (cached)
 
 $(COMPOSE_BIN): tools/compose/go.mod tools/compose/go.sum
 	@echo "==> building Docker Compose $(COMPOSE_VERSION) as a Go tool (first build takes several minutes on 2 cores; cached after)"
