@@ -88,7 +88,10 @@ func spire(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return fmt.Errorf("create join token: %w", err)
 	}
-	if err := writeFile(filepath.Join(*out, joinTokenFile), []byte(tok.Value+"\n"), 0o600); err != nil {
+	// 0644: the agent reads it as root without capabilities, which does not let it read
+	// another user's 0600 file. Only this step and the agent mount the volume, and the token
+	// is single-use and expires in ten minutes.
+	if err := writeFile(filepath.Join(*out, joinTokenFile), []byte(tok.Value+"\n"), 0o644); err != nil {
 		return err
 	}
 
