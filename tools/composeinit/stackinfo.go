@@ -60,7 +60,8 @@ func stackInfo(ctx context.Context, args []string, getenv func(string) string, s
 	file := fs.String("file", "docker-compose.yml", "compose `file`")
 	project := fs.String("project", envOr(getenv, "COMPOSE_PROJECT_NAME", "ztbank"), "compose project `name`")
 	dir := fs.String("dir", ".dev/compose", "host `directory` for stack.json and the files it names")
-	adminSock := fs.String("spire-admin", "", "host path of the SPIRE server admin socket (default: <dir>/spire-admin/api.sock)")
+	adminSock := fs.String("spire-admin", "", "host path of the SPIRE server admin socket (default: api.sock in the spire-admin volume's host directory)")
+	spireBin := fs.String("spire-bin", "", "spire-server binary on the host for minting test SVIDs (default: the one make images built, else make spire's)")
 	topoPath := fs.String("topology", getenv("ZTBANK_TOPOLOGY"), "topology `file` (default: the embedded one)")
 	if err := fs.Parse(args); err != nil {
 		return fmt.Errorf("%w: %w", errUsage, err)
@@ -73,10 +74,23 @@ func stackInfo(ctx context.Context, args []string, getenv func(string) string, s
 	if err != nil {
 		return err
 	}
-	if *adminSock == "" {
-		*adminSock = filepath.Join(absDir, "spire-admin", "api.sock")
-	}
 	c := compose{bin: *bin, file: *file, project: *project}
+	if *adminSock == "" {
+		// The volume's directory on the host: the same socket the registration step uses.
+		mp, err := exec.CommandContext(ctx, "docker", "volume", "inspect", "-f", "{{.Mountpoint}}", *project+"_spire-admin").Output()
+		if err != nil {
+			return fmt.Errorf("docker volume inspect %s_spire-admin: %w", *project, err)
+		}
+		*adminSock = filepath.Join(strings.TrimSpace(string(mp)), "api.sock")
+	}
+	if *spireBin == "" {
+		for _, p := range []string{".dev/images/spire/spire-server", ".dev/bin/spire-server"} {
+			if abs, err := filepath.Abs(p); err == nil && exists(abs) {
+				*spireBin = abs
+				break
+			}
+		}
+	}
 	files := filepath.Join(absDir, "files")
 	if err := os.MkdirAll(files, 0o700); err != nil {
 		return err
@@ -84,7 +98,7 @@ func stackInfo(ctx context.Context, args []string, getenv func(string) string, s
 	// Copies, not bind mounts: the containers write these files as 65532, which a developer's
 	// own uid could not read from a bind-mounted directory.
 	copies := []struct{ service, src, dst string }{
-		{"edge", "/run/ztbank/public/" + devCAFile, devCAFile},
+		{"edge", "/run/ztbank/pki/" + devCAFile, devCAFile},
 		{"spire-agent", "/run/spire/bootstrap/" + bundleFile, bundleFile},
 		{"devoidc", "/run/ztbank/oidc/provider.json", "provider.json"},
 		{"devoidc", "/run/ztbank/oidc/passwords.json", "passwords.json"},
@@ -102,7 +116,7 @@ func stackInfo(ctx context.Context, args []string, getenv func(string) string, s
 	}
 
 	info := stack.Info{Status: "ready", TrustDomain: topo.TrustDomain.Name(), SpireServer: *adminSock,
-		Bundle: filepath.Join(files, bundleFile)}
+		Bundle: filepath.Join(files, bundleFile), SpireBin: *spireBin}
 	edgeID, err := c.run(ctx, "ps", "-q", "edge")
 	if err != nil || edgeID == "" {
 		return fmt.Errorf("edge container not found (is the stack up?): %v", err)
