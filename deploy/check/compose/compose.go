@@ -1,7 +1,8 @@
 // Package compose loads docker-compose.yml with compose-go (the loader Docker Compose itself
 // uses, schema validation included) and checks the project: every service has a Dockerfile or
 // an image, a healthcheck, dependencies on services that exist, and every topology workload
-// runs under its own SPIFFE registration.
+// runs in one service carrying the container label its SPIRE entry selects (composeinit
+// registers docker:label:org.ztbank.workload:<workload> for each).
 package compose
 
 import (
@@ -9,8 +10,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
-	"slices"
 	"strings"
 
 	"github.com/compose-spec/compose-go/v2/cli"
@@ -49,10 +48,11 @@ func oneShot(p *types.Project, name string) bool {
 	return false
 }
 
-var registration = regexp.MustCompile(`(?m)^register\s+(\S+)\s+(\S+)\s*$`)
+// WorkloadLabel is the label the compose SPIRE entries select on (tools/composeinit).
+const WorkloadLabel = "org.ztbank.workload"
 
 // Check returns every problem in the project.
-func Check(p *types.Project, t *topology.Topology, registerScript []byte) []error {
+func Check(p *types.Project, t *topology.Topology) []error {
 	var errs []error
 	for name, s := range p.Services {
 		if s.Build == nil && s.Image == "" {
@@ -90,11 +90,21 @@ func Check(p *types.Project, t *topology.Topology, registerScript []byte) []erro
 		}
 	}
 
-	// Every topology workload: a service with its ZTBANK_WORKLOAD, direct mode, and a SPIRE
-	// registration whose ID is the topology's and whose selector is that service alone.
-	regs := map[string]string{}
-	for _, m := range registration.FindAllStringSubmatch(string(registerScript), -1) {
-		regs[m[1]] = m[2]
+	// Every topology workload: a service with its ZTBANK_WORKLOAD, direct mode, and the label
+	// its SPIRE entry selects; no label names a workload twice or one outside the topology.
+	labelled := map[string]string{}
+	for _, s := range p.Services {
+		v, ok := s.Labels[WorkloadLabel]
+		if !ok {
+			continue
+		}
+		if other, dup := labelled[v]; dup {
+			errs = append(errs, fmt.Errorf("services %s and %s both carry %s=%s", other, s.Name, WorkloadLabel, v))
+		}
+		labelled[v] = s.Name
+		if w, ok := t.Workload(v); !ok || w.External {
+			errs = append(errs, fmt.Errorf("service %s is labelled %s=%s, which is no workload compose runs", s.Name, WorkloadLabel, v))
+		}
 	}
 	for _, w := range t.Workloads {
 		if w.External {
@@ -117,16 +127,8 @@ func Check(p *types.Project, t *topology.Topology, registerScript []byte) []erro
 		if m := svc.Environment["ZTBANK_TRANSPORT_MODE"]; m == nil || *m != "direct" {
 			errs = append(errs, fmt.Errorf("service %s is not in direct mTLS mode", svc.Name))
 		}
-		want := strings.TrimPrefix(w.ID.String(), t.TrustDomain.IDString()+"/")
-		if got, ok := regs[svc.Name]; !ok {
-			errs = append(errs, fmt.Errorf("service %s (%s) has no SPIRE registration", svc.Name, w.Name))
-		} else if got != want {
-			errs = append(errs, fmt.Errorf("service %s registers as %s, topology says %s", svc.Name, got, want))
-		}
-	}
-	for svc := range regs {
-		if !slices.Contains(p.ServiceNames(), svc) {
-			errs = append(errs, fmt.Errorf("SPIRE registration for unknown service %s", svc))
+		if got := svc.Labels[WorkloadLabel]; got != w.Name {
+			errs = append(errs, fmt.Errorf("service %s (%s) is labelled %s=%q, so it gets no SPIFFE ID or another workload's", svc.Name, w.Name, WorkloadLabel, got))
 		}
 	}
 	return errs

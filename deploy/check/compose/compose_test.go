@@ -13,25 +13,21 @@ import (
 
 var root = filepath.Join("..", "..", "..")
 
-func check(t *testing.T, file string, register []byte) []string {
+func check(t *testing.T, file string) []string {
 	t.Helper()
 	p, err := compose.Load(context.Background(), file)
 	if err != nil {
 		return []string{err.Error()}
 	}
 	var out []string
-	for _, err := range compose.Check(p, topology.Default(), register) {
+	for _, err := range compose.Check(p, topology.Default()) {
 		out = append(out, err.Error())
 	}
 	return out
 }
 
 func TestComposeFile(t *testing.T) {
-	register, err := os.ReadFile(filepath.Join(root, "deploy", "compose", "spire", "register.sh"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range check(t, filepath.Join(root, "docker-compose.yml"), register) {
+	for _, e := range check(t, filepath.Join(root, "docker-compose.yml")) {
 		t.Error(e)
 	}
 }
@@ -43,26 +39,17 @@ func TestComposeDefectsAreCaught(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	register, err := os.ReadFile(filepath.Join(root, "deploy", "compose", "spire", "register.sh"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	for _, tc := range []struct {
 		name, old, new string
-		register       func(string) string
 		want           string
 	}{
-		{name: "Dockerfile typo", old: "deploy/docker/ledger.Dockerfile", new: "deploy/docker/ledgr.Dockerfile", want: "ledgr.Dockerfile does not exist"},
+		{name: "unpinned image", old: "image: ztbank/ledger:dev", new: "image: ztbank/ledger", want: "needs a pinned tag"},
 		{name: "healthcheck removed", old: "      test: [\"CMD\", \"/app/payment\", \"healthcheck\"]\n", new: "", want: "service bank-b-payment has no healthcheck"},
-		{name: "unknown dependency", old: "      bank-a-gateway:\n        condition: service_started", new: "      bank-a-gatewy:\n        condition: service_started", want: `undefined service "bank-a-gatewy"`},
+		{name: "unknown dependency", old: "      bank-a-dbcreds:\n        condition: service_healthy", new: "      bank-a-dbcredz:\n        condition: service_healthy", want: `undefined service "bank-a-dbcredz"`},
 		{name: "mesh mode", old: "ZTBANK_TRANSPORT_MODE: direct", new: "ZTBANK_TRANSPORT_MODE: mesh", want: "is not in direct mTLS mode"},
 		{name: "schema violation", old: "  read_only: true\n", new: "  read_only: yes please\n", want: "read_only"},
-		{
-			name: "wrong SPIFFE ID registered", register: func(s string) string {
-				return strings.Replace(s, "register bank-b-ledger  ns/bank-b/sa/ledger", "register bank-b-ledger  ns/bank-a/sa/ledger", 1)
-			},
-			want: "service bank-b-ledger registers as ns/bank-a/sa/ledger",
-		},
+		{name: "another workload's label", old: "org.ztbank.workload: bank-b/ledger", new: "org.ztbank.workload: bank-a/account", want: "both carry org.ztbank.workload=bank-a/account"},
+		{name: "label missing", old: "      org.ztbank.workload: bank-b/gateway\n", new: "      org.ztbank.other: bank-b/gateway\n", want: "service bank-b-gateway (bank-b/gateway) is labelled"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			body := string(src)
@@ -71,13 +58,6 @@ func TestComposeDefectsAreCaught(t *testing.T) {
 					t.Fatalf("compose file no longer contains %q; update this case", tc.old)
 				}
 				body = strings.Replace(body, tc.old, tc.new, 1)
-			}
-			reg := string(register)
-			if tc.register != nil {
-				reg = tc.register(reg)
-				if reg == string(register) {
-					t.Fatal("register edit did not apply")
-				}
 			}
 			f, err := os.CreateTemp(root, ".compose-defect-*.yml")
 			if err != nil {
@@ -88,7 +68,7 @@ func TestComposeDefectsAreCaught(t *testing.T) {
 				t.Fatal(err)
 			}
 			f.Close()
-			got := check(t, f.Name(), []byte(reg))
+			got := check(t, f.Name())
 			for _, g := range got {
 				if strings.Contains(g, tc.want) {
 					return
