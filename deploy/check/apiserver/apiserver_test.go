@@ -1,0 +1,455 @@
+package apiserver_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/ztbank/ztbank/deploy/check/apiserver"
+	"github.com/ztbank/ztbank/deploy/check/manifest"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+)
+
+// root is the repository root, from this package's directory.
+var root = filepath.Join("..", "..", "..")
+
+var (
+	crdPinDir   = filepath.Join(root, "tools", "kube", "crds")
+	istioConfig = filepath.Join(root, "deploy", "istio", "istio-spire.yaml")
+)
+
+// Time bounds for a loaded 2-core machine. The API server is ready in seconds when idle;
+// CRDs are established in well under a second each.
+const (
+	readyTimeout = 3 * time.Minute
+	crdTimeout   = time.Minute
+)
+
+// binDir returns the directory holding kube-apiserver and etcd. `make kube-test` builds them
+// and sets KUBE_BIN_DIR; a plain `go test ./...` (make deploy-check) skips these tests rather
+// than build Kubernetes on its own.
+func binDir(t *testing.T) string {
+	t.Helper()
+	d := os.Getenv("KUBE_BIN_DIR")
+	if d == "" {
+		t.Skip("KUBE_BIN_DIR not set: the API-server apply runs under `make kube-test`, which builds kube-apiserver and etcd first")
+	}
+	return d
+}
+
+// startCluster starts etcd + kube-apiserver for one test and installs the upstream CRDs and
+// the Emissary stand-ins with their own field manager, so a CRD in a rendering that differs
+// from upstream conflicts instead of silently replacing it.
+func startCluster(t *testing.T, ctx context.Context) (*apiserver.Cluster, *apiserver.Applier) {
+	t.Helper()
+	bins := binDir(t)
+	start := time.Now()
+	c, err := apiserver.Start(ctx, apiserver.Config{BinDir: bins, Dir: t.TempDir(), ReadyTimeout: readyTimeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Stop)
+	t.Logf("etcd + kube-apiserver ready in %s", time.Since(start).Round(time.Millisecond))
+
+	start = time.Now()
+	crds, err := apiserver.LoadCRDs(ctx, crdPinDir, apiserver.UpstreamCRDSources)
+	if err != nil {
+		t.Fatal(err)
+	}
+	standIns, err := apiserver.EmissaryStandInCRDs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := apiserver.NewApplier(c.Rest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range append(crds, standIns...) {
+		ri, _, err := a.Resource(ctx, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ri.Patch(ctx, o.Name, "application/apply-patch+yaml", o.JSON, metav1.PatchOptions{
+			FieldManager: "upstream-crds", FieldValidation: metav1.FieldValidationStrict,
+		}); err != nil {
+			t.Fatalf("install upstream CRD %s: %v", o.Name, err)
+		}
+	}
+	for _, o := range append(crds, standIns...) {
+		if err := a.WaitEstablished(ctx, o.Name, crdTimeout); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("installed %d upstream CRDs and %d Emissary stand-in CRDs in %s", len(crds), len(standIns), time.Since(start).Round(time.Millisecond))
+	return c, a
+}
+
+// TestApplyRenderings applies each overlay to a real API server and creates a Pod from every
+// pod template, with Istio's injection where the namespace asks for it. Every object and
+// every Pod must be accepted.
+func TestApplyRenderings(t *testing.T) {
+	binDir(t)
+	mesh, err := apiserver.LoadMeshConfig(istioConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, overlay := range []string{"kind", "eks"} {
+		t.Run(overlay, func(t *testing.T) {
+			ctx := t.Context()
+			objs, err := manifest.Build(filepath.Join(root, "deploy", "k8s", "overlays", overlay))
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, a := startCluster(t, ctx)
+			start := time.Now()
+			if err := a.ApplyAll(ctx, objs, crdTimeout); err != nil {
+				t.Fatalf("server-side apply of the %s rendering refused objects:\n%v", overlay, err)
+			}
+			t.Logf("applied %d objects server-side (field manager %s, strict field validation) in %s",
+				len(objs), apiserver.FieldManager, time.Since(start).Round(time.Millisecond))
+
+			cs, err := kubernetes.NewForConfig(c.Rest)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pods, err := apiserver.PodsFromTemplates(objs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(pods) == 0 {
+				t.Fatal("the rendering has no pod templates")
+			}
+			injected := 0
+			for _, tp := range pods {
+				ns, err := cs.CoreV1().Namespaces().Get(ctx, tp.Pod.Namespace, metav1.GetOptions{})
+				if err != nil {
+					t.Fatalf("%s: namespace: %v", tp.Owner, err)
+				}
+				if apiserver.InjectionWanted(ns.Labels, tp.Pod) {
+					apiserver.Inject(tp.Pod, mesh)
+					injected++
+				}
+				if _, err := cs.CoreV1().Pods(tp.Pod.Namespace).Create(ctx, tp.Pod, metav1.CreateOptions{
+					FieldValidation: metav1.FieldValidationStrict,
+				}); err != nil {
+					t.Errorf("%s: pod from its template refused (namespace %s, enforce=%s): %v",
+						tp.Owner, ns.Name, ns.Labels["pod-security.kubernetes.io/enforce"], err)
+				}
+			}
+			t.Logf("admitted %d pods from pod templates (%d with Istio sidecar injection, CNI=%t)", len(pods), injected, mesh.CNI)
+
+			if overlay == "kind" {
+				t.Run("refusals", func(t *testing.T) { testRefusals(t, c, a, objs) })
+			}
+		})
+	}
+}
+
+// testRefusals proves the cluster above can refuse: without these the acceptance checks
+// would pass against an API server that admits anything.
+func testRefusals(t *testing.T, c *apiserver.Cluster, a *apiserver.Applier, objs []manifest.Object) {
+	ctx := t.Context()
+	cs, err := kubernetes.NewForConfig(c.Rest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pods, err := apiserver.PodsFromTemplates(objs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	templatePod := func(ns string) *corev1.Pod {
+		for _, tp := range pods {
+			if tp.Pod.Namespace == ns {
+				p := tp.Pod.DeepCopy()
+				p.Name += "-negative"
+				return p
+			}
+		}
+		t.Fatalf("no pod template in namespace %s", ns)
+		return nil
+	}
+
+	podCases := []struct {
+		name   string
+		ns     string
+		mutate func(*corev1.Pod)
+		want   string // substring of the refusal
+	}{
+		{
+			name: "privileged container in a restricted namespace",
+			ns:   "bank-a",
+			mutate: func(p *corev1.Pod) {
+				p.Spec.Containers[0].SecurityContext.Privileged = ptr(true)
+				p.Spec.Containers[0].SecurityContext.AllowPrivilegeEscalation = ptr(true)
+			},
+			want: `violates PodSecurity "restricted:latest": privileged`,
+		},
+		{
+			// The drift issue 11 names: Istio without its CNI plugin injects istio-init with
+			// NET_ADMIN and NET_RAW, which restricted (and baseline) refuse.
+			name: "sidecar injection without Istio CNI, restricted namespace",
+			ns:   "bank-a",
+			mutate: func(p *corev1.Pod) {
+				apiserver.Inject(p, apiserver.MeshConfig{CNI: false, NativeSidecars: true})
+			},
+			want: `unrestricted capabilities (container "istio-init" must not include "NET_ADMIN", "NET_RAW"`,
+		},
+		{
+			name: "sidecar injection without Istio CNI, baseline namespace",
+			ns:   "ztbank-system",
+			mutate: func(p *corev1.Pod) {
+				apiserver.Inject(p, apiserver.MeshConfig{CNI: false, NativeSidecars: true})
+			},
+			want: `violates PodSecurity "baseline:latest": non-default capabilities (container "istio-init" must not include "NET_ADMIN", "NET_RAW"`,
+		},
+		{
+			name:   "service account that does not exist",
+			ns:     "bank-b",
+			mutate: func(p *corev1.Pod) { p.Spec.ServiceAccountName = "no-such-account" },
+			want:   `serviceaccount "no-such-account" not found`,
+		},
+	}
+	for _, tc := range podCases {
+		t.Run(tc.name, func(t *testing.T) {
+			p := templatePod(tc.ns)
+			tc.mutate(p)
+			_, err := cs.CoreV1().Pods(p.Namespace).Create(ctx, p, metav1.CreateOptions{FieldValidation: metav1.FieldValidationStrict})
+			if err == nil {
+				t.Fatalf("pod %s/%s admitted, want refusal containing %q", p.Namespace, p.Name, tc.want)
+			}
+			if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("refusal = %v, want Forbidden containing %q", err, tc.want)
+			}
+		})
+	}
+
+	// Strict field validation: a misspelt field in a CRD-backed object (Istio's real schema,
+	// spire-controller-manager's real schema) and in a built-in object is refused, where
+	// the default (Warn) would drop it and store the rest.
+	objCases := []struct {
+		name, yaml, want string
+	}{
+		{
+			name: "AuthorizationPolicy with principal for principals",
+			yaml: `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: misspelt, namespace: bank-a}
+spec:
+  action: ALLOW
+  rules: [{from: [{source: {principal: ["ztbank.local/ns/bank-a/sa/gateway"]}}]}]`,
+			want: `unknown field "spec.rules[0].from[0].source.principal"`,
+		},
+		{
+			name: "ClusterSPIFFEID with spiffeIdTemplate for spiffeIDTemplate",
+			yaml: `apiVersion: spire.spiffe.io/v1alpha1
+kind: ClusterSPIFFEID
+metadata: {name: misspelt}
+spec:
+  spiffeIDTemplate: "spiffe://{{ .TrustDomain }}/x"
+  spiffeIdTemplate: "spiffe://{{ .TrustDomain }}/x"`,
+			want: `unknown field "spec.spiffeIdTemplate"`,
+		},
+		{
+			name: "ExternalSecret with refreshIntervall",
+			yaml: `apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {name: misspelt, namespace: bank-a}
+spec:
+  refreshIntervall: 1h
+  secretStoreRef: {name: aws-parameter-store, kind: ClusterSecretStore}
+  target: {name: x}`,
+			want: `unknown field "spec.refreshIntervall"`,
+		},
+		{
+			name: "Deployment with replica for replicas",
+			yaml: `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: misspelt, namespace: bank-a}
+spec:
+  replica: 2
+  selector: {matchLabels: {a: b}}
+  template: {metadata: {labels: {a: b}}, spec: {containers: [{name: c, image: i:1}]}}`,
+			want: `unknown field "spec.replica"`,
+		},
+	}
+	for _, tc := range objCases {
+		t.Run(tc.name, func(t *testing.T) {
+			objs, err := manifest.Parse([]byte(tc.yaml))
+			if err != nil || len(objs) != 1 {
+				t.Fatalf("parse: %v (%d objects)", err, len(objs))
+			}
+			_, err = a.Apply(ctx, objs[0])
+			if err == nil {
+				t.Fatalf("%s accepted, want refusal containing %q", objs[0].ID(), tc.want)
+			}
+			if !apierrors.IsBadRequest(err) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("refusal = %v, want BadRequest containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestVendoredSPIRECRDsMatchUpstream keeps deploy/k8s/base/spire/crds.yaml identical to the
+// CRDs of the spire-controller-manager release the server image runs (v0.6.3): a trimmed or
+// edited copy would conflict with, or quietly narrow, the real schema.
+func TestVendoredSPIRECRDsMatchUpstream(t *testing.T) {
+	ctx := t.Context()
+	var spire []apiserver.CRDSource
+	for _, s := range apiserver.UpstreamCRDSources {
+		if s.Module == "github.com/spiffe/spire-controller-manager" {
+			spire = append(spire, s)
+		}
+	}
+	upstream, err := apiserver.LoadCRDs(ctx, crdPinDir, spire)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(root, "deploy", "k8s", "base", "spire", "crds.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	vendored, err := manifest.Parse(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	asMaps := func(objs []manifest.Object) map[string]any {
+		m := map[string]any{}
+		for _, o := range objs {
+			v, err := o.Map()
+			if err != nil {
+				t.Fatal(err)
+			}
+			m[o.Name] = v
+		}
+		return m
+	}
+	if diff := cmp.Diff(asMaps(upstream), asMaps(vendored)); diff != "" {
+		t.Errorf("deploy/k8s/base/spire/crds.yaml differs from spire-controller-manager's config/crd/bases (-upstream +vendored):\n%s", diff)
+	}
+}
+
+// TestInjectionModelMatchesServedTemplate ties apiserver.Inject to Istio's injection template
+// at the pinned istio.io/istio version: each security-relevant line the model reproduces must
+// still be in the template, in the branch the model assumes.
+func TestInjectionModelMatchesServedTemplate(t *testing.T) {
+	dir, err := apiserver.ModuleDir(t.Context(), crdPinDir, "istio.io/istio")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "manifests", "charts", "istio-control", "istio-discovery", "files", "injection-template.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := string(b)
+	for _, want := range []string{
+		// The init container's name and capabilities depend on pilot.cni.enabled.
+		"{{ if .Values.pilot.cni.enabled -}}\n  - name: istio-validation\n  {{ else -}}\n  - name: istio-init",
+		"    {{- if not .Values.pilot.cni.enabled }}\n        add:\n        - NET_ADMIN\n        - NET_RAW\n    {{- end }}\n        drop:\n        - ALL",
+		"    {{- if not .Values.pilot.cni.enabled }}\n      readOnlyRootFilesystem: false\n      runAsGroup: 0\n      runAsNonRoot: false\n      runAsUser: 0\n    {{- else }}\n      readOnlyRootFilesystem: true",
+		"      runAsNonRoot: true\n    {{- end }}",
+		// The proxy: non-root 1337, no capabilities unless TPROXY or NET_BIND_SERVICE.
+		"      runAsNonRoot: true\n      runAsUser: {{ .ProxyUID | default \"1337\" }}\n      runAsGroup: {{ .ProxyGID | default \"1337\" }}",
+		"{{ if $nativeSidecar }}restartPolicy: Always{{end}}",
+		"allowPrivilegeEscalation: {{ .Values.global.proxy.privileged }}",
+	} {
+		if !strings.Contains(tmpl, want) {
+			t.Errorf("Istio's injection template no longer contains\n%s\n(update apiserver.Inject to match it)", want)
+		}
+	}
+}
+
+// TestMeshConfigChoice pins the Istio settings ADR 0921 chose: CNI on (no privileged init
+// container in the pods), an unprivileged proxy.
+func TestMeshConfigChoice(t *testing.T) {
+	got, err := apiserver.LoadMeshConfig(istioConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := apiserver.MeshConfig{CNI: true, ProxyPrivileged: false, NativeSidecars: true,
+		ProxySeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("deploy/istio mesh settings (-want +got):\n%s", diff)
+	}
+}
+
+// TestPodsFromTemplates checks the pod builder on a StatefulSet and a CronJob.
+func TestPodsFromTemplates(t *testing.T) {
+	objs, err := manifest.Parse([]byte(`apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db, namespace: ns}
+spec:
+  serviceName: db
+  selector: {matchLabels: {a: b}}
+  template:
+    metadata: {labels: {a: b}}
+    spec: {containers: [{name: c, image: i:1, volumeMounts: [{name: data, mountPath: /d}]}]}
+  volumeClaimTemplates: [{metadata: {name: data}, spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}}]
+---
+apiVersion: batch/v1
+kind: CronJob
+metadata: {name: rotate, namespace: ns}
+spec:
+  schedule: "*/10 * * * *"
+  jobTemplate: {spec: {template: {spec: {restartPolicy: Never, containers: [{name: r, image: i:1}]}}}}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: skipped, namespace: ns}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pods, err := apiserver.PodsFromTemplates(objs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, p := range pods {
+		vols := []string{}
+		for _, v := range p.Pod.Spec.Volumes {
+			if v.PersistentVolumeClaim != nil {
+				vols = append(vols, v.Name+"="+v.PersistentVolumeClaim.ClaimName)
+			}
+		}
+		got = append(got, fmt.Sprintf("%s -> %s/%s %v", p.Owner, p.Pod.Namespace, p.Pod.Name, vols))
+	}
+	want := []string{
+		"StatefulSet ns/db -> ns/statefulset-db [data=data-db-0]",
+		"CronJob ns/rotate -> ns/cronjob-rotate []",
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("pods (-want +got):\n%s", diff)
+	}
+}
+
+// TestInjectionWanted covers the injector's opt-in and opt-out rules the test relies on.
+func TestInjectionWanted(t *testing.T) {
+	enabled := map[string]string{"istio-injection": "enabled"}
+	for _, tc := range []struct {
+		name string
+		ns   map[string]string
+		pod  corev1.Pod
+		want bool
+	}{
+		{"namespace opted in", enabled, corev1.Pod{}, true},
+		{"namespace not labelled", map[string]string{}, corev1.Pod{}, false},
+		{"pod opts out by label", enabled, corev1.Pod{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"sidecar.istio.io/inject": "false"}}}, false},
+		{"host network", enabled, corev1.Pod{Spec: corev1.PodSpec{HostNetwork: true}}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := apiserver.InjectionWanted(tc.ns, &tc.pod); got != tc.want {
+				t.Errorf("InjectionWanted = %t, want %t", got, tc.want)
+			}
+		})
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
