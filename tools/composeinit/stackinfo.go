@@ -137,8 +137,12 @@ func stackInfo(ctx context.Context, args []string, getenv func(string) string, s
 		if err != nil {
 			return fmt.Errorf("%s: %w", w.Name, err)
 		}
+		health, err := c.run(ctx, "port", ServiceName(w), HealthPort)
+		if err != nil {
+			return fmt.Errorf("%s: %w", w.Name, err)
+		}
 		info.Workloads = append(info.Workloads, stack.WorkloadInfo{Name: w.Name, SpiffeID: w.ID.String(),
-			Binary: "container " + ServiceName(w), Listen: addr})
+			Binary: "container " + ServiceName(w), Listen: addr, Health: health})
 	}
 	public, err := c.run(ctx, "port", "edge", PublicPort)
 	if err != nil {
