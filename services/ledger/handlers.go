@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 
@@ -155,24 +156,32 @@ type entryJSON struct {
 	CreatedAt     time.Time   `json:"created_at"`
 }
 
-func (h *handlers) entries(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	limit, after := defaultPageSize, int64(0)
+// parsePage reads the entries page from the query: limit (1 to maxPageSize, default
+// defaultPageSize) and cursor (a previous page's next_cursor, a non-negative entry ID).
+func parsePage(q url.Values) (limit int, after int64, err error) {
+	limit = defaultPageSize
 	if s := q.Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 || n > maxPageSize {
-			problem.Write(w, r, problem.Errorf(problem.ErrBadRequest, fmt.Sprintf("limit must be 1 to %d", maxPageSize)))
-			return
+			return 0, 0, problem.Errorf(problem.ErrBadRequest, fmt.Sprintf("limit must be 1 to %d", maxPageSize))
 		}
 		limit = n
 	}
 	if s := q.Get("cursor"); s != "" {
 		n, err := strconv.ParseInt(s, 10, 64)
 		if err != nil || n < 0 {
-			problem.Write(w, r, problem.Errorf(problem.ErrBadRequest, "cursor must be the next_cursor of a previous page"))
-			return
+			return 0, 0, problem.Errorf(problem.ErrBadRequest, "cursor must be the next_cursor of a previous page")
 		}
 		after = n
+	}
+	return limit, after, nil
+}
+
+func (h *handlers) entries(w http.ResponseWriter, r *http.Request) {
+	limit, after, err := parsePage(r.URL.Query())
+	if err != nil {
+		problem.Write(w, r, err)
+		return
 	}
 	a, err := h.load(r, "ledger:read")
 	if err != nil {
