@@ -1,17 +1,19 @@
-# syntax=docker/dockerfile:1.7
-# user: a static Go binary on distroless, non-root. Build from the workspace root:
+# user: a static Go binary on distroless, non-root — the same image `make images` builds as
+# ztbank/user:dev (deploy/images/README.md), for machines that can pull base images. This
+# one cannot (no registry is reachable here), so it is not built here: use `make images`.
+# Build from the workspace root:
 #   docker build -f deploy/docker/user.Dockerfile -t ztbank/user:dev .
 # Targets: "dev" adds a busybox shell for Tilt's live update on kind; the default (last)
-# target is the production image.
+# target is the production image. No `# syntax=` line and no `RUN --mount`: neither the
+# classic builder nor BuildKit has to fetch a frontend image. .dockerignore keeps .dev, .git
+# and keys out of the context.
 
 FROM golang:1.26-bookworm AS build
 WORKDIR /src
 ENV CGO_ENABLED=0 GOFLAGS=-trimpath
 # The whole workspace is needed: go.work names every module and ./services/user imports libs.
 COPY . .
-RUN --mount=type=cache,target=/root/go/pkg/mod \
-    --mount=type=cache,target=/root/.cache/go-build \
-    go build -ldflags="-s -w" -o /out/user ./services/user
+RUN go build -buildvcs=false -ldflags="-s -w" -o /out/user ./services/user
 
 FROM gcr.io/distroless/static-debian12:debug-nonroot AS dev
 COPY --from=build /out/user /app/user
