@@ -38,12 +38,13 @@ const project = "ztbank"
 var env *stackEnv
 
 type stackEnv struct {
-	info    stack.Info
-	root    string
-	compose string // the pinned docker-compose binary
-	client  *http.Client
-	edge    string
-	tokens  map[string]string
+	info     stack.Info
+	root     string
+	compose  string // the pinned docker-compose binary
+	client   *http.Client
+	edge     string
+	tokens   map[string]string
+	loggedIn time.Time
 }
 
 func TestMain(m *testing.M) {
@@ -95,20 +96,34 @@ func connect(path string) (*stackEnv, error) {
 		TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}, MaxIdleConnsPerHost: 64}}
 	e := &stackEnv{info: info, root: root, compose: filepath.Join(root, ".dev", "bin", "docker-compose"),
 		client: client, edge: strings.TrimSuffix(info.Edge.URL, "/"), tokens: map[string]string{}}
-	passwords, err := devoidc.ReadSecrets(info.OIDC.PasswordsFile)
-	if err != nil {
+	if err := e.login(); err != nil {
 		return nil, err
+	}
+	return e, nil
+}
+
+// tokenRefresh is how old the users' access tokens may get before a test logs everyone in
+// again: the dev provider's tokens live 10 minutes, and no fault test runs for 6.
+const tokenRefresh = 4 * time.Minute
+
+// login logs every demo user in through the provider's real authorization-code + PKCE
+// endpoints.
+func (e *stackEnv) login() error {
+	passwords, err := devoidc.ReadSecrets(e.info.OIDC.PasswordsFile)
+	if err != nil {
+		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	for _, u := range demo.Users() {
-		tok, err := devoidc.Login(ctx, client, info.OIDC.Issuer, devoidc.CLIClientID, u.Username, passwords[u.Username])
+		tok, err := devoidc.Login(ctx, e.client, e.info.OIDC.Issuer, devoidc.CLIClientID, u.Username, passwords[u.Username])
 		if err != nil {
-			return nil, fmt.Errorf("log in %s: %w", u.Username, err)
+			return fmt.Errorf("log in %s: %w", u.Username, err)
 		}
 		e.tokens[u.Username] = tok.AccessToken
 	}
-	return e, nil
+	e.loggedIn = time.Now()
+	return nil
 }
 
 // need skips a test when no compose stack is running.
@@ -116,6 +131,11 @@ func need(t *testing.T) *stackEnv {
 	t.Helper()
 	if env == nil {
 		t.Skipf("needs the docker-compose stack: run make compose-test (or make compose-up and set %s)", envStack)
+	}
+	if time.Since(env.loggedIn) > tokenRefresh {
+		if err := env.login(); err != nil {
+			t.Fatal(err)
+		}
 	}
 	return env
 }
