@@ -101,19 +101,16 @@ func (h *handlers) openAccount(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, problem.Errorf(problem.ErrBadRequest, "body unreadable or too large"))
 		return
 	}
-	var req struct {
-		OwnerID uuid.UUID `json:"owner_id"`
-	}
-	// Only the owner is read here; the account service parses the whole body strictly.
-	if err := json.Unmarshal(body, &req); err != nil || req.OwnerID == uuid.Nil {
-		problem.Write(w, r, problem.Errorf(problem.ErrBadRequest, "body must be a JSON object with owner_id, name and currency"))
-		return
-	}
-	if err := h.az.Check(r.Context(), "accounts:open", h.resource(req.OwnerID)); err != nil {
+	ownerID, err := openAccountOwner(body)
+	if err != nil {
 		problem.Write(w, r, err)
 		return
 	}
-	owner, err := h.users.Get(r.Context(), req.OwnerID)
+	if err := h.az.Check(r.Context(), "accounts:open", h.resource(ownerID)); err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	owner, err := h.users.Get(r.Context(), ownerID)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		err = problem.Errorf(problem.ErrUnprocessable, "owner_id is not a user of this tenant")
@@ -125,6 +122,19 @@ func (h *handlers) openAccount(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.relay(w, r, http.MethodPost, "/v1/accounts", body)
+}
+
+// openAccountOwner reads the owner of an open-account body. Only the owner is read here;
+// the account service parses the whole body strictly, and the owner it reads must be the
+// one decided on here (FuzzOpenAccountOwner).
+func openAccountOwner(body []byte) (uuid.UUID, error) {
+	var req struct {
+		OwnerID uuid.UUID `json:"owner_id"`
+	}
+	if err := json.Unmarshal(body, &req); err != nil || req.OwnerID == uuid.Nil {
+		return uuid.Nil, problem.Errorf(problem.ErrBadRequest, "body must be a JSON object with owner_id, name and currency")
+	}
+	return req.OwnerID, nil
 }
 
 // relay calls the account service and passes its answer (JSON or problem+json) through.
