@@ -102,6 +102,11 @@ func (b *builder) build(ctx context.Context, list []image) error {
 	if err := dockerReachable(ctx); err != nil {
 		return err
 	}
+	unlock, err := b.lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	start := time.Now()
 	binaries, err := b.buildBinaries(ctx, list)
 	if err != nil {
@@ -143,6 +148,26 @@ func (b *builder) build(ctx context.Context, list []image) error {
 	}
 	fmt.Fprintf(b.out, "==> images ready in %s\n", time.Since(start).Round(100*time.Millisecond))
 	return nil
+}
+
+// lock makes concurrent runs (several engineers, or make -j) take turns: they share the
+// binaries folder, the rootfs work folder and the image names.
+func (b *builder) lock() (func(), error) {
+	if err := os.MkdirAll(b.dir(), 0o755); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(b.dir(".lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		fmt.Fprintln(b.out, "==> another `images build` is running; waiting for it")
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("lock %s: %w", f.Name(), err)
+		}
+	}
+	return func() { f.Close() }, nil
 }
 
 func short(sum string) string {
