@@ -118,6 +118,8 @@ func checkDial(r *Rendering, c *Container, d Dial) string {
 	}
 	for _, t := range targets {
 		switch {
+		case t.C.Binary != "" && t.C.loaded == nil:
+			return fmt.Sprintf("reaches %s, whose own environment does not load", t.C.ID)
 		case d.Workload != "":
 			if t.C.loaded == nil || t.C.loaded.Server == nil || t.C.loaded.Server.Self.Name != d.Workload {
 				return fmt.Sprintf("reaches %s, not workload %s", t.C.ID, d.Workload)
@@ -148,16 +150,25 @@ func (c *Container) getenv() func(string) string {
 	}
 	// Longest first, so /etc/ztbank/db-ca wins over /etc/ztbank.
 	sort.Slice(mounts, func(i, j int) bool { return len(mounts[i]) > len(mounts[j]) })
+	// One pass with one alternation (leftmost-first, longest mount first), so a rewritten
+	// path is never rewritten again by a shorter mount such as /tmp.
+	var re *regexp.Regexp
+	if len(mounts) > 0 {
+		alts := make([]string, len(mounts))
+		for i, m := range mounts {
+			alts[i] = regexp.QuoteMeta(m)
+		}
+		re = regexp.MustCompile(`(^|[=\s,]|unix://)(` + strings.Join(alts, "|") + `)(/|$|\s)`)
+	}
 	return func(k string) string {
 		v, ok := c.Env[k]
-		if !ok {
-			return ""
+		if !ok || re == nil {
+			return v
 		}
-		for _, m := range mounts {
-			re := regexp.MustCompile(`(^|[=\s,]|unix://)` + regexp.QuoteMeta(m) + `(/|$|\s)`)
-			v = re.ReplaceAllString(v, "${1}"+c.Mounts[m]+"${2}")
-		}
-		return v
+		return re.ReplaceAllStringFunc(v, func(match string) string {
+			sub := re.FindStringSubmatch(match)
+			return sub[1] + c.Mounts[sub[2]] + sub[3]
+		})
 	}
 }
 

@@ -582,6 +582,9 @@ func externalSecretData(es externalSecret) (map[string][]byte, error) {
 	values := map[string]string{}
 	for _, d := range es.Spec.Data {
 		values[d.SecretKey] = "external.invalid"
+		if ext := path.Ext(d.SecretKey); ext == ".pem" || ext == ".crt" || ext == ".key" {
+			values[d.SecretKey] = string(placeholder(d.SecretKey))
+		}
 	}
 	out := map[string][]byte{}
 	if t := es.Spec.Target.Template; t != nil && len(t.Data) > 0 {

@@ -195,6 +195,13 @@ type ExternalSecret struct {
 			Name           string `json:"name"`
 			CreationPolicy string `json:"creationPolicy,omitempty"`
 			DeletionPolicy string `json:"deletionPolicy,omitempty"`
+			// Template shapes the Secret from the fetched values (engine v2: Go templates).
+			Template *struct {
+				EngineVersion string            `json:"engineVersion,omitempty"`
+				Type          string            `json:"type,omitempty"`
+				MergePolicy   string            `json:"mergePolicy,omitempty"`
+				Data          map[string]string `json:"data,omitempty"`
+			} `json:"template,omitempty"`
 		} `json:"target"`
 		Data []struct {
 			SecretKey string `json:"secretKey"`

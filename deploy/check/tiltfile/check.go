@@ -93,6 +93,15 @@ func (r *Run) Check() []error {
 	}
 	for _, img := range r.Images {
 		built[img.Ref] = true
+		if img.Command != "" {
+			for _, d := range img.Deps {
+				exists("custom_build "+img.Ref+" dep", d)
+			}
+			if !strings.Contains(img.Command, "$EXPECTED_REF") {
+				errs = append(errs, fmt.Errorf("custom_build %s: the command never tags $EXPECTED_REF, so Tilt cannot find the image", img.Ref))
+			}
+			continue
+		}
 		exists("docker_build context", img.Context)
 		exists("Dockerfile", img.Dockerfile)
 		if img.Target != "" {

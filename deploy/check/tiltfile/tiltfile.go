@@ -28,10 +28,13 @@ type Run struct {
 	K8sResources   []K8sResource
 }
 
-// Image is a docker_build (or docker_build_with_restart) call.
+// Image is a docker_build (or docker_build_with_restart) call, or a custom_build (Command set,
+// no Dockerfile).
 type Image struct {
 	Ref, Context, Dockerfile, Target string
 	Syncs                            [][2]string
+	Command                          string
+	Deps                             []string
 }
 
 // LocalResource is a local_resource call.
@@ -83,6 +86,7 @@ func Exec(root string, src []byte) (*Run, error) {
 		"decode_yaml_stream": starlark.NewBuiltin("decode_yaml_stream", decodeYAMLStream),
 		"k8s_yaml":           starlark.NewBuiltin("k8s_yaml", r.k8sYAML),
 		"docker_build":       starlark.NewBuiltin("docker_build", r.dockerBuild),
+		"custom_build":       starlark.NewBuiltin("custom_build", r.customBuild),
 		"sync":               starlark.NewBuiltin("sync", syncStep),
 		"run":                starlark.NewBuiltin("run", runStep),
 		"local_resource":     starlark.NewBuiltin("local_resource", r.localResource),
@@ -268,6 +272,26 @@ func (r *Run) dockerBuild(_ *starlark.Thread, b *starlark.Builtin, args starlark
 		dockerfile = filepath.Join(context, "Dockerfile")
 	}
 	img := Image{Ref: ref, Context: context, Dockerfile: dockerfile, Target: target}
+	if l, ok := liveUpdate.(*starlark.List); ok {
+		for i := 0; i < l.Len(); i++ {
+			if s, ok := l.Index(i).(step); ok && s.kind == "sync" {
+				img.Syncs = append(img.Syncs, [2]string{s.src, s.dst})
+			}
+		}
+	}
+	r.Images = append(r.Images, img)
+	return starlark.None, nil
+}
+
+func (r *Run) customBuild(_ *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var ref string
+	var command, deps, liveUpdate, tag, skipsPush, ignore starlark.Value
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs,
+		"ref", &ref, "command", &command, "deps", &deps, "live_update?", &liveUpdate,
+		"tag?", &tag, "disable_push?", &skipsPush, "ignore?", &ignore); err != nil {
+		return nil, err
+	}
+	img := Image{Ref: ref, Command: stringOf(command), Deps: stringsOf(deps)}
 	if l, ok := liveUpdate.(*starlark.List); ok {
 		for i := 0; i < l.Len(); i++ {
 			if s, ok := l.Index(i).(step); ok && s.kind == "sync" {

@@ -34,13 +34,13 @@ func TestTiltfileDefectsAreCaught(t *testing.T) {
 	for _, tc := range []struct {
 		name, old, new, want string
 	}{
-		{"Dockerfile path typo", "deploy/docker/%s.Dockerfile", "deploy/dockers/%s.Dockerfile", "Dockerfile deploy/dockers/"},
+		{"image build input typo", "deps=[src, 'libs', 'go.work'", "deps=[src, 'lib', 'go.work'", "dep lib does not exist"},
+		{"image never tagged for Tilt", "docker tag ztbank/%s:dev $EXPECTED_REF", "docker tag ztbank/%s:dev $REF", "never tags $EXPECTED_REF"},
 		{"SPIFFE IDs not gated on SPIRE", "objects=spiffe_ids, resource_deps=['spire-ready']", "objects=spiffe_ids", "does not wait for spire-ready"},
-		{"workloads not gated on SPIFFE IDs", "deps = ['spiffe-ids', name + '-binary']", "deps = [name + '-binary']", "does not wait for its SPIFFE IDs"},
-		{"dependency on a missing resource", "resource_deps=['postgres-admin-secret']", "resource_deps=['postgres-secret']", "depends on postgres-secret, which is not a resource"},
-		{"missing dev stage", "target='dev'", "target='debug'", `has no stage "debug"`},
+		{"workloads not gated on SPIFFE IDs", "deps = ['spiffe-ids']", "deps = []", "does not wait for its SPIFFE IDs"},
+		{"dependency on a missing resource", "resource_deps=['postgres-admin-secret', 'postgres-tls']", "resource_deps=['postgres-secret', 'postgres-tls']", "depends on postgres-secret, which is not a resource"},
 		{"one service not built", "SERVICES = ['edge', 'gateway', 'user', 'account', 'payment', 'ledger']", "SERVICES = ['edge', 'gateway', 'user', 'account', 'payment']", "runs ztbank/ledger:dev, which the Tiltfile does not build"},
-		{"wrong package path", "./services/%s", "./service/%s", "package ./service/"},
+		{"wrong package path", "./tools/dbadmin", "./tool/dbadmin", "package ./tool/dbadmin"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if !strings.Contains(string(src), tc.old) {

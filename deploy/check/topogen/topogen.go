@@ -45,6 +45,37 @@ const IngressServiceAccount = "emissary-ingress"
 // JWKSPath is where the edge serves the internal-JWT key set on its health port.
 const JWKSPath = "/.well-known/jwks.json"
 
+// PeerURLTemplate is how a service reaches its peers through the mesh: the peer's Service on
+// the API port. Every workload listens there (ZTBANK_LISTEN), so one template serves all.
+var PeerURLTemplate = fmt.Sprintf("http://{service}.{namespace}.svc.cluster.local:%d", APIPort)
+
+// Database wiring shared by every overlay: each DB workload takes its whole database
+// configuration (ZTBANK_DB_DSN, ZTBANK_DB_AUTH and the method's own variable) from the Secret
+// DBSecretName(w), which the kind overlay generates and External Secrets fills on EKS, and
+// trusts the database's CA from the tenant's Secret DBCASecret mounted at DBCADir.
+const (
+	DBCASecret = "ztbank-db-ca"
+	DBCAKey    = "ca.pem"
+	DBCADir    = "/etc/ztbank/db-ca"
+	// DBPasswordDir is where the kind overlay mounts a workload's rotated password.
+	DBPasswordDir = "/var/run/secrets/ztbank/db"
+	// KindDBHost is the in-cluster PostgreSQL of the kind overlay.
+	KindDBHost = "postgres.ztbank-system.svc.cluster.local"
+)
+
+// DBSecretName is the Secret holding w's database configuration.
+func DBSecretName(w topology.Workload) string { return "ztbank-db-" + w.Service }
+
+// DBPasswordSecretName is the Secret Tilt writes w's rotated password into (kind only).
+func DBPasswordSecretName(w topology.Workload) string { return "ztbank-db-password-" + w.Service }
+
+// dsn is w's libpq connection string for host; verify-full against the mounted CA.
+func (g gen) dsn(w topology.Workload, host string) string {
+	tn, _ := g.t.Tenant(w.Tenant)
+	return fmt.Sprintf("host=%s port=%d dbname=%s user=%s sslmode=verify-full sslrootcert=%s/%s",
+		host, PostgresPort, tn.Database, w.DBRole, DBCADir, DBCAKey)
+}
+
 // WorkloadAnnotation names the topology workload a Deployment runs, so checks can join
 // rendered objects back to the topology without parsing names.
 const WorkloadAnnotation = "ztbank.io/workload"
@@ -99,7 +130,11 @@ func Files(t *topology.Topology) ([]File, error) {
 	if err != nil {
 		return nil, err
 	}
-	return append(files, eks...), nil
+	kind, err := g.kindFiles()
+	if err != nil {
+		return nil, err
+	}
+	return append(append(files, eks...), kind...), nil
 }
 
 // eksFiles renders the EKS-only objects into the eks/ subdirectory: External Secrets that
@@ -108,17 +143,49 @@ func Files(t *topology.Topology) ([]File, error) {
 func (g gen) eksFiles() ([]File, error) {
 	var secrets []obj
 	for _, tn := range g.t.Tenants {
+		// The RDS CA bundle of the tenant's database, which every DB workload verifies it by.
 		secrets = append(secrets, obj{
 			"apiVersion": "external-secrets.io/v1",
 			"kind":       "ExternalSecret",
-			"metadata":   obj{"name": "ztbank-db", "namespace": tn.Name},
+			"metadata":   obj{"name": DBCASecret, "namespace": tn.Name},
 			"spec": obj{
 				"refreshInterval": "1h",
 				"secretStoreRef":  obj{"name": "aws-parameter-store", "kind": "ClusterSecretStore"},
-				"target":          obj{"name": "ztbank-db", "creationPolicy": "Owner"},
+				"target":          obj{"name": DBCASecret, "creationPolicy": "Owner"},
 				"data": []any{
-					obj{"secretKey": "ZTBANK_DB_HOST", "remoteRef": obj{"key": "/ztbank/" + tn.Name + "/db/host"}},
-					obj{"secretKey": "ZTBANK_DB_REGION", "remoteRef": obj{"key": "/ztbank/" + tn.Name + "/db/region"}},
+					obj{"secretKey": DBCAKey, "remoteRef": obj{"key": "/ztbank/" + tn.Name + "/db/ca-bundle"}},
+				},
+			},
+		})
+	}
+	for _, w := range g.t.Workloads {
+		if w.DBRole == "" {
+			continue
+		}
+		// The endpoint and region come from Parameter Store; the template makes the one DSN the
+		// binary reads (database, role and TLS settings are the topology's, not the account's).
+		secrets = append(secrets, obj{
+			"apiVersion": "external-secrets.io/v1",
+			"kind":       "ExternalSecret",
+			"metadata":   obj{"name": DBSecretName(w), "namespace": w.Namespace},
+			"spec": obj{
+				"refreshInterval": "1h",
+				"secretStoreRef":  obj{"name": "aws-parameter-store", "kind": "ClusterSecretStore"},
+				"target": obj{
+					"name":           DBSecretName(w),
+					"creationPolicy": "Owner",
+					"template": obj{
+						"engineVersion": "v2",
+						"data": obj{
+							"ZTBANK_DB_DSN":    g.dsn(w, "{{ .host }}"),
+							"ZTBANK_DB_AUTH":   "rdsiam",
+							"ZTBANK_DB_REGION": "{{ .region }}",
+						},
+					},
+				},
+				"data": []any{
+					obj{"secretKey": "host", "remoteRef": obj{"key": "/ztbank/" + w.Tenant + "/db/host"}},
+					obj{"secretKey": "region", "remoteRef": obj{"key": "/ztbank/" + w.Tenant + "/db/region"}},
 				},
 			},
 		})
@@ -184,6 +251,69 @@ func (g gen) eksFiles() ([]File, error) {
 		{Name: "eks/externalsecrets.yaml", Body: es},
 		{Name: "eks/kustomization.yaml", Body: k},
 		{Name: "eks/eksctl-pod-identity.yaml", Body: cc},
+	}, nil
+}
+
+// kindFiles renders the kind overlay's database wiring as a kustomize Component: each DB
+// workload's configuration Secret (in-cluster PostgreSQL, rotated password files) and a patch
+// that mounts the password Secret Tilt keeps rotating.
+func (g gen) kindFiles() ([]File, error) {
+	var secrets []obj
+	var patches []any
+	for _, w := range g.t.Workloads {
+		if w.DBRole == "" {
+			continue
+		}
+		secrets = append(secrets, obj{
+			"apiVersion": "v1",
+			"kind":       "Secret",
+			"metadata":   meta(DBSecretName(w), w.Namespace, w),
+			"type":       "Opaque",
+			// Configuration, not credentials: the DSN names no password.
+			"stringData": obj{
+				"ZTBANK_DB_DSN":           g.dsn(w, KindDBHost),
+				"ZTBANK_DB_AUTH":          "passwordfile",
+				"ZTBANK_DB_PASSWORD_FILE": DBPasswordDir + "/password",
+			},
+		})
+		patch, err := yaml.Marshal(obj{
+			"apiVersion": "apps/v1",
+			"kind":       "Deployment",
+			"metadata":   obj{"name": w.Service, "namespace": w.Namespace},
+			"spec": obj{"template": obj{"spec": obj{
+				"containers": []any{obj{
+					"name": w.Service,
+					"volumeMounts": []any{obj{
+						"name": "db-password", "mountPath": DBPasswordDir, "readOnly": true,
+					}},
+				}},
+				"volumes": []any{obj{
+					"name":   "db-password",
+					"secret": obj{"secretName": DBPasswordSecretName(w), "defaultMode": 0o440},
+				}},
+			}}},
+		})
+		if err != nil {
+			return nil, err
+		}
+		patches = append(patches, obj{"patch": string(patch)})
+	}
+	db, err := render(secrets)
+	if err != nil {
+		return nil, fmt.Errorf("render kind database secrets: %w", err)
+	}
+	k, err := render([]obj{{
+		"apiVersion": "kustomize.config.k8s.io/v1alpha1",
+		"kind":       "Component",
+		"resources":  []any{"database.yaml"},
+		"patches":    patches,
+	}})
+	if err != nil {
+		return nil, fmt.Errorf("render kind component: %w", err)
+	}
+	return []File{
+		{Name: "kind/database.yaml", Body: db},
+		{Name: "kind/kustomization.yaml", Body: k},
 	}, nil
 }
 
@@ -308,20 +438,22 @@ func (g gen) deployment(w topology.Workload) obj {
 	}
 	if w.Public != "" {
 		ports = append(ports, obj{"name": "http-public", "containerPort": PublicPort, "protocol": "TCP"})
-		env = append(env, obj{"name": "ZTBANK_PUBLIC_LISTEN", "value": fmt.Sprintf(":%d", PublicPort)})
-	}
-	if w.DBRole != "" {
-		tn, _ := g.t.Tenant(w.Tenant)
-		env = append(env,
-			obj{"name": "ZTBANK_DB_NAME", "value": tn.Database},
-			obj{"name": "ZTBANK_DB_USER", "value": w.DBRole},
-		)
+		env = append(env, obj{"name": "EDGE_PUBLIC_LISTEN", "value": fmt.Sprintf(":%d", PublicPort)})
 	}
 	envFrom := []any{obj{"configMapRef": obj{"name": "ztbank-runtime"}}}
+	mounts := []any{obj{"name": "tmp", "mountPath": "/tmp"}}
+	volumes := []any{obj{"name": "tmp", "emptyDir": obj{"sizeLimit": "16Mi"}}}
+	if w.Public != "" {
+		// Who issues user tokens differs per overlay (the dev provider on kind, each bank's
+		// IdP on EKS, ADR 0931): the overlay provides ztbank-edge.
+		envFrom = append(envFrom, obj{"configMapRef": obj{"name": "ztbank-edge"}})
+	}
 	if w.DBRole != "" {
-		// On EKS, External Secrets fills ztbank-db (RDS endpoint and region from Parameter
-		// Store, ADR 0401); it comes last so it overrides the ConfigMap. On kind it is absent.
-		envFrom = append(envFrom, obj{"secretRef": obj{"name": "ztbank-db", "optional": true}})
+		// The whole database configuration, made by the overlay (ADR 0930); not optional, so a
+		// missing one stops the pod instead of starting a service without its database.
+		envFrom = append(envFrom, obj{"secretRef": obj{"name": DBSecretName(w)}})
+		mounts = append(mounts, obj{"name": "db-ca", "mountPath": DBCADir, "readOnly": true})
+		volumes = append(volumes, obj{"name": "db-ca", "secret": obj{"secretName": DBCASecret, "defaultMode": 0o444}})
 	}
 	podLabels := labels(w)
 	// Opts the pod into SPIRE-issued identities (the ClusterSPIFFEIDs select on it) and into
@@ -332,7 +464,7 @@ func (g gen) deployment(w topology.Workload) obj {
 		"image":           "ztbank/" + w.Service,
 		"imagePullPolicy": "IfNotPresent",
 		"env":             env,
-		// Transport mode, OTLP endpoint and DB host/region/auth differ per overlay.
+		// Transport mode, peer URLs and the OTLP endpoint come from the runtime ConfigMap.
 		"envFrom": envFrom,
 		"ports":   ports,
 		"startupProbe": obj{
@@ -353,7 +485,7 @@ func (g gen) deployment(w topology.Workload) obj {
 			"limits":   obj{"cpu": "500m", "memory": "256Mi"},
 		},
 		"securityContext": containerSecurity(),
-		"volumeMounts":    []any{obj{"name": "tmp", "mountPath": "/tmp"}},
+		"volumeMounts":    mounts,
 	}
 	return obj{
 		"apiVersion": "apps/v1",
@@ -391,7 +523,7 @@ func (g gen) deployment(w topology.Workload) obj {
 						"labelSelector":     obj{"matchLabels": selector(w)},
 					}},
 					"containers": []any{container},
-					"volumes":    []any{obj{"name": "tmp", "emptyDir": obj{"sizeLimit": "16Mi"}}},
+					"volumes":    volumes,
 				},
 			},
 		},
@@ -613,6 +745,16 @@ func (g gen) authorizationPolicies() []obj {
 					"methods": []any{"GET"},
 					"paths":   []any{JWKSPath},
 				}}}},
+				// Tenant workloads verify internal JWTs again and fetch the same key set from
+				// the API port (their peer URL for the edge), over mTLS; nothing else there.
+				obj{
+					"from": []any{obj{"source": obj{"principals": toAny(g.tenantPrincipals())}}},
+					"to": []any{obj{"operation": obj{
+						"ports":   []any{fmt.Sprint(APIPort)},
+						"methods": []any{"GET"},
+						"paths":   []any{JWKSPath},
+					}}},
+				},
 			)
 		}
 		if len(rules) == 0 {
@@ -629,6 +771,18 @@ func (g gen) authorizationPolicies() []obj {
 			},
 		})
 	}
+	return out
+}
+
+// tenantPrincipals are the Istio principals of every tenant workload, sorted.
+func (g gen) tenantPrincipals() []string {
+	var out []string
+	for _, w := range g.t.Workloads {
+		if w.Tenant != "" && !w.External {
+			out = append(out, principal(w.ID.String()))
+		}
+	}
+	sort.Strings(out)
 	return out
 }
 
@@ -724,9 +878,19 @@ func (g gen) networkPolicies() []obj {
 					"namespaceSelector": obj{"matchLabels": obj{"kubernetes.io/metadata.name": "istio-system"}},
 				}}, "ports": tcp(HealthPort)},
 			)
+			var tenants []any
+			for _, t := range g.t.Workloads {
+				if t.Tenant != "" && !t.External {
+					tenants = append(tenants, peerOf(t))
+				}
+			}
+			if len(tenants) > 0 {
+				ingress = append(ingress, obj{"from": tenants, "ports": tcp(APIPort)})
+			}
 			egress = append(egress, obj{"ports": tcp(443)})
 		} else if hasEdge {
-			egress = append(egress, obj{"to": []any{peerOf(edge)}, "ports": tcp(HealthPort)})
+			// The JWKS, from the edge's API port (the peer URL the library builds for it).
+			egress = append(egress, obj{"to": []any{peerOf(edge)}, "ports": tcp(APIPort)})
 		}
 		if w.DBRole != "" {
 			// RDS lives outside the cluster; the port is the only thing to pin.
@@ -822,17 +986,13 @@ func (g gen) runtimeConfig() []obj {
 			"kind":       "ConfigMap",
 			"metadata":   obj{"name": "ztbank-runtime", "namespace": ns},
 			"data": obj{
+				// Only what every workload reads: the contract test fails on a key a binary ignores.
 				"ZTBANK_TRANSPORT_MODE":       "mesh",
-				"ZTBANK_TRUST_DOMAIN":         g.t.TrustDomain.Name(),
+				"ZTBANK_PEER_URL_TEMPLATE":    PeerURLTemplate,
 				"OTEL_EXPORTER_OTLP_ENDPOINT": "http://otel-collector.observability.svc.cluster.local:4318",
 				"OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
 				"OTEL_TRACES_SAMPLER":         "parentbased_traceidratio",
 				"OTEL_TRACES_SAMPLER_ARG":     "1.0",
-				"ZTBANK_DB_AUTH":              "passwordfile",
-				"ZTBANK_DB_HOST":              "",
-				"ZTBANK_DB_PORT":              fmt.Sprint(PostgresPort),
-				"ZTBANK_DB_REGION":            "",
-				"ZTBANK_DB_SSLMODE":           "verify-full",
 			},
 		})
 	}

@@ -95,12 +95,23 @@ deny contains msg if {
 		in_ns(ap, w.namespace)
 		ap.spec.selector.matchLabels["app.kubernetes.io/name"] == w.service
 		some rule in ap.spec.rules
+		not jwks_only(rule)
 		some from in object.get(rule, "from", [])
 		some p in object.get(from.source, "principals", [])
 	}
 	want := {p | some p in w.allowed_principals}
 	got != want
 	msg := sprintf("workload %s: AuthorizationPolicy principals %v, topology says %v", [w.name, got, want])
+}
+
+# A rule that only lets callers GET the edge's public key set (tenant workloads verify
+# internal JWTs with it) is not a call edge of the topology.
+jwks_only(rule) if {
+	count(object.get(rule, "to", [])) > 0
+	every to in rule.to {
+		to.operation.methods == ["GET"]
+		to.operation.paths == ["/.well-known/jwks.json"]
+	}
 }
 
 deny contains msg if {
