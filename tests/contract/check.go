@@ -31,6 +31,9 @@ type Rendering struct {
 	Problems []string
 	// Resolve finds what answers at host:port for a container of this rendering.
 	Resolve func(from *Container, host string, port int) ([]Target, error)
+	// Checked records every dial Check examined ("<container>: <what>"), so a test can tell
+	// a clean result from one that checked nothing.
+	Checked []string
 }
 
 // Container is one container as its process would see the world.
@@ -90,6 +93,7 @@ func Check(r *Rendering) []string {
 			problems = append(problems, c.ID+": "+p)
 		}
 		for _, d := range dials {
+			r.Checked = append(r.Checked, c.ID+": "+d.What)
 			if p := checkDial(r, c, d); p != "" {
 				problems = append(problems, fmt.Sprintf("%s: %s at %s:%d: %s", c.ID, d.What, d.Host, d.Port, p))
 			}

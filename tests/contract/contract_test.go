@@ -1,10 +1,13 @@
 package contract
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/ztbank/ztbank/libs/topology"
 )
 
 // repo is the repository root, relative to this package.
@@ -62,6 +65,37 @@ func TestDeployContract(t *testing.T) {
 			for _, p := range Check(r) {
 				t.Errorf("%s: %s", name, p)
 			}
+			// Every call edge, every tenant workload's JWKS fetch, every database and the
+			// edge's issuers were examined.
+			topo := topology.Default()
+			want := map[string]int{"peer ": 0, "JWKS of edge": 0, "database": 0, "OIDC issuer": len(topo.Tenants)}
+			for _, w := range topo.Workloads {
+				for _, callee := range w.Calls {
+					if cw, _ := topo.Workload(callee); !w.External && !cw.External {
+						want["peer "]++
+					}
+				}
+				if w.Tenant != "" {
+					want["JWKS of edge"]++
+				}
+				if w.DBRole != "" {
+					want["database"]++
+				}
+			}
+			if name == "kind" {
+				want["OIDC issuer"] = 1 // one provider for every tenant
+			}
+			for what, n := range want {
+				got := 0
+				for _, c := range r.Checked {
+					if strings.Contains(c, ": "+what) {
+						got++
+					}
+				}
+				if got != n {
+					t.Errorf("%s: checked %d dials of %q, want %d", name, got, what, n)
+				}
+			}
 		})
 	}
 }
@@ -80,4 +114,128 @@ func TestKindOutsideSecretsComeFromTilt(t *testing.T) {
 			t.Errorf("the contract takes Secret %s from outside the kind rendering, but the Tiltfile never names %q", pat, stem)
 		}
 	}
+}
+
+// TestPlantedDrift plants one drift at a time in the kind rendering and expects the contract
+// to report it, so a contract that stopped checking something fails here.
+func TestPlantedDrift(t *testing.T) {
+	base, err := Kustomize(filepath.Join(repo, "deploy/k8s/overlays/kind"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := mustRender(t, base); len(Check(r)) != 0 {
+		t.Fatalf("the unmodified kind rendering has problems: %q", Check(r))
+	}
+	container := func(m map[string]any) map[string]any {
+		return dig(m, "spec", "template", "spec", "containers").([]any)[0].(map[string]any)
+	}
+	for _, tc := range []struct {
+		name             string
+		kind, ns, object string
+		edit             func(m map[string]any) // nil deletes the object
+		want             string
+	}{
+		{"unread variable", "Deployment", "bank-a", "account", func(m map[string]any) {
+			c := container(m)
+			c["env"] = append(c["env"].([]any), map[string]any{"name": "ZTBANK_DB_HOST", "value": "postgres"})
+		}, "sets ZTBANK_DB_HOST, which the account binary does not read"},
+		{"peer URL on a port no Service has", "ConfigMap", "bank-a", "ztbank-runtime", func(m map[string]any) {
+			m["data"].(map[string]any)["ZTBANK_PEER_URL_TEMPLATE"] = "http://{service}.{namespace}.svc.cluster.local:8080"
+		}, "Service bank-a/user has no port 8080"},
+		{"Service port renumbered", "Service", "bank-b", "ledger", func(m map[string]any) {
+			dig(m, "spec", "ports").([]any)[0].(map[string]any)["port"] = 8444
+		}, "Service bank-b/ledger has no port 8443"},
+		{"Service selects another workload", "Service", "bank-a", "user", func(m map[string]any) {
+			dig(m, "spec", "selector").(map[string]any)["app.kubernetes.io/name"] = "account"
+		}, "not workload bank-a/user"},
+		{"Service port targets nothing", "Service", "bank-a", "account", func(m map[string]any) {
+			dig(m, "spec", "ports").([]any)[0].(map[string]any)["targetPort"] = "http-apj"
+		}, "targets http-apj, which no selected container declares"},
+		{"missing Secret", "Secret", "bank-a", "ztbank-db-account", nil, "envFrom Secret ztbank-db-account does not exist"},
+		{"missing ConfigMap", "ConfigMap", "ztbank-system", "ztbank-edge", nil, "envFrom ConfigMap ztbank-edge does not exist"},
+		{"missing ServiceAccount", "ServiceAccount", "bank-a", "user", nil, "ServiceAccount user does not exist"},
+		{"missing volume", "Deployment", "bank-b", "payment", func(m map[string]any) {
+			spec := dig(m, "spec", "template", "spec").(map[string]any)
+			var keep []any
+			for _, v := range spec["volumes"].([]any) {
+				if v.(map[string]any)["name"] != "db-ca" {
+					keep = append(keep, v)
+				}
+			}
+			spec["volumes"] = keep
+		}, "volumeMount db-ca at /etc/ztbank/db-ca names no volume"},
+		{"path outside every mount", "Secret", "bank-a", "ztbank-db-user", func(m map[string]any) {
+			m["stringData"].(map[string]any)["ZTBANK_DB_PASSWORD_FILE"] = "/run/db/password"
+		}, "ZTBANK_DB_PASSWORD_FILE=/run/db/password is not under any volume mount"},
+		{"loader rejects", "ConfigMap", "bank-b", "ztbank-runtime", func(m map[string]any) {
+			m["data"].(map[string]any)["ZTBANK_TRANSPORT_MODE"] = "sidecar"
+		}, `loader rejects its environment: ZTBANK_TRANSPORT_MODE: transport mode "sidecar"`},
+		{"issuer on a port the provider does not serve", "ConfigMap", "ztbank-system", "ztbank-edge", func(m map[string]any) {
+			m["data"].(map[string]any)["ZTBANK_OIDC_ISSUER"] = "http://devoidc.ztbank-system.svc.cluster.local:9999"
+		}, "Service ztbank-system/devoidc has no port 9999"},
+		{"database host without a Service", "Secret", "bank-b", "ztbank-db-ledger", func(m map[string]any) {
+			d := m["stringData"].(map[string]any)
+			d["ZTBANK_DB_DSN"] = strings.Replace(d["ZTBANK_DB_DSN"].(string), "host=postgres.", "host=pg.", 1)
+		}, "no Service ztbank-system/pg in the rendering"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			objs := planted(t, base, tc.kind, tc.ns, tc.object, tc.edit)
+			got := Check(mustRender(t, objs))
+			for _, p := range got {
+				if strings.Contains(p, tc.want) {
+					return
+				}
+			}
+			t.Errorf("no problem contains %q; got %q", tc.want, got)
+		})
+	}
+}
+
+func mustRender(t *testing.T, objs []Object) *Rendering {
+	t.Helper()
+	r, err := FromKubernetes("kind", objs, kindOutside, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// planted copies objs with one object edited (or, with a nil edit, removed).
+func planted(t *testing.T, objs []Object, kind, ns, name string, edit func(map[string]any)) []Object {
+	t.Helper()
+	var out []Object
+	found := false
+	for _, o := range objs {
+		if o.Kind != kind || o.Metadata.Namespace != ns || o.Metadata.Name != name {
+			out = append(out, o)
+			continue
+		}
+		found = true
+		if edit == nil {
+			continue
+		}
+		var m map[string]any
+		if err := json.Unmarshal(o.JSON, &m); err != nil {
+			t.Fatal(err)
+		}
+		edit(m)
+		j, err := json.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.JSON = j
+		out = append(out, o)
+	}
+	if !found {
+		t.Fatalf("no %s %s/%s in the rendering", kind, ns, name)
+	}
+	return out
+}
+
+func dig(m map[string]any, path ...string) any {
+	var v any = m
+	for _, p := range path {
+		v = v.(map[string]any)[p]
+	}
+	return v
 }
