@@ -58,8 +58,8 @@ deps-check: ## fail when modules disagree on a shared dependency version
 vet: ## go vet every workspace module
 	@$(GO) vet work
 
-unit: spire ## go test every workspace module (integration tests included)
-	@$(GO) test -count=1 -timeout 25m work
+unit: spire jaeger testreport ## go test -race every workspace module (integration tests and the e2e suite included); lists skipped tests at the end
+	@set -o pipefail; $(GO) test -race -count=1 -timeout 25m -json work | $(TESTREPORT)
 
 deploy-check: ## offline validation of Kubernetes, Istio, SPIRE, Emissary, Tilt and compose files
 	@cd deploy/check && GOWORK=off $(GO) test -count=1 ./...
