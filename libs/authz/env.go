@@ -46,6 +46,6 @@ func OptionsFromEnv(getenv func(string) string) ([]Option, error) {
 
 // Vars declares the variables OptionsFromEnv reads.
 var Vars = []envvar.Var{
-	{Name: EnvPolicyDir, Doc: "TEST ONLY: directory whose *.rego and data.json replace the embedded policy (still self-tested)."},
-	{Name: EnvUnsafeSkipSelfTest, Doc: "TEST ONLY: 1 starts even when the replaced policy fails its self-test; refused without ZTBANK_AUTHZ_POLICY_DIR."},
+	{Name: EnvPolicyDir, Doc: "TEST ONLY, tenant services: directory whose *.rego and data.json replace the embedded policy (still self-tested)."},
+	{Name: EnvUnsafeSkipSelfTest, Doc: "TEST ONLY, tenant services: 1 starts even when the replaced policy fails its self-test; refused without ZTBANK_AUTHZ_POLICY_DIR."},
 }
