@@ -24,6 +24,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/ztbank/ztbank/libs/localports"
 )
 
 // Superuser is the name of the cluster's bootstrap superuser.
@@ -434,13 +436,14 @@ func findBinDir(dir string) (string, error) {
 		ErrNoBinaries, strings.Join(tried, ", "), DebianPackage)
 }
 
+// freePort reserves a port (localports.Reserve) so that packages starting clusters in
+// parallel never draw the same one; the start loop above still retries on a failed start.
 func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	ports, err := localports.Reserve(1)
 	if err != nil {
 		return 0, fmt.Errorf("localpg: find a free port: %w", err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return ports[0], nil
 }
 
 func portFree(port int) bool {

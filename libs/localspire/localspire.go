@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -23,6 +22,8 @@ import (
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/ztbank/ztbank/libs/localports"
 )
 
 // Config describes where and how to run SPIRE.
@@ -89,23 +90,33 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 	os.Remove(s.ServerSock)
 	os.Remove(s.AgentSock)
 
-	ports, err := FreePorts(2)
-	if err != nil {
-		return nil, err
-	}
-	s.serverPort = ports[0]
-	serverConf := fmt.Sprintf(serverHCL, ports[0], s.ServerSock, cfg.TrustDomain.Name(), filepath.Join(dir, "server-data"),
-		cfg.DefaultTTL.String(), filepath.Join(dir, "server-data", "datastore.sqlite3"), filepath.Join(dir, "server-data", "keys.json"), ports[1])
-	if err := os.WriteFile(filepath.Join(dir, "server.conf"), []byte(serverConf), 0o600); err != nil {
-		return nil, err
-	}
-	s.server, err = s.spawn("spire-server", "server.log", "run", "-config", filepath.Join(dir, "server.conf"))
-	if err != nil {
-		return nil, err
-	}
-	if err := waitHTTP(ctx, fmt.Sprintf("http://127.0.0.1:%d/ready", ports[1]), 60*time.Second, s.server); err != nil {
+	// The ports are reserved (see FreePorts), so a bind failure is unlikely; a server that
+	// still exits before it is ready is started again on fresh ports.
+	var ports []int
+	for attempt := 1; ; attempt++ {
+		if ports, err = FreePorts(2); err != nil {
+			return nil, err
+		}
+		s.serverPort = ports[0]
+		serverConf := fmt.Sprintf(serverHCL, ports[0], s.ServerSock, cfg.TrustDomain.Name(), filepath.Join(dir, "server-data"),
+			cfg.DefaultTTL.String(), filepath.Join(dir, "server-data", "datastore.sqlite3"), filepath.Join(dir, "server-data", "keys.json"), ports[1])
+		if err := os.WriteFile(filepath.Join(dir, "server.conf"), []byte(serverConf), 0o600); err != nil {
+			return nil, err
+		}
+		s.server, err = s.spawn("spire-server", "server.log", "run", "-config", filepath.Join(dir, "server.conf"))
+		if err != nil {
+			return nil, err
+		}
+		err = waitHTTP(ctx, fmt.Sprintf("http://127.0.0.1:%d/ready", ports[1]), 60*time.Second, s.server)
+		if err == nil {
+			break
+		}
+		exitedEarly := exited(s.server)
 		s.Stop()
-		return nil, fmt.Errorf("spire-server did not become ready (see %s): %w", filepath.Join(dir, "server.log"), err)
+		if !exitedEarly || attempt == 3 || ctx.Err() != nil {
+			return nil, fmt.Errorf("spire-server did not become ready (see %s): %w", filepath.Join(dir, "server.log"), err)
+		}
+		os.Remove(s.ServerSock)
 	}
 
 	bundle, err := s.serverCmd(ctx, "bundle", "show")
@@ -343,26 +354,10 @@ func waitHTTP(ctx context.Context, url string, timeout time.Duration, cmd *exec.
 	}
 }
 
-// FreePorts returns n distinct loopback ports that were free a moment ago. Another process
-// may take one before it is bound; callers that can, bind port 0 instead.
-func FreePorts(n int) ([]int, error) {
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	var ports []int
-	for i := 0; i < n; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
-}
+// FreePorts returns n distinct loopback ports reserved for this process (localports.Reserve):
+// below the ephemeral range and locked against every other process that reserves ports the
+// same way, so stacks started in parallel never draw the same port.
+func FreePorts(n int) ([]int, error) { return localports.Reserve(n) }
 
 type prefixWriter struct {
 	w      io.Writer

@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -19,6 +18,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/ztbank/ztbank/libs/localports"
 )
 
 // Endpoints says where the started backends listen.
@@ -330,24 +331,9 @@ func waitHTTP(ctx context.Context, url string, timeout time.Duration, p *exec.Cm
 	}
 }
 
-func freePorts(n int) ([]int, error) {
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	var out []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		ls = append(ls, l)
-		out = append(out, l.Addr().(*net.TCPAddr).Port)
-	}
-	return out, nil
-}
+// freePorts reserves ports the way the rest of the local stack does (localports.Reserve), so
+// a parallel test's stack cannot draw the same ones.
+func freePorts(n int) ([]int, error) { return localports.Reserve(n) }
 
 func repoRoot() (string, error) {
 	dir, err := os.Getwd()

@@ -389,9 +389,17 @@ func (s *Stack) WaitReady(ctx context.Context, timeout time.Duration) error {
 	return nil
 }
 
-// Ready returns the service's current /readyz error, or nil.
+// ReadinessCheckLimit is how long a service's /readyz may spend on its dependency checks
+// (libs/server Runtime.Ready bounds its database ping to 2 s). A probe must wait longer than
+// that, or a slow but passing ping reads as "not ready".
+const ReadinessCheckLimit = 2 * time.Second
+
+// readyProbeTimeout is ReadinessCheckLimit plus room for the HTTP exchange on a busy machine.
+const readyProbeTimeout = ReadinessCheckLimit + 3*time.Second
+
+// ready returns the service's current /readyz error, or nil.
 func (svc *Service) ready(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, readyProbeTimeout)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+svc.Health+"/readyz", nil)
 	resp, err := http.DefaultClient.Do(req)
