@@ -65,10 +65,12 @@ func startRun(t *testing.T, stateDir string, args []string, getenv func(string) 
 		}
 	})
 
+	// serve renames provider.json into place and only then prints the issuer line, so the
+	// test waits for both: the file alone may appear a moment before the line.
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		data, err := os.ReadFile(filepath.Join(stateDir, providerInfoFile))
-		if err == nil {
+		if err == nil && strings.HasSuffix(stdout.String(), "\n") {
 			var info providerInfo
 			if err := json.Unmarshal(data, &info); err != nil {
 				t.Fatal(err)
@@ -84,7 +86,7 @@ func startRun(t *testing.T, stateDir string, args []string, getenv func(string) 
 		case <-time.After(20 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no %s after 20s; stderr: %s", providerInfoFile, stderr.String())
+			t.Fatalf("no %s and issuer line after 20s (stdout %q); stderr: %s", providerInfoFile, stdout.String(), stderr.String())
 		}
 	}
 }
