@@ -107,9 +107,6 @@ func checkDial(r *Rendering, c *Container, d Dial) string {
 	if strings.HasSuffix(d.Host, ".invalid") {
 		return "" // a value an ExternalSecret fills from outside the cluster
 	}
-	if d.Host == "localhost" || strings.HasPrefix(d.Host, "127.") || d.Host == "::1" {
-		return "a loopback address: nothing else in the container listens there"
-	}
 	targets, err := r.Resolve(c, d.Host, d.Port)
 	if err != nil {
 		if d.External {

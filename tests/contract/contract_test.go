@@ -44,6 +44,11 @@ func renderings(t *testing.T) map[string]*Rendering {
 		}
 		out[tc.name] = r
 	}
+	r, err := FromCompose(filepath.Join(repo, "docker-compose.yml"), repo, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	out["compose"] = r
 	return out
 }
 
@@ -82,8 +87,8 @@ func TestDeployContract(t *testing.T) {
 					want["database"]++
 				}
 			}
-			if name == "kind" {
-				want["OIDC issuer"] = 1 // one provider for every tenant
+			if name != "eks" {
+				want["OIDC issuer"] = 1 // one dev provider for every tenant
 			}
 			for what, n := range want {
 				got := 0
@@ -238,4 +243,45 @@ func dig(m map[string]any, path ...string) any {
 		v = v.(map[string]any)[p]
 	}
 	return v
+}
+
+// TestPlantedComposeDrift does for docker-compose.yml what TestPlantedDrift does for kind.
+func TestPlantedComposeDrift(t *testing.T) {
+	src, err := os.ReadFile(filepath.Join(repo, "docker-compose.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, old, new, want string
+	}{
+		{"unread variable", "      ZTBANK_WORKLOAD: bank-a/account\n", "      ZTBANK_WORKLOAD: bank-a/account\n      ZTBANK_DB_HOST: postgres.bank-a\n",
+			"compose service bank-a-account: sets ZTBANK_DB_HOST, which the account binary does not read"},
+		{"peer alias gone", "aliases: [user.bank-a]", "aliases: [usr.bank-a]", "no compose service or alias user.bank-a"},
+		{"issuer port the provider does not listen on", `DEVOIDC_LISTEN: ":${ZTBANK_COMPOSE_OIDC_PORT:-19443}"`, `DEVOIDC_LISTEN: ":19444"`, "none of which listens on 19443"},
+		{"undeclared volume", "- pw-bank-a-user:/run/ztbank/db:ro", "- pw-bank-a-usr:/run/ztbank/db:ro", "volume pw-bank-a-usr is not declared"},
+		{"mesh variables in a direct stack", "  ZTBANK_TRANSPORT_MODE: direct\n", "  ZTBANK_TRANSPORT_MODE: mesh\n", "sets SPIFFE_ENDPOINT_SOCKET, which the gateway binary does not read"},
+		{"loader rejects", "      ZTBANK_DB_AUTH: passwordfile\n", "      ZTBANK_DB_AUTH: password\n", `loader rejects its environment: ZTBANK_DB_AUTH "password"`},
+		{"CA outside every mount", "      - pki-public:/run/ztbank/pki:ro\n      - pw-bank-b-ledger", "      - pw-bank-b-ledger", "bank-b-ledger: ledger loader rejects its environment: ZTBANK_DB_DSN"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if !strings.Contains(string(src), tc.old) {
+				t.Fatalf("docker-compose.yml no longer contains %q; update this case", tc.old)
+			}
+			path := filepath.Join(t.TempDir(), "docker-compose.yml")
+			if err := os.WriteFile(path, []byte(strings.Replace(string(src), tc.old, tc.new, 1)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			r, err := FromCompose(path, repo, t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := Check(r)
+			for _, p := range got {
+				if strings.Contains(p, tc.want) {
+					return
+				}
+			}
+			t.Errorf("no problem contains %q; got %q", tc.want, got)
+		})
+	}
 }

@@ -478,6 +478,10 @@ func FromKubernetes(name string, objs []Object, outside Outside, dir string) (*R
 	}
 
 	r.Resolve = func(from *Container, host string, port int) ([]Target, error) {
+		if host == "localhost" || strings.HasPrefix(host, "127.") || host == "::1" {
+			// Our pods run one container of ours; a loopback address reaches only itself.
+			return nil, fmt.Errorf("a loopback address: nothing else in the pod serves it")
+		}
 		name, ns, ok := clusterHost(host, from.Namespace)
 		if !ok {
 			return nil, fmt.Errorf("%s is not a cluster Service name", host)

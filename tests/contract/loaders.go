@@ -158,7 +158,7 @@ func (l Loaded) dials() ([]Dial, []string) {
 				continue
 			}
 			out = append(out, Dial{What: "OIDC issuer " + iss, Host: host, Port: port, Binary: "devoidc",
-				External: strings.HasPrefix(iss, "https://")})
+				External: strings.HasPrefix(iss, "https://") && externalHost(host)})
 		}
 	}
 	if d := l.DB; d != nil {
@@ -262,4 +262,16 @@ func urlHostPort(raw string) (string, int, error) {
 		return "", 0, errorf("%q: port %q", raw, port)
 	}
 	return host, n, nil
+}
+
+// externalHost reports whether host names something outside any rendering (a bank's IdP on
+// the internet), as opposed to loopback, a compose service or a cluster Service name.
+func externalHost(host string) bool {
+	if host == "localhost" || net.ParseIP(host) != nil {
+		return false
+	}
+	if strings.HasSuffix(host, ".svc") || strings.HasSuffix(host, ".svc.cluster.local") {
+		return false
+	}
+	return strings.Count(host, ".") >= 2
 }
