@@ -81,7 +81,13 @@ func TestCredentialFailuresAreCounted(t *testing.T) {
 func TestRotationUnderLoad(t *testing.T) {
 	pgtest.Require(t)
 	ctx := t.Context()
-	const role, ttl = "ledger_svc", 3 * time.Second
+	// The password lives ttl and is replaced every ttl/3, so a late rotation on a busy
+	// machine still has 2/3 of ttl before the old password lapses. A connection that raced a
+	// rotation retries inside db.Transact; its retry budget must outlast one rotation period
+	// (full-jitter backoff waits half the ceiling on average), not ~1 s as the defaults give.
+	const role, ttl = "ledger_svc", 6 * time.Second
+	const every, maxDelay = ttl / 3, 250 * time.Millisecond
+	attempts := 10 + int(2*every/maxDelay)
 	if _, err := env.Rotate(ctx, role, ttl); err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +113,7 @@ func TestRotationUnderLoad(t *testing.T) {
 				err := db.Transact(ctx, pool, func(tx pgx.Tx) error {
 					_, err := tx.Exec(ctx, `SELECT count(*) FROM ledger.accounts`)
 					return err
-				}, db.ReadOnly())
+				}, db.ReadOnly(), db.WithMaxAttempts(attempts), db.WithBackoff(2*time.Millisecond, maxDelay))
 				if err != nil {
 					failed.Add(1)
 					t.Errorf("query during rotation: %v", err)
@@ -121,7 +127,7 @@ func TestRotationUnderLoad(t *testing.T) {
 	var last dbcred.Credential
 	const rotations = 5
 	for range rotations {
-		time.Sleep(ttl / 3)
+		time.Sleep(every)
 		if last, err = env.Rotate(ctx, role, ttl); err != nil {
 			t.Fatal(err)
 		}
