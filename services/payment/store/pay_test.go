@@ -97,15 +97,27 @@ func fundAccounts(t *testing.T, ls *ledgerstore.Store, n int, each int64) []uuid
 	return ids
 }
 
-// payUntilDone is a client that retries with the same key until it gets a final answer.
+// storeAttempts is how many tries the stores below give a transaction (db.WithMaxAttempts),
+// each backing off up to storeMaxDelay (db's default cap).
+const storeAttempts, storeMaxDelay = 50, 250 * time.Millisecond
+
+// clientBudget is how long payUntilDone keeps retrying: a concurrent duplicate may hold the
+// key in progress for as long as the other side's whole retry schedule, twice over for
+// safety. Counting tries instead (200 tries of a few ms) gave up after about half a second
+// while the other side could still be backing off for 12 s.
+const clientBudget = 2 * storeAttempts * storeMaxDelay
+
+// payUntilDone is a client that retries with the same key until it gets a final answer or
+// clientBudget runs out.
 func payUntilDone(ctx context.Context, ps *store.Store, principal uuid.UUID, key string, req store.Request, l store.Ledger) (store.Result, error) {
-	for attempt := 0; ; attempt++ {
+	deadline := time.Now().Add(clientBudget)
+	for {
 		r, err := ps.Pay(ctx, principal, key, req, l)
 		if err == nil {
 			return r, nil
 		}
-		if attempt > 200 || errors.Is(err, store.ErrKeyReused) || errors.Is(err, store.ErrInvalidRequest) {
-			return r, err
+		if time.Now().After(deadline) || errors.Is(err, store.ErrKeyReused) || errors.Is(err, store.ErrInvalidRequest) {
+			return r, fmt.Errorf("after retrying for %v: %w", clientBudget, err)
 		}
 		time.Sleep(time.Duration(1+rand.IntN(5)) * time.Millisecond)
 	}
@@ -117,8 +129,8 @@ func payUntilDone(ctx context.Context, ps *store.Store, principal uuid.UUID, key
 func TestConcurrentPayments(t *testing.T) {
 	pgtest.Require(t)
 	ctx := t.Context()
-	ls := ledgerstore.New(ledgerPool, db.WithMaxAttempts(50))
-	ps := store.New(paymentPool, store.WithTxOptions(db.WithMaxAttempts(50)))
+	ls := ledgerstore.New(ledgerPool, db.WithMaxAttempts(storeAttempts), db.WithBackoff(2*time.Millisecond, storeMaxDelay))
+	ps := store.New(paymentPool, store.WithTxOptions(db.WithMaxAttempts(storeAttempts), db.WithBackoff(2*time.Millisecond, storeMaxDelay)))
 	const (
 		accounts = 5
 		opening  = 100_000
@@ -139,8 +151,10 @@ func TestConcurrentPayments(t *testing.T) {
 		dupes    atomic.Int64
 	)
 	var wg sync.WaitGroup
+	principals := make([]uuid.UUID, workers)
 	for w := range workers {
 		principal := uuid.New()
+		principals[w] = principal
 		wg.Go(func() {
 			for i := range each {
 				from := rand.IntN(accounts)
@@ -224,28 +238,33 @@ func TestConcurrentPayments(t *testing.T) {
 	if got := q(`SELECT sum(balance) FROM ledger.accounts WHERE id = ANY($1)`, ids); got != accounts*opening {
 		t.Errorf("sum of balances = %d, want %d", got, accounts*opening)
 	}
-	if got := q(`SELECT count(*) FROM ledger.accounts WHERE kind = 'customer' AND balance < 0`); got != 0 {
+	// Every count below is over this test's own rows (its accounts, its principals'
+	// payments), so other tests in the package may run before or beside it.
+	if got := q(`SELECT count(*) FROM ledger.accounts WHERE id = ANY($1) AND balance < 0`, ids); got != 0 {
 		t.Errorf("%d negative customer balances", got)
 	}
-	if got := q(`SELECT count(*) FROM (SELECT transaction_id FROM ledger.entries GROUP BY transaction_id, currency HAVING sum(amount) <> 0 OR count(*) < 2) x`); got != 0 {
+	ours := `SELECT DISTINCT transaction_id FROM ledger.entries WHERE account_id = ANY($1)`
+	if got := q(`SELECT count(*) FROM (SELECT transaction_id FROM ledger.entries WHERE transaction_id IN (`+ours+`)
+		GROUP BY transaction_id, currency HAVING sum(amount) <> 0 OR count(*) < 2) x`, ids); got != 0 {
 		t.Errorf("%d unbalanced ledger transactions", got)
 	}
-	if got := q(`SELECT count(*) FROM ledger.accounts a WHERE balance <> (SELECT coalesce(sum(amount), 0) FROM ledger.entries e WHERE e.account_id = a.id)`); got != 0 {
+	if got := q(`SELECT count(*) FROM ledger.accounts a WHERE a.id = ANY($1) AND
+		balance <> (SELECT coalesce(sum(amount), 0) FROM ledger.entries e WHERE e.account_id = a.id)`, ids); got != 0 {
 		t.Errorf("%d accounts whose balance is not the sum of their entries", got)
 	}
 	// Every posted payment has exactly one ledger transaction, rejected ones none, and
-	// nothing else was posted.
-	if got := q(`SELECT count(*) FROM payments.payments p WHERE
-		(SELECT count(*) FROM ledger.transactions t WHERE t.reference = p.id::text) <> CASE p.status WHEN 'posted' THEN 1 ELSE 0 END`); got != 0 {
+	// nothing else was posted on these accounts.
+	if got := q(`SELECT count(*) FROM payments.payments p WHERE p.requested_by = ANY($1) AND
+		(SELECT count(*) FROM ledger.transactions t WHERE t.reference = p.id::text) <> CASE p.status WHEN 'posted' THEN 1 ELSE 0 END`, principals); got != 0 {
 		t.Errorf("%d payments not posted exactly once", got)
 	}
-	if got := q(`SELECT count(*) FROM ledger.transactions WHERE reference NOT LIKE 'fund:%' AND reference NOT LIKE 'opening:%'`); got != int64(posted) {
+	if got := q(`SELECT count(*) FROM ledger.transactions WHERE id IN (`+ours+`) AND reference NOT LIKE 'fund:%'`, ids); got != int64(posted) {
 		t.Errorf("%d payment postings in the ledger, want %d", got, posted)
 	}
-	if got := q(`SELECT count(*) FROM payments.payments WHERE status = 'pending'`); got != 0 {
+	if got := q(`SELECT count(*) FROM payments.payments WHERE requested_by = ANY($1) AND status = 'pending'`, principals); got != 0 {
 		t.Errorf("%d payments left pending", got)
 	}
-	if got := q(`SELECT count(*) FROM payments.payments`); got != workers*each {
+	if got := q(`SELECT count(*) FROM payments.payments WHERE requested_by = ANY($1)`, principals); got != workers*each {
 		t.Errorf("%d payment rows for %d keys", got, workers*each)
 	}
 }
