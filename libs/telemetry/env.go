@@ -43,12 +43,21 @@ func Load(getenv func(string) string) (Settings, error) {
 	if err != nil {
 		return Settings{}, err
 	}
-	if c.Exporter == "" {
-		// Tracing is off: nothing else is consumed, so nothing else is read.
-		return Settings{Config: c}, nil
-	}
+	// The service's identity is read and checked whether or not spans leave the process: a
+	// deployment names it once, and a malformed one is wrong either way.
 	s := Settings{Config: c, ServiceName: getenv("OTEL_SERVICE_NAME")}
-	getenv("OTEL_RESOURCE_ATTRIBUTES")
+	if attrs := getenv("OTEL_RESOURCE_ATTRIBUTES"); attrs != "" {
+		for _, kv := range strings.Split(attrs, ",") {
+			if k, _, ok := strings.Cut(kv, "="); !ok || strings.TrimSpace(k) == "" {
+				return Settings{}, fmt.Errorf("OTEL_RESOURCE_ATTRIBUTES %q: want key=value pairs separated by commas", attrs)
+			}
+		}
+	}
+	if c.Exporter == "" {
+		// Tracing is off: the exporter's and sampler's settings are not consumed, so they are
+		// not read (a deployment that sets them is told so by the contract test).
+		return s, nil
+	}
 	getenv("OTEL_EXPORTER_OTLP_HEADERS")
 	if v := getenv("OTEL_EXPORTER_OTLP_TIMEOUT"); v != "" {
 		if n, err := strconv.Atoi(v); err != nil || n <= 0 {

@@ -31,6 +31,9 @@ type Rendering struct {
 	Problems []string
 	// Resolve finds what answers at host:port for a container of this rendering.
 	Resolve func(from *Container, host string, port int) ([]Target, error)
+	// Prerequisites are host:port addresses of things the deployment expects the cluster to
+	// run already (documented prerequisites such as an OpenTelemetry collector on EKS).
+	Prerequisites []string
 	// Checked records every dial Check examined ("<container>: <what>"), so a test can tell
 	// a clean result from one that checked nothing.
 	Checked []string
@@ -106,6 +109,9 @@ func Check(r *Rendering) []string {
 func checkDial(r *Rendering, c *Container, d Dial) string {
 	if strings.HasSuffix(d.Host, ".invalid") {
 		return "" // a value an ExternalSecret fills from outside the cluster
+	}
+	if slices.Contains(r.Prerequisites, fmt.Sprintf("%s:%d", d.Host, d.Port)) {
+		return ""
 	}
 	targets, err := r.Resolve(c, d.Host, d.Port)
 	if err != nil {

@@ -27,12 +27,15 @@ func renderings(t *testing.T) map[string]*Rendering {
 	t.Helper()
 	out := map[string]*Rendering{}
 	for _, tc := range []struct {
-		name    string
-		dir     string
-		outside Outside
+		name          string
+		dir           string
+		outside       Outside
+		prerequisites []string
 	}{
-		{"kind", "deploy/k8s/overlays/kind", kindOutside},
-		{"eks", "deploy/k8s/overlays/eks", nil},
+		{"kind", "deploy/k8s/overlays/kind", kindOutside, nil},
+		// The OpenTelemetry collector is an EKS cluster prerequisite (docs/deploy.md), like
+		// Istio and External Secrets: the overlay sends spans to it but does not deploy it.
+		{"eks", "deploy/k8s/overlays/eks", nil, []string{"otel-collector.observability.svc.cluster.local:4318"}},
 	} {
 		objs, err := Kustomize(filepath.Join(repo, tc.dir))
 		if err != nil {
@@ -42,6 +45,7 @@ func renderings(t *testing.T) map[string]*Rendering {
 		if err != nil {
 			t.Fatal(err)
 		}
+		r.Prerequisites = tc.prerequisites
 		out[tc.name] = r
 	}
 	r, err := FromCompose(filepath.Join(repo, "docker-compose.yml"), repo, t.TempDir())
@@ -178,6 +182,9 @@ func TestPlantedDrift(t *testing.T) {
 		{"issuer on a port the provider does not serve", "ConfigMap", "ztbank-system", "ztbank-edge", func(m map[string]any) {
 			m["data"].(map[string]any)["ZTBANK_OIDC_ISSUER"] = "http://devoidc.ztbank-system.svc.cluster.local:9999"
 		}, "Service ztbank-system/devoidc has no port 9999"},
+		{"trace collector that is not deployed", "ConfigMap", "bank-a", "ztbank-runtime", func(m map[string]any) {
+			m["data"].(map[string]any)["OTEL_EXPORTER_OTLP_ENDPOINT"] = "http://jaeger.ztbank-system.svc.cluster.local:4318"
+		}, "OTLP collector at jaeger.ztbank-system.svc.cluster.local:4318: no Service ztbank-system/jaeger"},
 		{"database host without a Service", "Secret", "bank-b", "ztbank-db-ledger", func(m map[string]any) {
 			d := m["stringData"].(map[string]any)
 			d["ZTBANK_DB_DSN"] = strings.Replace(d["ZTBANK_DB_DSN"].(string), "host=postgres.", "host=pg.", 1)

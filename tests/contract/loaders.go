@@ -150,6 +150,14 @@ func (l Loaded) dials() ([]Dial, []string) {
 			out = append(out, Dial{What: what, Host: host, Port: port, Workload: w.Name})
 		}
 	}
+	if s := l.Server; s != nil && s.Tracing.Exporter != "" {
+		host, port, err := urlHostPort(s.Tracing.Endpoint)
+		if err != nil {
+			problems = append(problems, "OTLP endpoint: "+err.Error())
+		} else {
+			out = append(out, Dial{What: "OTLP collector", Host: host, Port: port})
+		}
+	}
 	if e := l.Edge; e != nil {
 		for _, iss := range e.AllIssuers() {
 			host, port, err := urlHostPort(iss)
