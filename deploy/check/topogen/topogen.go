@@ -445,11 +445,11 @@ func (g gen) deployment(w topology.Workload) obj {
 	volumes := []any{obj{"name": "tmp", "emptyDir": obj{"sizeLimit": "16Mi"}}}
 	if w.Public != "" {
 		// Who issues user tokens differs per overlay (the dev provider on kind, each bank's
-		// IdP on EKS, ADR 0931): the overlay provides ztbank-edge.
+		// IdP on EKS, ADR 0933): the overlay provides ztbank-edge.
 		envFrom = append(envFrom, obj{"configMapRef": obj{"name": "ztbank-edge"}})
 	}
 	if w.DBRole != "" {
-		// The whole database configuration, made by the overlay (ADR 0930); not optional, so a
+		// The whole database configuration, made by the overlay (ADR 0932); not optional, so a
 		// missing one stops the pod instead of starting a service without its database.
 		envFrom = append(envFrom, obj{"secretRef": obj{"name": DBSecretName(w)}})
 		mounts = append(mounts, obj{"name": "db-ca", "mountPath": DBCADir, "readOnly": true})
