@@ -101,10 +101,14 @@ func registerMetrics(reg prometheus.Registerer) {
 	})
 }
 
+// DefaultMinValidity is the validity an SVID must have left for Ready to succeed unless
+// WithMinValidity says otherwise (ADR 0002). Tests that judge a service's readiness use it.
+const DefaultMinValidity = 30 * time.Second
+
 // defaultConfig is a Source's configuration before options: a 30-second start timeout and
-// a 30-second minimum validity for readiness (ADR 0002).
+// DefaultMinValidity.
 func defaultConfig() config {
-	return config{timeout: 30 * time.Second, minValidity: 30 * time.Second, log: slog.Default(),
+	return config{timeout: 30 * time.Second, minValidity: DefaultMinValidity, log: slog.Default(),
 		reg: prometheus.DefaultRegisterer, clock: time.Now}
 }
 

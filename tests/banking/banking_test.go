@@ -28,9 +28,11 @@ import (
 )
 
 var (
-	edgeURL string
-	client  *http.Client
-	tokens  = map[string]string{}
+	st       *stack.Stack
+	stateDir string
+	edgeURL  string
+	client   *http.Client
+	tokens   = map[string]string{}
 )
 
 func TestMain(m *testing.M) {
@@ -54,9 +56,10 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(tmp)
+	stateDir = tmp
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
-	st, err := stack.Start(ctx, stack.Options{Root: root, StateDir: tmp, FreePorts: true, FrontDoor: true, Postgres: true, Progress: os.Stderr})
+	st, err = stack.Start(ctx, stack.Options{Root: root, StateDir: tmp, FreePorts: true, FrontDoor: true, Postgres: true, Progress: os.Stderr})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "start local stack:", err)
 		return 1

@@ -3,6 +3,8 @@ package mtls
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
+	"fmt"
 	"net/http"
 	"os"
 	"strings"
@@ -16,6 +18,7 @@ import (
 	"github.com/ztbank/ztbank/libs/identity"
 	"github.com/ztbank/ztbank/libs/localspire"
 	"github.com/ztbank/ztbank/libs/transport"
+	"github.com/ztbank/ztbank/tests/internal/load"
 	"github.com/ztbank/ztbank/tools/devstack/stack"
 )
 
@@ -134,11 +137,46 @@ func TestChainAcrossAllowedEdges(t *testing.T) {
 	}
 }
 
-// TestRotationWithoutFailedRequests registers this test binary as the edge, so its own
-// SVID comes from the agent and rotates like a service's, then calls through the gateway
-// chain with a fresh handshake per request across several rotations of every SVID involved.
+// chainOnce sends one /internal/chain request and reports any failure, at any hop.
+func chainOnce(c *http.Client, url string) error {
+	h, status, err := getJSON(c, url)
+	switch {
+	case err != nil:
+		return err
+	case status != http.StatusOK:
+		return fmt.Errorf("status %d", status)
+	case len(chainErrors(h)) > 0:
+		return fmt.Errorf("hops failed: %v", chainErrors(h))
+	}
+	return nil
+}
+
+// clientsForLoad returns one HTTP client per load client, each with its own connection pool
+// built from cfg, and a function that drops a client's idle connections so its next request
+// makes a fresh handshake.
+func clientsForLoad(cfg func() *tls.Config) ([]*http.Client, func(c int)) {
+	clients := make([]*http.Client, load.Clients)
+	transports := make([]*http.Transport, load.Clients)
+	for i := range clients {
+		transports[i] = &http.Transport{TLSClientConfig: cfg(), MaxIdleConnsPerHost: 4}
+		clients[i] = &http.Client{Timeout: 10 * time.Second, Transport: transports[i]}
+	}
+	return clients, func(c int) { transports[c].CloseIdleConnections() }
+}
+
+// handshakeEvery is how often a load client drops its connections: every such request is a
+// fresh mTLS handshake with the SVIDs current at that moment, the others reuse pooled
+// connections as the services themselves do.
+const handshakeEvery = 25
+
+// TestRotationWithoutFailedRequests registers this test binary as the edge, so its own SVID
+// comes from the agent and rotates like a service's, then drives load.Clients concurrent
+// clients through the bank-a gateway chain (gateway → user → account) across two rotations
+// of every SVID involved (60 s SVIDs, renewed at half life). Zero requests may fail, the run
+// must reach load.MinRate, and both sides must have presented at least three SVIDs in fresh
+// handshakes.
 func TestRotationWithoutFailedRequests(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	exe, err := os.Executable()
 	if err != nil {
@@ -155,48 +193,65 @@ func TestRotationWithoutFailedRequests(t *testing.T) {
 	defer src.Close()
 
 	gw := st.Services["bank-a/gateway"]
-	cfg := transport.ClientTLS(src, gw.Workload.ID)
-	serverSerials := map[string]bool{}
 	var mu sync.Mutex
-	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+	serverSerials, ownSerials := map[string]bool{}, map[string]bool{}
+	clients, reconnect := clientsForLoad(func() *tls.Config {
+		cfg := transport.ClientTLS(src, gw.Workload.ID)
+		getCert := cfg.GetClientCertificate
+		cfg.GetClientCertificate = func(cri *tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			c, err := getCert(cri)
+			if err == nil && len(c.Certificate) > 0 {
+				if leaf, perr := x509.ParseCertificate(c.Certificate[0]); perr == nil {
+					mu.Lock()
+					ownSerials[leaf.SerialNumber.String()] = true
+					mu.Unlock()
+				}
+			}
+			return c, err
+		}
+		cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+			mu.Lock()
+			serverSerials[cs.PeerCertificates[0].SerialNumber.String()] = true
+			mu.Unlock()
+			return nil
+		}
+		return cfg
+	})
+	url := "https://" + gw.Listen + "/internal/chain"
+	stop := load.Start(func(c, i int) error {
+		if i%handshakeEvery == handshakeEvery-1 {
+			reconnect(c)
+		}
+		return chainOnce(clients[c], url)
+	})
+	rotated := func() bool {
 		mu.Lock()
-		serverSerials[cs.PeerCertificates[0].SerialNumber.String()] = true
-		mu.Unlock()
-		return nil
+		defer mu.Unlock()
+		return len(serverSerials) >= 3 && len(ownSerials) >= 3
 	}
-	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg, DisableKeepAlives: true}}
-	ownSerials := map[string]bool{}
-	requests, failures := 0, 0
-	for ctx.Err() == nil {
-		if leaf := src.Leaf(); leaf != nil {
-			ownSerials[leaf.SerialNumber.String()] = true
+	for !rotated() && ctx.Err() == nil {
+		select {
+		case <-ctx.Done():
+		case <-time.After(200 * time.Millisecond):
 		}
-		h, status, err := getJSON(client, "https://"+gw.Listen+"/internal/chain")
-		requests++
-		if err != nil || status != http.StatusOK || len(chainErrors(h)) > 0 {
-			failures++
-			t.Errorf("request %d failed: status %d, err %v, hops %v", requests, status, err, chainErrors(h))
-		}
-		mu.Lock()
-		done := len(serverSerials) >= 3 && len(ownSerials) >= 3
-		mu.Unlock()
-		if done {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
 	}
-	t.Logf("%d requests, %d failed; gateway presented %d SVIDs, client held %d", requests, failures,
-		len(serverSerials), len(ownSerials))
+	stats := stop()
+	stats.Check(t, "rotation under load")
+	mu.Lock()
+	defer mu.Unlock()
+	t.Logf("gateway presented %d SVIDs, the client presented %d", len(serverSerials), len(ownSerials))
 	if len(serverSerials) < 3 || len(ownSerials) < 3 {
 		t.Fatalf("saw %d gateway and %d client SVIDs before the deadline, want ≥3 each (two rotations)",
 			len(serverSerials), len(ownSerials))
 	}
 }
 
-// TestAgentOutage kills the SPIRE agent under load: services keep serving with their
-// still-valid SVIDs, count and log the lost Workload API connection, go not-ready only
-// when their SVID is about to expire, and pick up rotation again, without a restart, once
-// the agent is back.
+// TestAgentOutage kills the SPIRE agent while load.Clients clients drive both gateway chains:
+// no request fails, every service keeps serving with its still-valid SVID, counts and logs
+// the lost Workload API connection, and reports not-ready only when its SVID has less than
+// identity.DefaultMinValidity left. The outage lasts until a service has been seen going
+// not-ready for that reason (at least 20 s), and ends before any SVID comes within 10 s of
+// expiry. Once the agent is back, every service picks up a fresh SVID without a restart.
 func TestAgentOutage(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -211,35 +266,63 @@ func TestAgentOutage(t *testing.T) {
 		pids[name] = svc.PID()
 		serialsBefore[name] = serverSerial(t, cl, svc)
 	}
+	gateways := []*stack.Service{st.Services["bank-a/gateway"], st.Services["bank-b/gateway"]}
+	clients, reconnect := clientsForLoad(func() *tls.Config {
+		// Any gateway: the chain's own hops check the allowlists; this test is about SVIDs.
+		return tlsconfig.MTLSClientConfig(cl.svid, cl.bundle, tlsconfig.AuthorizeOneOf(gateways[0].Workload.ID, gateways[1].Workload.ID))
+	})
 
 	st.Spire.StopAgent()
 	outage := time.Now()
-	requests, failures := 0, 0
-	for time.Since(outage) < 20*time.Second {
-		for _, gwName := range []string{"bank-a/gateway", "bank-b/gateway"} {
-			gw := st.Services[gwName]
-			h, status, err := getJSON(cl.httpClient(gw.Workload.ID), "https://"+gw.Listen+"/internal/chain")
-			requests++
-			if err != nil || status != http.StatusOK || len(chainErrors(h)) > 0 {
-				failures++
-				t.Errorf("during outage: %s chain failed: status %d, err %v, hops %v", gwName, status, err, chainErrors(h))
-			}
+	stop := load.Start(func(c, i int) error {
+		if i%handshakeEvery == handshakeEvery-1 {
+			reconnect(c)
 		}
+		return chainOnce(clients[c], "https://"+gateways[(c+i)%2].Listen+"/internal/chain")
+	})
+	const minOutage, expiryGuard = 20 * time.Second, 10 * time.Second
+	ready, svidNotReady, otherNotReady := 0, 0, 0
+	for {
+		minLeft := time.Duration(1 << 62)
 		for name, svc := range st.Services {
-			left := time.Until(serverNotAfter(t, cl, svc))
+			// The service judges its SVID at some instant between before and after, so the
+			// rule is checked against the bracket, with no margin to tune.
+			notAfter := serverNotAfter(t, cl, svc)
+			before := time.Until(notAfter)
 			err := svc.Ready(ctx)
-			// 30s is identity.WithMinValidity's default; allow a few seconds for the race
-			// between our two probes.
+			after := time.Until(notAfter)
+			minLeft = min(minLeft, after)
 			switch {
-			case err != nil && left > 33*time.Second:
-				t.Errorf("%s not ready with %s of SVID validity left: %v", name, left.Round(time.Second), err)
-			case err == nil && left < 27*time.Second:
-				t.Errorf("%s ready with only %s of SVID validity left", name, left.Round(time.Second))
+			case err == nil:
+				ready++
+				if before < identity.DefaultMinValidity {
+					t.Errorf("%s ready with at most %s of SVID validity left", name, before.Round(time.Millisecond))
+				}
+			case strings.Contains(err.Error(), identity.ErrNoSVID.Error()):
+				svidNotReady++
+				if after >= identity.DefaultMinValidity {
+					t.Errorf("%s not ready for its SVID with at least %s left: %v", name, after.Round(time.Millisecond), err)
+				}
+			default:
+				// Not ready for another reason (a slow database ping on a loaded machine):
+				// not what this test judges, but shown.
+				otherNotReady++
+				t.Logf("%s not ready for a reason other than its SVID: %v", name, err)
 			}
 		}
-		time.Sleep(500 * time.Millisecond)
+		elapsed := time.Since(outage)
+		if (elapsed >= minOutage && svidNotReady > 0) || minLeft < expiryGuard || ctx.Err() != nil {
+			break
+		}
 	}
-	t.Logf("outage: %d requests, %d failed", requests, failures)
+	stats := stop()
+	t.Logf("outage of %s: %d ready and %d not-ready (SVID) probes, %d not-ready for other reasons",
+		time.Since(outage).Round(time.Second), ready, svidNotReady, otherNotReady)
+	stats.Check(t, "agent outage under load")
+	if ready == 0 || svidNotReady == 0 {
+		t.Errorf("the outage saw %d ready and %d SVID not-ready probes; want both, or the readiness rule was not exercised",
+			ready, svidNotReady)
+	}
 	for name, svc := range st.Services {
 		if n := metric(t, svc, "ztbank_workloadapi_disconnects_total", ""); n < 1 {
 			t.Errorf("%s: ztbank_workloadapi_disconnects_total = %v, want ≥1", name, n)
@@ -256,23 +339,23 @@ func TestAgentOutage(t *testing.T) {
 		t.Fatalf("after the agent returned: %v", err)
 	}
 	// Each service must receive a fresh SVID from the returned agent.
-	deadline := time.Now().Add(2 * time.Minute)
 	for name, svc := range st.Services {
 		for serverSerial(t, cl, svc) == serialsBefore[name] {
-			if time.Now().After(deadline) {
+			if ctx.Err() != nil {
 				t.Fatalf("%s still presents its pre-outage SVID: no rotation after the agent returned", name)
 			}
-			time.Sleep(time.Second)
+			select {
+			case <-ctx.Done():
+			case <-time.After(500 * time.Millisecond):
+			}
 		}
 		if svc.PID() != pids[name] {
 			t.Errorf("%s was restarted (pid %d → %d)", name, pids[name], svc.PID())
 		}
 	}
-	for _, gwName := range []string{"bank-a/gateway", "bank-b/gateway"} {
-		gw := st.Services[gwName]
-		h, status, err := getJSON(cl.httpClient(gw.Workload.ID), "https://"+gw.Listen+"/internal/chain")
-		if err != nil || status != http.StatusOK || len(chainErrors(h)) > 0 {
-			t.Errorf("after recovery: %s chain failed: status %d, err %v, hops %v", gwName, status, err, chainErrors(h))
+	for _, gw := range gateways {
+		if err := chainOnce(cl.httpClient(gw.Workload.ID), "https://"+gw.Listen+"/internal/chain"); err != nil {
+			t.Errorf("after recovery: %s chain failed: %v", gw.Workload.Name, err)
 		}
 	}
 }
