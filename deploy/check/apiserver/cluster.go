@@ -109,6 +109,9 @@ func Start(ctx context.Context, cfg Config) (c *Cluster, err error) {
 		"--service-account-signing-key-file="+p.ServiceAccountKey,
 		"--service-cluster-ip-range="+serviceCIDR,
 		"--authorization-mode=Node,RBAC",
+		// kind and EKS run with privileged containers allowed cluster-wide (the SPIFFE CSI
+		// driver needs one); Pod Security admission decides per namespace.
+		"--allow-privileged=true",
 		// The default admission plugins stay as shipped: PodSecurity, ServiceAccount and
 		// NamespaceLifecycle among them are what the test relies on.
 		"--anonymous-auth=false",
