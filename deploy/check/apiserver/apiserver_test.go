@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -126,6 +127,11 @@ func TestApplyRenderings(t *testing.T) {
 			if err := a.ApplyAll(ctx, objs, crdTimeout); err != nil {
 				// Errorf, not Fatalf: the pods below still say which templates are refused.
 				t.Errorf("server-side apply of the %s rendering refused objects:\n%v", overlay, err)
+			}
+			// A warning is a drift too: a deprecated API, or a workload template that its
+			// namespace's Pod Security level would refuse as a Pod.
+			for _, w := range a.Warnings() {
+				t.Errorf("API server warning: %s", w)
 			}
 			t.Logf("applied %d objects server-side (field manager %s, strict field validation) in %s",
 				len(objs), apiserver.FieldManager, time.Since(start).Round(time.Millisecond))
@@ -315,6 +321,29 @@ spec:
 			}
 		})
 	}
+
+	// The warnings the apply phase fails on are really collected: a Deployment whose template
+	// restricted Pod Security would refuse is stored, with a warning.
+	t.Run("warning for a workload template Pod Security would refuse", func(t *testing.T) {
+		objs, err := manifest.Parse([]byte(`apiVersion: apps/v1
+kind: Deployment
+metadata: {name: warned, namespace: bank-a}
+spec:
+  selector: {matchLabels: {a: b}}
+  template:
+    metadata: {labels: {a: b}}
+    spec: {containers: [{name: c, image: i:1, securityContext: {privileged: true}}]}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.Apply(ctx, objs[0]); err != nil {
+			t.Fatal(err)
+		}
+		const want = `Deployment bank-a/warned: would violate PodSecurity "restricted:latest": privileged`
+		if !slices.ContainsFunc(a.Warnings(), func(w string) bool { return strings.HasPrefix(w, want) }) {
+			t.Fatalf("warnings %q, want one starting with %q", a.Warnings(), want)
+		}
+	})
 }
 
 // TestVendoredSPIRECRDsMatchUpstream keeps deploy/k8s/base/spire/crds.yaml identical to the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/ztbank/ztbank/deploy/check/manifest"
@@ -30,10 +31,41 @@ type Applier struct {
 	mapper  *restmapper.DeferredDiscoveryRESTMapper
 	// DiscoveryTimeout bounds the wait for a freshly established CRD to appear in discovery.
 	DiscoveryTimeout time.Duration
+	warnings         *warningCollector
+}
+
+// warningCollector keeps the API server's warnings (deprecated APIs, Pod Security warnings
+// on workload templates, ...) with the object whose request drew them.
+type warningCollector struct {
+	mu   sync.Mutex
+	list []string
+}
+
+type objectIDKey struct{}
+
+func (w *warningCollector) HandleWarningHeaderWithContext(ctx context.Context, _ int, _ string, text string) {
+	id, _ := ctx.Value(objectIDKey{}).(string)
+	if id == "" {
+		id = "(no object)"
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.list = append(w.list, id+": "+text)
+}
+
+// Warnings returns every warning the API server sent for Apply calls so far.
+func (a *Applier) Warnings() []string {
+	a.warnings.mu.Lock()
+	defer a.warnings.mu.Unlock()
+	return append([]string(nil), a.warnings.list...)
 }
 
 // NewApplier builds an Applier for the cluster at cfg.
 func NewApplier(cfg *rest.Config) (*Applier, error) {
+	w := &warningCollector{}
+	cfg = rest.CopyConfig(cfg)
+	cfg.WarningHandler = nil
+	cfg.WarningHandlerWithContext = w
 	dyn, err := dynamic.NewForConfig(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("dynamic client: %w", err)
@@ -46,6 +78,7 @@ func NewApplier(cfg *rest.Config) (*Applier, error) {
 		Dynamic:          dyn,
 		mapper:           restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc)),
 		DiscoveryTimeout: time.Minute,
+		warnings:         w,
 	}, nil
 }
 
@@ -96,6 +129,7 @@ func (a *Applier) Apply(ctx context.Context, o manifest.Object) (*unstructured.U
 	if err != nil {
 		return nil, err
 	}
+	ctx = context.WithValue(ctx, objectIDKey{}, o.ID())
 	got, err := ri.Patch(ctx, o.Name, types.ApplyPatchType, o.JSON, metav1.PatchOptions{
 		FieldManager:    FieldManager,
 		FieldValidation: metav1.FieldValidationStrict,
