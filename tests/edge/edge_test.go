@@ -5,6 +5,7 @@ package edge
 import (
 	"context"
 	"crypto/tls"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -288,11 +289,52 @@ func TestInternalTokenChecksAtServices(t *testing.T) {
 		t.Errorf("refused, but not in the handshake: %v", err)
 	}
 
-	// Replay past expiry: the same token, once its exp (plus the verifiers' 10s leeway) has
-	// passed, is refused, although it verified before.
+	// Replay past expiry: the same token keeps working until its own exp plus the
+	// verifiers' leeway, and is refused from then on, although it verified before. The test
+	// follows the token's exp claim instead of sleeping a fixed time.
 	edgeClient := workloadClient(t, "edge", gw.Workload.ID)
-	time.Sleep(internalTTL + 12*time.Second)
-	if status, body, _ := call(t, edgeClient, "GET", "https://"+gw.Listen+"/internal/whoami", aliceInternal, nil); status != http.StatusUnauthorized {
-		t.Errorf("expired internal token replayed: status %d, want 401: %s", status, body)
+	exp := tokenExpiry(t, aliceInternal)
+	refusedBy := exp.Add(verifierLeeway + 5*time.Second)
+	for {
+		asked := time.Now()
+		status, body, _ := call(t, edgeClient, "GET", "https://"+gw.Listen+"/internal/whoami", aliceInternal, nil)
+		if status == http.StatusUnauthorized {
+			// exp has whole seconds, so a refusal a second early is still on time.
+			if asked.Before(exp.Add(verifierLeeway - time.Second)) {
+				t.Errorf("internal token refused at %s, before its exp %s plus the %s leeway", asked.Format(time.RFC3339), exp.Format(time.RFC3339), verifierLeeway)
+			}
+			break
+		}
+		if status != http.StatusOK {
+			t.Fatalf("replayed internal token: status %d: %s", status, body)
+		}
+		if time.Now().After(refusedBy) {
+			t.Fatalf("expired internal token still accepted at %s (exp %s)", time.Now().Format(time.RFC3339), exp.Format(time.RFC3339))
+		}
+		time.Sleep(500 * time.Millisecond)
 	}
+}
+
+// verifierLeeway is the clock skew every service's internal-token verifier tolerates past
+// exp (libs/usertoken's default, which the services use).
+const verifierLeeway = 10 * time.Second
+
+// tokenExpiry reads a JWT's exp claim without verifying it (the services verify it).
+func tokenExpiry(t *testing.T, raw string) time.Time {
+	t.Helper()
+	parts := strings.Split(raw, ".")
+	if len(parts) != 3 {
+		t.Fatalf("not a JWT: %.20q", raw)
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c struct {
+		Exp int64 `json:"exp"`
+	}
+	if err := json.Unmarshal(payload, &c); err != nil || c.Exp == 0 {
+		t.Fatalf("no exp in %s: %v", payload, err)
+	}
+	return time.Unix(c.Exp, 0)
 }
