@@ -45,6 +45,7 @@ $(SPIRE): tools/spire/go.mod tools/spire/go.sum
 
 test: spire obs-tools deps-check vet unit deploy-check $(TEST_EXTRA) fuzz ## every test: unit, integration (real SPIRE, PostgreSQL), deploy checks, fuzz smoke
 	@echo "==> all tests passed"
+	@cat $(TEST_SKIPS)
 
 obs-tools: ## install promtool (Debian package prometheus) if missing; the alert-rule tests need it
 	@command -v promtool >/dev/null 2>&1 || { \

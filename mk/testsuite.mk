@@ -7,7 +7,9 @@ JAEGER_BIN     := $(BIN)/jaeger
 TESTREPORT_BIN := $(BIN)/testreport
 # FAIL_ON_SKIP=1 makes `make unit` (and so `make test`) fail when any test skipped.
 FAIL_ON_SKIP   ?= 0
-TESTREPORT      = $(TESTREPORT_BIN) $(if $(filter 1,$(FAIL_ON_SKIP)),-fail-on-skip)
+# The skip list is also kept in TEST_SKIPS so `make test` can print it again at its very end.
+TEST_SKIPS     := $(DEV)/test-skips.txt
+TESTREPORT      = $(TESTREPORT_BIN) -skips-file $(TEST_SKIPS) $(if $(filter 1,$(FAIL_ON_SKIP)),-fail-on-skip)
 
 jaeger: $(JAEGER_BIN) ## build Jaeger v1.76.0 from the pinned Go tool module tools/jaeger (many minutes the first time; cached after)
 

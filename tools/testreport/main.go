@@ -54,6 +54,7 @@ var errFailed = errors.New("tests failed")
 func run(args []string, in io.Reader, out io.Writer) error {
 	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
 	failOnSkip := fs.Bool("fail-on-skip", false, "exit non-zero when any test was skipped")
+	skipsFile := fs.String("skips-file", "", "also write the skipped-test list to this `file`, for a later step to print")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -64,12 +65,11 @@ func run(args []string, in io.Reader, out io.Writer) error {
 	}
 	fmt.Fprintf(out, "==> %d packages, %d tests passed, %d failed, %d skipped (%s)\n",
 		sum.Packages, sum.Passed, sum.Failed, len(sum.Skips), time.Since(start).Round(time.Second))
-	if len(sum.Skips) == 0 {
-		fmt.Fprintln(out, "==> no test was skipped")
-	} else {
-		fmt.Fprintf(out, "==> skipped tests (%d):\n", len(sum.Skips))
-		for _, s := range sum.Skips {
-			fmt.Fprintf(out, "    %s %s: %s\n", s.Package, s.Test, s.Reason)
+	list := skipList(sum.Skips)
+	fmt.Fprint(out, list)
+	if *skipsFile != "" {
+		if err := os.WriteFile(*skipsFile, []byte(list), 0o644); err != nil {
+			return err
 		}
 	}
 	switch {
@@ -79,6 +79,19 @@ func run(args []string, in io.Reader, out io.Writer) error {
 		return fmt.Errorf("%d tests skipped and -fail-on-skip is set", len(sum.Skips))
 	}
 	return nil
+}
+
+// skipList is the end-of-run list of skipped tests with their reasons.
+func skipList(skips []Skip) string {
+	if len(skips) == 0 {
+		return "==> no test was skipped\n"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "==> skipped tests (%d):\n", len(skips))
+	for _, s := range skips {
+		fmt.Fprintf(&b, "    %s %s: %s\n", s.Package, s.Test, s.Reason)
+	}
+	return b.String()
 }
 
 // Report consumes the event stream, printing as it goes, and returns the summary.

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -70,6 +72,7 @@ func TestRunExitStatus(t *testing.T) {
 		{"skips listed, not failed by default", skipOnly, nil, false, "    a TestS: s_test.go:1: needs docker\n"},
 		{"skips fail on request", skipOnly, []string{"-fail-on-skip"}, true, "a TestS"},
 		{"clean run", `{"Action":"pass","Package":"a"}` + "\n", nil, false, "==> no test was skipped\n"},
+		{"skips file", skipOnly, []string{"-skips-file", filepath.Join(t.TempDir(), "skips.txt")}, false, "a TestS"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var out bytes.Buffer
@@ -82,6 +85,12 @@ func TestRunExitStatus(t *testing.T) {
 			}
 			if !strings.Contains(out.String(), tc.wantOut) {
 				t.Errorf("output lacks %q:\n%s", tc.wantOut, out.String())
+			}
+			if len(tc.args) == 2 && tc.args[0] == "-skips-file" {
+				b, err := os.ReadFile(tc.args[1])
+				if err != nil || !strings.Contains(string(b), "    a TestS: s_test.go:1: needs docker\n") {
+					t.Errorf("skips file = %q, %v", b, err)
+				}
 			}
 		})
 	}
