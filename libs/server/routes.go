@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"sort"
+	"strings"
 	"sync"
 
 	"github.com/go-chi/chi/v5"
@@ -79,4 +80,17 @@ func (rt *Runtime) publishRoutes(api http.Handler) {
 	for _, r := range routes {
 		g.WithLabelValues(r.Method, r.Pattern).Set(1)
 	}
+}
+
+// Handle registers h on mux under a ServeMux pattern ("GET /healthz", or a path prefix like
+// "/bank-a/" that answers every method) and publishes the route as RouteInfoMetric, for
+// services whose router is an http.ServeMux, which cannot be walked. Method-less patterns are
+// published with method "*".
+func Handle(mux *http.ServeMux, pattern string, h http.Handler) {
+	mux.Handle(pattern, h)
+	method, path, ok := strings.Cut(pattern, " ")
+	if !ok {
+		method, path = "*", pattern
+	}
+	RouteInfo().WithLabelValues(method, strings.TrimSpace(path)).Set(1)
 }

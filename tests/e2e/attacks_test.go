@@ -191,19 +191,25 @@ func TestForgedSpiffeIDHeader(t *testing.T) {
 }
 
 // asIngress returns the edge client presenting a genuine SVID of Emissary-ingress, the only
-// workload the topology lets use the edge's ext_authz endpoint. It is minted once per run.
+// workload the topology lets use the edge's ext_authz endpoint.
 func (d *deployment) asIngress(ctx context.Context) (*http.Client, error) {
+	return d.edgeAs(ctx, "emissary-ingress")
+}
+
+// edgeAs returns a client of the edge's public listener that presents a genuine SVID of
+// workload, minted once per run.
+func (d *deployment) edgeAs(ctx context.Context, workload string) (*http.Client, error) {
 	if d.mint == nil {
 		return nil, errCannotMint
 	}
-	d.ingressMu.Lock()
-	defer d.ingressMu.Unlock()
-	if d.ingress != nil {
-		return d.ingress, nil
+	d.edgeMu.Lock()
+	defer d.edgeMu.Unlock()
+	if c, ok := d.edgeClients[workload]; ok {
+		return c, nil
 	}
-	ing, _ := topo.Workload("emissary-ingress")
-	dir := filepath.Join(d.tmp, "svid", "emissary-ingress-client")
-	if err := d.mint(ctx, ing.ID, dir); err != nil {
+	w, _ := topo.Workload(workload)
+	dir := filepath.Join(d.tmp, "svid", strings.ReplaceAll(workload, "/", "_")+"-edge-client")
+	if err := d.mint(ctx, w.ID, dir); err != nil {
 		return nil, err
 	}
 	cert, err := tls.LoadX509KeyPair(filepath.Join(dir, "svid.pem"), filepath.Join(dir, "key.pem"))
@@ -213,6 +219,10 @@ func (d *deployment) asIngress(ctx context.Context) (*http.Client, error) {
 	tr := d.edge.Transport.(*http.Transport).Clone()
 	tr.TLSClientConfig = tr.TLSClientConfig.Clone()
 	tr.TLSClientConfig.Certificates = []tls.Certificate{cert}
-	d.ingress = &http.Client{Timeout: d.edge.Timeout, Transport: tr}
-	return d.ingress, nil
+	c := &http.Client{Timeout: d.edge.Timeout, Transport: tr}
+	if d.edgeClients == nil {
+		d.edgeClients = map[string]*http.Client{}
+	}
+	d.edgeClients[workload] = c
+	return c, nil
 }

@@ -109,8 +109,8 @@ func TestBrokenPolicyIsCaught(t *testing.T) {
 		return pair
 	}
 	var crossTenant, caught []string
-	for _, c := range Generate(topo, LiveRoutes(), ServiceRoutes) {
-		if c.Direct || c.Identity.Kind != EndUser || c.Route.WorkloadOnly {
+	for _, c := range Generate(topo, LiveRoutes(), ServiceRoutes, EdgeRoutes) {
+		if c.Direct || c.Edge != nil || c.Identity.Kind != EndUser || c.Route.WorkloadOnly {
 			continue
 		}
 		if c.Identity.User.Tenant == c.Route.Tenant && (c.Target.Relation == NoTarget || c.Target.Tenant == c.Route.Tenant) {

@@ -23,11 +23,22 @@ type Case struct {
 	// Call, on a direct case, sends Call.User's genuine internal JWT, as the calling workload
 	// would forward it; nil sends none.
 	Call *UserCall
+	// Edge, on an edge case, is the call on the edge's own public routes; EdgeRoute is the
+	// route it exercises.
+	Edge      *EdgeCall
+	EdgeRoute *EdgeRoute
 }
 
 // Name is unique across the generated cases and stable between runs.
 func (c Case) Name() string {
 	n := c.Identity.Name() + " " + c.Route.Name()
+	if c.Edge != nil {
+		n = c.Identity.Name() + " → edge " + c.Edge.Method + " " + c.Edge.Path
+		if c.Edge.ClientSVID != "" && c.Edge.User != "" {
+			n += " as " + c.Edge.User
+		}
+		return n
+	}
 	if c.Direct {
 		n = c.Identity.Name() + " → " + c.Route.Service + " " + c.Route.Method + " " + c.Route.Path
 		if c.Call != nil {
@@ -45,12 +56,28 @@ func (c Case) Name() string {
 // target of each relation where the route names a resource; each workload's SVID calling
 // every service route directly without a user token; and each workload that gets past a
 // service's handshake calling its user routes with a user's internal JWT.
-func Generate(topo *topology.Topology, routes []Route, served []ServiceRoute) []Case {
-	return generate(topo, routes, served, workloadCalls)
+func Generate(topo *topology.Topology, routes []Route, served []ServiceRoute, edge []EdgeRoute) []Case {
+	return generate(topo, routes, served, edge, workloadCalls)
 }
 
-func generate(topo *topology.Topology, routes []Route, served []ServiceRoute, calls map[string][]string) []Case {
+func generate(topo *topology.Topology, routes []Route, served []ServiceRoute, edge []EdgeRoute, calls map[string][]string) []Case {
 	var cases []Case
+	for i := range edge {
+		er := &edge[i]
+		for _, call := range er.Calls(topo, calls) {
+			id := Identity{Kind: Anonymous}
+			switch {
+			case call.ClientSVID != "":
+				w, _ := topo.Workload(call.ClientSVID)
+				id = Identity{Kind: Workload, Workload: w}
+			case call.User != "":
+				u, _ := demo.UserByName(call.User)
+				id = Identity{Kind: EndUser, User: u}
+			}
+			cases = append(cases, Case{Identity: id, Route: Route{Method: call.Method, Path: call.Path, Service: "edge", Live: true},
+				Target: Target{Relation: NoTarget}, Edge: &call, EdgeRoute: er, Want: call.Want})
+		}
+	}
 	front := []Identity{{Kind: Anonymous}}
 	for _, u := range demo.Users() {
 		front = append(front, Identity{Kind: EndUser, User: u})

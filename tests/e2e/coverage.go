@@ -20,16 +20,19 @@ import (
 // servedRoutes is what each running service's router serves, keyed by workload name.
 type servedRoutes map[string][]server.Route
 
-// servedFromTable is the route table the suite's own ServiceRoutes describe, for the workloads
-// that publish one (every tenant service; the edge's ServeMux publishes none). Offline tests
-// use it as the served set: the live run proves it equal to what the routers serve.
-func servedFromTable(rows []ServiceRoute) servedRoutes {
+// servedFromTable is the route table the suite's own tables describe: ServiceRoutes, the
+// edge's tenant proxy prefixes and EdgeRoutes. Offline tests use it as the served set: the live
+// run proves it equal to what the routers serve.
+func servedFromTable(topo *topology.Topology, rows []ServiceRoute, edge []EdgeRoute) servedRoutes {
 	out := servedRoutes{}
 	for _, r := range rows {
-		if r.AnyMember {
-			continue
-		}
 		out[r.Workload] = append(out[r.Workload], server.Route{Method: r.Method, Pattern: r.Pattern})
+	}
+	for _, t := range topo.Tenants {
+		out["edge"] = append(out["edge"], server.Route{Method: "*", Pattern: "/" + t.Name + "/"})
+	}
+	for _, r := range edge {
+		out["edge"] = append(out["edge"], server.Route{Method: r.Method, Pattern: r.Pattern})
 	}
 	return out
 }
@@ -43,6 +46,8 @@ func coverage(topo *topology.Topology, calls map[string][]string, served servedR
 	direct := map[key]map[string]bool{} // callers that call the route without a token
 	withToken := map[key]int{}
 	front := map[key]int{}
+	frontTenants := map[string]int{}
+	edgeCalls := map[key]int{}
 	rows := map[key]bool{}
 	// The edge forwards a tenant's front-door route to the tenant's workload it may call.
 	fronted := map[string]string{}
@@ -52,8 +57,13 @@ func coverage(topo *topology.Topology, calls map[string][]string, served servedR
 		}
 	}
 	for _, c := range cases {
+		if c.Edge != nil {
+			edgeCalls[key{"edge", c.EdgeRoute.Method, c.EdgeRoute.Pattern}]++
+			continue
+		}
 		if !c.Direct {
 			front[key{fronted[c.Route.Tenant], c.Route.Method, c.Route.Path}]++
+			frontTenants[c.Route.Tenant]++
 			continue
 		}
 		k := key{c.Served.Workload, c.Served.Method, c.Served.Pattern}
@@ -72,6 +82,15 @@ func coverage(topo *topology.Topology, calls map[string][]string, served servedR
 		for _, r := range served[w.Name] {
 			k := key{w.Name, r.Method, r.Pattern}
 			name := w.Name + " " + r.String()
+			if _, isTenant := topo.Tenant(strings.Trim(r.Pattern, "/")); w.Name == "edge" && r.Method == "*" && isTenant {
+				if frontTenants[strings.Trim(r.Pattern, "/")] == 0 {
+					problems = append(problems, name+": the edge proxies this tenant, but no front-door case calls it (add rows to Routes)")
+				}
+				continue
+			}
+			if edgeCalls[k] > 0 {
+				continue
+			}
 			if !rows[k] {
 				problems = append(problems, name+": served, but no case calls it (add a row to ServiceRoutes)")
 				continue
@@ -96,10 +115,10 @@ func coverage(topo *topology.Topology, calls map[string][]string, served servedR
 			}
 		}
 	}
+	for k := range edgeCalls {
+		rows[k] = true
+	}
 	for k := range rows {
-		if _, publishes := served[k.workload]; !publishes {
-			continue
-		}
 		if !slices.Contains(served[k.workload], server.Route{Method: k.method, Pattern: k.pattern}) {
 			problems = append(problems, fmt.Sprintf("%s %s %s: ServiceRoutes has a row, but the service does not serve it", k.workload, k.method, k.pattern))
 		}
@@ -113,8 +132,8 @@ func coverage(topo *topology.Topology, calls map[string][]string, served servedR
 func (d *deployment) scrapeServed(ctx context.Context) (servedRoutes, error) {
 	out := servedRoutes{}
 	for _, w := range topo.Workloads {
-		if w.Tenant == "" {
-			continue // the edge's ServeMux publishes no route table
+		if w.External {
+			continue // the ingress is not ours to run
 		}
 		fams, err := d.scrape(ctx, w.Name)
 		if err != nil {

@@ -27,7 +27,7 @@ import (
 func TestIsolation(t *testing.T) {
 	d := needLive(t)
 	ctx := context.Background()
-	cases := Generate(topo, LiveRoutes(), ServiceRoutes)
+	cases := Generate(topo, LiveRoutes(), ServiceRoutes, EdgeRoutes)
 
 	var served servedRoutes
 	t.Run("route coverage", func(t *testing.T) {
@@ -99,9 +99,9 @@ func TestIsolation(t *testing.T) {
 	}
 
 	ran := passed.Load() + failed.Load() + skipped.Load()
-	fmt.Printf("e2e: %d cases (%d through the edge, %d direct): %d passed, %d failed, %d skipped, %d not run in %s\n",
-		len(cases), countFront(cases), len(cases)-countFront(cases), passed.Load(), failed.Load(), skipped.Load(),
-		int64(len(cases))-ran, elapsed)
+	front, direct, edge := countKinds(cases)
+	fmt.Printf("e2e: %d cases (%d through the edge, %d direct, %d on the edge's own routes): %d passed, %d failed, %d skipped, %d not run in %s\n",
+		len(cases), front, direct, edge, passed.Load(), failed.Load(), skipped.Load(), int64(len(cases))-ran, elapsed)
 	if ran != int64(len(cases)) {
 		t.Errorf("%d of %d cases never ran", int64(len(cases))-ran, len(cases))
 	}
@@ -117,14 +117,18 @@ func TestIsolation(t *testing.T) {
 	}
 }
 
-func countFront(cases []Case) int {
-	n := 0
+func countKinds(cases []Case) (front, direct, edge int) {
 	for _, c := range cases {
-		if !c.Direct {
-			n++
+		switch {
+		case c.Edge != nil:
+			edge++
+		case c.Direct:
+			direct++
+		default:
+			front++
 		}
 	}
-	return n
+	return front, direct, edge
 }
 
 // checkCase runs c and fails t unless the outcome, the refusing layer (from its mark) and
@@ -150,6 +154,10 @@ func checkCase(t *testing.T, d *deployment, c Case) {
 	viewer := c.Identity
 	if c.Call != nil {
 		u, _ := demo.UserByName(c.Call.User)
+		viewer = Identity{Kind: EndUser, User: u}
+	}
+	if c.Edge != nil && c.Edge.User != "" {
+		u, _ := demo.UserByName(c.Edge.User)
 		viewer = Identity{Kind: EndUser, User: u}
 	}
 	if l := leaks(obs.Body, echo, Foreign(viewer)); len(l) > 0 {

@@ -63,8 +63,8 @@ type deployment struct {
 	clients  map[[2]string]*http.Client
 	payments map[string][2]string // owner → ID and request body of the payment paymentOf made
 
-	ingressMu sync.Mutex
-	ingress   *http.Client
+	edgeMu      sync.Mutex
+	edgeClients map[string]*http.Client // workload → edge client presenting its SVID
 }
 
 // local reports whether the suite runs against a stack whose SVIDs it can mint: every case

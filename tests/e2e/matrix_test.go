@@ -22,7 +22,7 @@ func TestMatrixUpToDate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	md, html := Matrix(Generate(topo, LiveRoutes(), ServiceRoutes))
+	md, html := Matrix(Generate(topo, LiveRoutes(), ServiceRoutes, EdgeRoutes))
 	if *flagReport != "" && target == nil {
 		// Offline (-short) regeneration; a live run writes the same file from TestIsolation.
 		if err := writeReport(reportPath(t, *flagReport), md, html); err != nil {

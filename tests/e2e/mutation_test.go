@@ -26,8 +26,8 @@ import (
 // route-coverage check to name that route. Offline the served set is the suite's own
 // ServiceRoutes (the live run checks it equals what the routers serve).
 func TestRouteDeletionIsCaught(t *testing.T) {
-	served := servedFromTable(ServiceRoutes)
-	if p := coverage(topo, workloadCalls, served, Generate(topo, LiveRoutes(), ServiceRoutes)); len(p) > 0 {
+	served := servedFromTable(topo, ServiceRoutes, EdgeRoutes)
+	if p := coverage(topo, workloadCalls, served, Generate(topo, LiveRoutes(), ServiceRoutes, EdgeRoutes)); len(p) > 0 {
 		t.Fatalf("the unmutated tables already fail coverage:\n%s", strings.Join(p, "\n"))
 	}
 	checkRouteDeletionsCaught(t, served)
@@ -40,7 +40,7 @@ func checkRouteDeletionsCaught(t *testing.T, served servedRoutes) {
 	front := LiveRoutes()
 	caught := 0
 	for i, r := range front {
-		cases := Generate(topo, slices.Delete(slices.Clone(front), i, i+1), ServiceRoutes)
+		cases := Generate(topo, slices.Delete(slices.Clone(front), i, i+1), ServiceRoutes, EdgeRoutes)
 		name := r.Tenant + "/gateway " + r.Method + " " + r.Path
 		if !mentions(coverage(topo, workloadCalls, served, cases), name) {
 			t.Errorf("deleting %q from Routes went unnoticed by the route-coverage check", r.Name())
@@ -49,19 +49,27 @@ func checkRouteDeletionsCaught(t *testing.T, served servedRoutes) {
 		caught++
 	}
 	for i, r := range ServiceRoutes {
-		if r.AnyMember {
-			// The edge's ServeMux publishes no route table to compare with (see ServiceRoutes).
-			continue
-		}
-		cases := Generate(topo, front, slices.Delete(slices.Clone(ServiceRoutes), i, i+1))
+		cases := Generate(topo, front, slices.Delete(slices.Clone(ServiceRoutes), i, i+1), EdgeRoutes)
 		if !mentions(coverage(topo, workloadCalls, served, cases), r.Name()) {
 			t.Errorf("deleting %q from ServiceRoutes went unnoticed by the route-coverage check", r.Name())
 			continue
 		}
 		caught++
 	}
-	t.Logf("route-coverage check caught %d of %d single-row deletions (%d front-door rows, %d service rows; the edge's JWKS row has no published table)",
-		caught, len(front)+len(ServiceRoutes)-1, len(front), len(ServiceRoutes)-1)
+	for i, r := range EdgeRoutes {
+		cases := Generate(topo, front, ServiceRoutes, slices.Delete(slices.Clone(EdgeRoutes), i, i+1))
+		if !mentions(coverage(topo, workloadCalls, served, cases), r.Name()) {
+			t.Errorf("deleting %q from EdgeRoutes went unnoticed by the route-coverage check", r.Name())
+			continue
+		}
+		caught++
+	}
+	total := len(front) + len(ServiceRoutes) + len(EdgeRoutes)
+	t.Logf("route-coverage check caught %d of %d single-row deletions (%d front-door rows, %d service rows, %d edge rows)",
+		caught, total, len(front), len(ServiceRoutes), len(EdgeRoutes))
+	if caught != total {
+		t.Errorf("only %d of %d deletions caught", caught, total)
+	}
 }
 
 func mentions(problems []string, route string) bool {
@@ -114,7 +122,7 @@ func TestWorkloadCallsMatchTopology(t *testing.T) {
 // table, one at a time (adding the edge if absent, removing it if present), and requires
 // the cross-check to report exactly that edge, and the direct cases to change.
 func TestWorkloadCallFlipIsCaught(t *testing.T) {
-	base := Generate(topo, nil, ServiceRoutes)
+	base := Generate(topo, nil, ServiceRoutes, EdgeRoutes)
 	flips := 0
 	for _, from := range topo.Workloads {
 		for _, to := range topo.Workloads {
@@ -136,7 +144,7 @@ func TestWorkloadCallFlipIsCaught(t *testing.T) {
 			if diff := cmp.Diff(want, callsDiff(flipped, topo)); diff != "" {
 				t.Errorf("flip %s → %s: cross-check mismatch (-want +got):\n%s", from.Name, to.Name, diff)
 			}
-			if changed := expectationsChanged(base, generate(topo, nil, ServiceRoutes, flipped)); changed == 0 && servesAnything(to.Name) {
+			if changed := expectationsChanged(base, generate(topo, nil, ServiceRoutes, EdgeRoutes, flipped)); changed == 0 && servesAnything(to.Name) {
 				t.Errorf("flip %s → %s changed no direct case's expectation", from.Name, to.Name)
 			}
 			flips++
@@ -147,7 +155,7 @@ func TestWorkloadCallFlipIsCaught(t *testing.T) {
 
 func servesAnything(workload string) bool {
 	for _, r := range ServiceRoutes {
-		if r.Workload == workload && !r.AnyMember {
+		if r.Workload == workload {
 			return true
 		}
 	}

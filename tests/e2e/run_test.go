@@ -78,6 +78,9 @@ func request(ctx context.Context, base string, c Case) (*http.Request, string, e
 func (d *deployment) run(ctx context.Context, c Case) (obs Observed, echo string, err error) {
 	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
+	if c.Edge != nil {
+		return d.runEdge(ctx, c)
+	}
 	client, base := d.edge, d.edgeURL
 	if c.Direct {
 		svc, ok := topo.Workload(c.Route.Service)
@@ -125,6 +128,30 @@ func (d *deployment) run(ctx context.Context, c Case) (obs Observed, echo string
 		}
 	}
 	return classify(client.Do(req)), echo, nil
+}
+
+// runEdge sends an edge case: a request to the edge's public listener, with the client SVID
+// and the user's external access token the call names.
+func (d *deployment) runEdge(ctx context.Context, c Case) (Observed, string, error) {
+	client := d.edge
+	if c.Edge.ClientSVID != "" {
+		var err error
+		if client, err = d.edgeAs(ctx, c.Edge.ClientSVID); err != nil {
+			return Observed{}, "", err
+		}
+	}
+	req, err := http.NewRequestWithContext(ctx, c.Edge.Method, d.edgeURL+c.Edge.Path, nil)
+	if err != nil {
+		return Observed{}, "", err
+	}
+	if c.Edge.User != "" {
+		tok, err := d.userToken(ctx, c.Edge.User)
+		if err != nil {
+			return Observed{}, "", err
+		}
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	return classify(client.Do(req)), c.Edge.Path, nil
 }
 
 // classify names the layer that answered from the mark that layer leaves, never from the
