@@ -124,9 +124,33 @@ func TestApplyRenderings(t *testing.T) {
 				}
 			}
 			start := time.Now()
-			if err := a.ApplyAll(ctx, objs, crdTimeout); err != nil {
+			// Webhook configurations go last (see apiserver.Phase), after the idempotence check:
+			// spire-controller-manager's fail-closed webhook has no backend here and would
+			// refuse the second apply of every ClusterSPIFFEID.
+			var rest, webhooks []manifest.Object
+			for _, o := range objs {
+				if apiserver.Phase(o) == 3 {
+					webhooks = append(webhooks, o)
+				} else {
+					rest = append(rest, o)
+				}
+			}
+			first, err := a.ApplyAll(ctx, rest, crdTimeout)
+			if err != nil {
 				// Errorf, not Fatalf: the pods below still say which templates are refused.
 				t.Errorf("server-side apply of the %s rendering refused objects:\n%v", overlay, err)
+			}
+			// Applying the same rendering again must change nothing (no resourceVersion moves):
+			// a rendering that does not converge would roll workloads on every deploy.
+			second, err := a.ApplyAll(ctx, rest, crdTimeout)
+			if err != nil {
+				t.Errorf("second apply of the %s rendering: %v", overlay, err)
+			}
+			if diff := cmp.Diff(first, second); diff != "" {
+				t.Errorf("second apply changed stored objects (resourceVersion -first +second):\n%s", diff)
+			}
+			if _, err := a.ApplyAll(ctx, webhooks, crdTimeout); err != nil {
+				t.Errorf("server-side apply of the %s rendering's webhook configurations: %v", overlay, err)
 			}
 			// A warning is a drift too: a deprecated API, or a workload template that its
 			// namespace's Pod Security level would refuse as a Pod.

@@ -190,8 +190,10 @@ func Phase(o manifest.Object) int {
 }
 
 // ApplyAll applies objs in Phase order, waiting for each CRD to be established before any
-// later phase. It returns every refusal, not only the first.
-func (a *Applier) ApplyAll(ctx context.Context, objs []manifest.Object, crdTimeout time.Duration) error {
+// later phase. It returns the stored resourceVersion of every accepted object (by ID) and
+// every refusal, not only the first.
+func (a *Applier) ApplyAll(ctx context.Context, objs []manifest.Object, crdTimeout time.Duration) (map[string]string, error) {
+	versions := map[string]string{}
 	var errs []error
 	for phase := 0; phase <= 3; phase++ {
 		var crds []string
@@ -199,10 +201,12 @@ func (a *Applier) ApplyAll(ctx context.Context, objs []manifest.Object, crdTimeo
 			if Phase(o) != phase {
 				continue
 			}
-			if _, err := a.Apply(ctx, o); err != nil {
+			got, err := a.Apply(ctx, o)
+			if err != nil {
 				errs = append(errs, err)
 				continue
 			}
+			versions[o.ID()] = got.GetResourceVersion()
 			if o.Kind == "CustomResourceDefinition" {
 				crds = append(crds, o.Name)
 			}
@@ -216,5 +220,5 @@ func (a *Applier) ApplyAll(ctx context.Context, objs []manifest.Object, crdTimeo
 			a.mapper.Reset()
 		}
 	}
-	return errors.Join(errs...)
+	return versions, errors.Join(errs...)
 }
