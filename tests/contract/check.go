@@ -31,6 +31,9 @@ type Rendering struct {
 	Problems []string
 	// Resolve finds what answers at host:port for a container of this rendering.
 	Resolve func(from *Container, host string, port int) ([]Target, error)
+	// Policy, when set, reports why the network or mesh policies refuse a dial from one
+	// container to another (to is nil for an address outside the rendering), or "".
+	Policy func(from, to *Container, port int, d Dial) string
 	// Prerequisites are host:port addresses of things the deployment expects the cluster to
 	// run already (documented prerequisites such as an OpenTelemetry collector on EKS).
 	Prerequisites []string
@@ -51,6 +54,8 @@ type Container struct {
 	// mounts there, so path-valued variables can be opened by the loader.
 	Mounts map[string]string
 	Ports  map[string]int // declared container ports by name ("" names unnamed ones by number)
+	// Pod is where a Kubernetes container runs (nil for compose).
+	Pod *Pod
 
 	loaded *Loaded
 }
@@ -97,7 +102,19 @@ func Check(r *Rendering) []string {
 		}
 		for _, d := range dials {
 			r.Checked = append(r.Checked, c.ID+": "+d.What)
-			if p := checkDial(r, c, d); p != "" {
+			targets, p := checkDial(r, c, d)
+			if p == "" && r.Policy != nil {
+				if len(targets) == 0 {
+					p = r.Policy(c, nil, d.Port, d)
+				}
+				for _, t := range targets {
+					if p = r.Policy(c, t.C, t.Port, d); p != "" {
+						p = fmt.Sprintf("refused on the way to %s: %s", t.C.ID, p)
+						break
+					}
+				}
+			}
+			if p != "" {
 				problems = append(problems, fmt.Sprintf("%s: %s at %s:%d: %s", c.ID, d.What, d.Host, d.Port, p))
 			}
 		}
@@ -106,45 +123,51 @@ func Check(r *Rendering) []string {
 	return slices.Compact(problems)
 }
 
-func checkDial(r *Rendering, c *Container, d Dial) string {
+func checkDial(r *Rendering, c *Container, d Dial) ([]Target, string) {
 	if strings.HasSuffix(d.Host, ".invalid") {
-		return "" // a value an ExternalSecret fills from outside the cluster
+		return nil, "" // a value an ExternalSecret fills from outside the cluster
 	}
 	if slices.Contains(r.Prerequisites, fmt.Sprintf("%s:%d", d.Host, d.Port)) {
-		return ""
+		// Something the cluster runs already: what it is is not rendered, where it is (its
+		// namespace) is, so network policy toward it can still be checked.
+		var pod *Pod
+		if _, ns, ok := clusterHost(d.Host, c.Namespace); ok {
+			pod = &Pod{Namespace: ns}
+		}
+		return []Target{{C: &Container{ID: "prerequisite " + d.Host, Pod: pod}, Port: d.Port}}, ""
 	}
 	targets, err := r.Resolve(c, d.Host, d.Port)
 	if err != nil {
 		if d.External {
-			return "" // an identity provider outside the deployment
+			return nil, "" // an identity provider outside the deployment
 		}
-		return err.Error()
+		return nil, err.Error()
 	}
 	if len(targets) == 0 {
-		return "reaches no container"
+		return nil, "reaches no container"
 	}
 	for _, t := range targets {
 		switch {
 		case t.C.Binary != "" && t.C.loaded == nil:
-			return fmt.Sprintf("reaches %s, whose own environment does not load", t.C.ID)
+			return nil, fmt.Sprintf("reaches %s, whose own environment does not load", t.C.ID)
 		case d.Workload != "":
 			if t.C.loaded == nil || t.C.loaded.Server == nil || t.C.loaded.Server.Self.Name != d.Workload {
-				return fmt.Sprintf("reaches %s, not workload %s", t.C.ID, d.Workload)
+				return nil, fmt.Sprintf("reaches %s, not workload %s", t.C.ID, d.Workload)
 			}
 			if t.Port != t.C.loaded.apiPort() {
-				return fmt.Sprintf("reaches port %d of %s, which does not serve its API (ZTBANK_LISTEN is %s)", t.Port, t.C.ID, t.C.loaded.Server.Listen)
+				return nil, fmt.Sprintf("reaches port %d of %s, which does not serve its API (ZTBANK_LISTEN is %s)", t.Port, t.C.ID, t.C.loaded.Server.Listen)
 			}
 		case d.Binary != "":
 			if t.C.Binary != d.Binary || t.C.loaded == nil || !t.C.loaded.listens(t.Port) {
-				return fmt.Sprintf("reaches port %d of %s, where no %s listens", t.Port, t.C.ID, d.Binary)
+				return nil, fmt.Sprintf("reaches port %d of %s, where no %s listens", t.Port, t.C.ID, d.Binary)
 			}
 		default:
 			if t.C.loaded != nil && !t.C.loaded.listens(t.Port) {
-				return fmt.Sprintf("reaches port %d of %s, where it does not listen", t.Port, t.C.ID)
+				return nil, fmt.Sprintf("reaches port %d of %s, where it does not listen", t.Port, t.C.ID)
 			}
 		}
 	}
-	return ""
+	return targets, ""
 }
 
 // getenv is the container's environment with every path under a mount rewritten to where the

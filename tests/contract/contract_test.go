@@ -2,6 +2,7 @@ package contract
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -185,6 +186,28 @@ func TestPlantedDrift(t *testing.T) {
 		{"trace collector that is not deployed", "ConfigMap", "bank-a", "ztbank-runtime", func(m map[string]any) {
 			m["data"].(map[string]any)["OTEL_EXPORTER_OTLP_ENDPOINT"] = "http://jaeger.ztbank-system.svc.cluster.local:4318"
 		}, "OTLP collector at jaeger.ztbank-system.svc.cluster.local:4318: no Service ztbank-system/jaeger"},
+		{"JWKS refused by the edge's AuthorizationPolicy", "AuthorizationPolicy", "ztbank-system", "allow-edge", func(m map[string]any) {
+			spec := m["spec"].(map[string]any)
+			var keep []any
+			for _, rule := range spec["rules"].([]any) {
+				if !strings.Contains(fmt.Sprint(rule), "8443") {
+					keep = append(keep, rule)
+				}
+			}
+			spec["rules"] = keep
+		}, "JWKS of edge at edge.ztbank-system.svc.cluster.local:8443: refused on the way to Deployment ztbank-system/edge container edge: no AuthorizationPolicy rule on the target admits ztbank.local/ns/bank-a/sa/account"},
+		{"peer refused by the callee's AuthorizationPolicy", "AuthorizationPolicy", "bank-a", "allow-account", func(m map[string]any) {
+			dig(m, "spec", "rules").([]any)[0].(map[string]any)["to"] = []any{map[string]any{"operation": map[string]any{"ports": []any{"9443"}}}}
+		}, "peer bank-a/account at account.bank-a.svc.cluster.local:8443: refused on the way to Deployment bank-a/account container account: no AuthorizationPolicy rule"},
+		{"egress refused by the caller's NetworkPolicy", "NetworkPolicy", "bank-a", "user", func(m map[string]any) {
+			delete(m["spec"].(map[string]any), "egress")
+		}, "peer bank-a/account at account.bank-a.svc.cluster.local:8443: refused on the way to Deployment bank-a/account container account: the source's NetworkPolicies allow no egress there"},
+		{"ingress refused by the callee's NetworkPolicy", "NetworkPolicy", "bank-b", "ledger", func(m map[string]any) {
+			delete(m["spec"].(map[string]any), "ingress")
+		}, "peer bank-b/ledger at ledger.bank-b.svc.cluster.local:8443: refused on the way to Deployment bank-b/ledger container ledger: the target's NetworkPolicies admit no ingress from the source"},
+		{"issuer refused by the provider's NetworkPolicy", "NetworkPolicy", "ztbank-system", "devoidc", func(m map[string]any) {
+			delete(m["spec"].(map[string]any), "ingress")
+		}, "OIDC issuer http://devoidc.ztbank-system.svc.cluster.local:9998 at devoidc.ztbank-system.svc.cluster.local:9998: refused on the way to Deployment ztbank-system/devoidc container devoidc: the target's NetworkPolicies admit no ingress"},
 		{"database host without a Service", "Secret", "bank-b", "ztbank-db-ledger", func(m map[string]any) {
 			d := m["stringData"].(map[string]any)
 			d["ZTBANK_DB_DSN"] = strings.Replace(d["ZTBANK_DB_DSN"].(string), "host=postgres.", "host=pg.", 1)

@@ -16,6 +16,8 @@ import (
 	"text/template"
 
 	yamlv3 "go.yaml.in/yaml/v3"
+
+	"github.com/ztbank/ztbank/libs/topology"
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/yaml"
@@ -148,7 +150,8 @@ type k8sVolume struct {
 
 type podTemplate struct {
 	Metadata struct {
-		Labels map[string]string `json:"labels"`
+		Labels      map[string]string `json:"labels"`
+		Annotations map[string]string `json:"annotations"`
 	} `json:"metadata"`
 	Spec struct {
 		ServiceAccountName string         `json:"serviceAccountName"`
@@ -200,6 +203,21 @@ func (o Outside) keys(key string) ([]string, bool) {
 // FromKubernetes reads a rendered overlay. dir is where mounts are materialised.
 func FromKubernetes(name string, objs []Object, outside Outside, dir string) (*Rendering, error) {
 	r := &Rendering{Name: name}
+	pols, err := readPolicies(objs, topology.Default().TrustDomain.Name())
+	if err != nil {
+		return nil, err
+	}
+	r.Policy = func(from, to *Container, port int, d Dial) string {
+		var toPod *Pod
+		var toPorts map[string]int
+		if to != nil {
+			toPod, toPorts = to.Pod, to.Ports
+		}
+		if p := pols.networkAllows(from.Pod, toPod, port, toPorts); p != "" {
+			return p
+		}
+		return pols.meshAllows(from.Pod, toPod, port, d)
+	}
 	secrets := map[string]map[string][]byte{}    // ns/name → key → value
 	configMaps := map[string]map[string][]byte{} // ns/name → key → value
 	accounts := map[string]bool{}
@@ -374,6 +392,8 @@ func FromKubernetes(name string, objs []Object, outside Outside, dir string) (*R
 			volumeDirs[v] = vdir
 		}
 		p := pod{ns: ns, labels: tmpl.Metadata.Labels}
+		podInfo := &Pod{Namespace: ns, Labels: tmpl.Metadata.Labels, ServiceAccount: tmpl.Spec.ServiceAccountName,
+			Mesh: pols.nsLabels[ns]["istio-injection"] == "enabled" && tmpl.Metadata.Annotations["sidecar.istio.io/inject"] != "false"}
 		for _, kc := range slices.Concat(tmpl.Spec.InitContainers, tmpl.Spec.Containers) {
 			c := &Container{
 				ID:        fmt.Sprintf("%s container %s", where, kc.Name),
@@ -383,6 +403,7 @@ func FromKubernetes(name string, objs []Object, outside Outside, dir string) (*R
 				Env:       map[string]string{},
 				Mounts:    map[string]string{},
 				Ports:     map[string]int{},
+				Pod:       podInfo,
 			}
 			cproblem := func(format string, args ...any) {
 				r.Problems = append(r.Problems, c.ID+": "+fmt.Sprintf(format, args...))

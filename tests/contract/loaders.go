@@ -125,6 +125,11 @@ type Dial struct {
 	Binary string
 	// External addresses may be outside the rendering (an IdP on the internet, RDS).
 	External bool
+	// Method and Path are the one request the dial makes, when it makes one (the JWKS,
+	// OIDC discovery); empty for a peer, whose whole API is called.
+	Method, Path string
+	// UserToken is true when the requests carry a user's internal JWT (peer calls).
+	UserToken bool
 }
 
 // dials lists the addresses a loaded container connects to.
@@ -138,16 +143,18 @@ func (l Loaded) dials() ([]Dial, []string) {
 			if (!peer && !jwks) || w.External {
 				continue
 			}
-			what := "peer " + w.Name
-			if !peer {
-				what = "JWKS of " + w.Name
-			}
 			host, port, err := urlHostPort(s.PeerURLFor(w))
 			if err != nil {
-				problems = append(problems, what+": "+err.Error())
+				problems = append(problems, w.Name+": "+err.Error())
 				continue
 			}
-			out = append(out, Dial{What: what, Host: host, Port: port, Workload: w.Name})
+			if peer {
+				out = append(out, Dial{What: "peer " + w.Name, Host: host, Port: port, Workload: w.Name, UserToken: true})
+			}
+			if jwks {
+				out = append(out, Dial{What: "JWKS of " + w.Name, Host: host, Port: port, Workload: w.Name,
+					Method: "GET", Path: "/.well-known/jwks.json"})
+			}
 		}
 	}
 	if s := l.Server; s != nil && s.Tracing.Exporter != "" {
@@ -166,7 +173,8 @@ func (l Loaded) dials() ([]Dial, []string) {
 				continue
 			}
 			out = append(out, Dial{What: "OIDC issuer " + iss, Host: host, Port: port, Binary: "devoidc",
-				External: strings.HasPrefix(iss, "https://") && externalHost(host)})
+				External: strings.HasPrefix(iss, "https://") && externalHost(host),
+				Method: "GET", Path: "/.well-known/openid-configuration"})
 		}
 	}
 	if d := l.DB; d != nil {

@@ -35,6 +35,10 @@ const (
 	PublicPort = 8080
 	// PostgresPort is where DB workloads connect (RDS on EKS, the dev database on kind).
 	PostgresPort = 5432
+	// OTLPPort and OTLPNamespace locate the cluster's OpenTelemetry collector (OTLP/HTTP),
+	// a cluster prerequisite the overlays do not deploy.
+	OTLPPort      = 4318
+	OTLPNamespace = "observability"
 )
 
 // IngressServiceAccount is Emissary-ingress's ServiceAccount in the platform namespace. It is
@@ -845,6 +849,23 @@ func (g gen) networkPolicies() []obj {
 					},
 				},
 			},
+			// Spans go to the cluster's OpenTelemetry collector (a prerequisite, named by
+			// the runtime ConfigMap's OTLP endpoint); without this every export is dropped.
+			obj{
+				"apiVersion": "networking.k8s.io/v1",
+				"kind":       "NetworkPolicy",
+				"metadata":   obj{"name": "allow-otlp", "namespace": ns},
+				"spec": obj{
+					"podSelector": obj{},
+					"policyTypes": []any{"Egress"},
+					"egress": []any{obj{
+						"to": []any{obj{
+							"namespaceSelector": obj{"matchLabels": obj{"kubernetes.io/metadata.name": OTLPNamespace}},
+						}},
+						"ports": tcp(OTLPPort),
+					}},
+				},
+			},
 		)
 	}
 	edge, hasEdge := g.issuer()
@@ -989,7 +1010,7 @@ func (g gen) runtimeConfig() []obj {
 				// Only what every workload reads: the contract test fails on a key a binary ignores.
 				"ZTBANK_TRANSPORT_MODE":       "mesh",
 				"ZTBANK_PEER_URL_TEMPLATE":    PeerURLTemplate,
-				"OTEL_EXPORTER_OTLP_ENDPOINT": "http://otel-collector.observability.svc.cluster.local:4318",
+				"OTEL_EXPORTER_OTLP_ENDPOINT": fmt.Sprintf("http://otel-collector.%s.svc.cluster.local:%d", OTLPNamespace, OTLPPort),
 				"OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
 				"OTEL_TRACES_SAMPLER":         "parentbased_traceidratio",
 				"OTEL_TRACES_SAMPLER_ARG":     "1.0",
