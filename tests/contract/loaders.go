@@ -174,7 +174,7 @@ func (l Loaded) dials() ([]Dial, []string) {
 			}
 			out = append(out, Dial{What: "OIDC issuer " + iss, Host: host, Port: port, Binary: "devoidc",
 				External: strings.HasPrefix(iss, "https://") && externalHost(host),
-				Method: "GET", Path: "/.well-known/openid-configuration"})
+				Method:   "GET", Path: "/.well-known/openid-configuration"})
 		}
 	}
 	if d := l.DB; d != nil {
