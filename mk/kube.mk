@@ -35,5 +35,5 @@ $(KUBE_BINS) &: tools/kube/go.mod tools/kube/go.sum
 kube-test: kube-tools ## apply the kind and eks renderings server-side to a real kube-apiserver + etcd (Pod Security enforced)
 	@# The CRD source modules (Istio, spire-controller-manager, External Secrets) into the module
 	@# cache; a no-op once cached. The test then only reads the cache.
-	@cd tools/kube/crds && GOWORK=off $(GO) mod download
+	@cd tools/kube/crds && GOWORK=off GOFLAGS=-mod=readonly $(GO) mod download
 	@cd deploy/check && KUBE_BIN_DIR=$(CURDIR)/$(BIN) GOWORK=off $(GO) test -count=1 -timeout 20m ./apiserver/...

@@ -34,7 +34,8 @@ var UpstreamCRDSources = []CRDSource{
 func ModuleDir(ctx context.Context, pinDir, module string) (string, error) {
 	cmd := exec.CommandContext(ctx, "go", "mod", "download", "-json", module)
 	cmd.Dir = pinDir
-	cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=mod")
+	// -mod=readonly: the pins and hashes in tools/kube/crds are used as committed, never rewritten.
+	cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=readonly")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
