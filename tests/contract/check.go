@@ -37,6 +37,10 @@ type Rendering struct {
 	// Prerequisites are host:port addresses of things the deployment expects the cluster to
 	// run already (documented prerequisites such as an OpenTelemetry collector on EKS).
 	Prerequisites []string
+	// ObjectDials are addresses that objects other than our containers name (Emissary's
+	// Mappings and AuthService, Istio's RequestAuthentication JWKS URI), each from where it is
+	// dialled.
+	ObjectDials []ObjectDial
 	// Checked records every dial Check examined ("<container>: <what>"), so a test can tell
 	// a clean result from one that checked nothing.
 	Checked []string
@@ -58,6 +62,12 @@ type Container struct {
 	Pod *Pod
 
 	loaded *Loaded
+}
+
+// ObjectDial is an address a rendered object names.
+type ObjectDial struct {
+	From *Container // where the dial starts (its ID names the object)
+	Dial
 }
 
 // Target is a container reached at a port.
@@ -119,6 +129,12 @@ func Check(r *Rendering) []string {
 			}
 		}
 	}
+	for _, od := range r.ObjectDials {
+		r.Checked = append(r.Checked, od.From.ID+": "+od.What)
+		if _, p := checkDial(r, od.From, od.Dial); p != "" {
+			problems = append(problems, fmt.Sprintf("%s: %s at %s:%d: %s", od.From.ID, od.What, od.Host, od.Port, p))
+		}
+	}
 	sort.Strings(problems)
 	return slices.Compact(problems)
 }
@@ -154,7 +170,10 @@ func checkDial(r *Rendering, c *Container, d Dial) ([]Target, string) {
 			if t.C.loaded == nil || t.C.loaded.Server == nil || t.C.loaded.Server.Self.Name != d.Workload {
 				return nil, fmt.Sprintf("reaches %s, not workload %s", t.C.ID, d.Workload)
 			}
-			if t.Port != t.C.loaded.apiPort() {
+			if d.Health && t.Port != t.C.loaded.healthPort() {
+				return nil, fmt.Sprintf("reaches port %d of %s, which is not its health listener (ZTBANK_HEALTH_LISTEN is %s)", t.Port, t.C.ID, t.C.loaded.Server.HealthListen)
+			}
+			if !d.Health && t.Port != t.C.loaded.apiPort() {
 				return nil, fmt.Sprintf("reaches port %d of %s, which does not serve its API (ZTBANK_LISTEN is %s)", t.Port, t.C.ID, t.C.loaded.Server.Listen)
 			}
 		case d.Binary != "":

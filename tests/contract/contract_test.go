@@ -95,6 +95,12 @@ func TestDeployContract(t *testing.T) {
 			if name != "eks" {
 				want["OIDC issuer"] = 1 // one dev provider for every tenant
 			}
+			if name != "compose" {
+				// Emissary: one Mapping per tenant and the AuthService; Istio: one
+				// RequestAuthentication per tenant.
+				want["upstream"] = len(topo.Tenants) + 1
+				want["JWKS URI"] = len(topo.Tenants)
+			}
 			for what, n := range want {
 				got := 0
 				for _, c := range r.Checked {
@@ -208,6 +214,13 @@ func TestPlantedDrift(t *testing.T) {
 		{"issuer refused by the provider's NetworkPolicy", "NetworkPolicy", "ztbank-system", "devoidc", func(m map[string]any) {
 			delete(m["spec"].(map[string]any), "ingress")
 		}, "OIDC issuer http://devoidc.ztbank-system.svc.cluster.local:9998 at devoidc.ztbank-system.svc.cluster.local:9998: refused on the way to Deployment ztbank-system/devoidc container devoidc: the target's NetworkPolicies admit no ingress"},
+		{"Emissary asks the edge on a port it lacks", "AuthService", "ztbank-system", "edge", func(m map[string]any) {
+			m["spec"].(map[string]any)["auth_service"] = "https://edge.ztbank-system:8081"
+		}, "AuthService ztbank-system/edge: upstream at edge.ztbank-system:8081: Service ztbank-system/edge has no port 8081"},
+		{"istiod fetches the JWKS from the API port", "RequestAuthentication", "bank-a", "internal-jwt", func(m map[string]any) {
+			rule := dig(m, "spec", "jwtRules").([]any)[0].(map[string]any)
+			rule["jwksUri"] = strings.Replace(rule["jwksUri"].(string), ":9090", ":8080", 1)
+		}, "JWKS URI at edge.ztbank-system.svc.cluster.local:8080: reaches port 8080 of Deployment ztbank-system/edge container edge, which is not its health listener"},
 		{"database host without a Service", "Secret", "bank-b", "ztbank-db-ledger", func(m map[string]any) {
 			d := m["stringData"].(map[string]any)
 			d["ZTBANK_DB_DSN"] = strings.Replace(d["ZTBANK_DB_DSN"].(string), "host=postgres.", "host=pg.", 1)

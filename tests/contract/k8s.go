@@ -281,6 +281,46 @@ func FromKubernetes(name string, objs []Object, outside Outside, dir string) (*R
 				return nil, err
 			}
 			services[o.key()] = s
+		case "Mapping", "AuthService", "RequestAuthentication":
+			var x struct {
+				Spec struct {
+					Service     string `json:"service"`
+					AuthService string `json:"auth_service"`
+					JWTRules    []struct {
+						JWKSURI string `json:"jwksUri"`
+					} `json:"jwtRules"`
+				} `json:"spec"`
+			}
+			if err := json.Unmarshal(o.JSON, &x); err != nil {
+				return nil, err
+			}
+			from := &Container{ID: fmt.Sprintf("%s %s", o.Kind, o.key()), Namespace: o.Metadata.Namespace}
+			for _, addr := range []string{x.Spec.Service, x.Spec.AuthService} {
+				if addr == "" {
+					continue
+				}
+				if !strings.Contains(addr, "://") {
+					addr = "http://" + addr
+				}
+				host, port, err := urlHostPort(addr)
+				if err != nil {
+					r.Problems = append(r.Problems, from.ID+": "+err.Error())
+					continue
+				}
+				r.ObjectDials = append(r.ObjectDials, ObjectDial{From: from, Dial: Dial{What: "upstream", Host: host, Port: port}})
+			}
+			for _, rule := range x.Spec.JWTRules {
+				if rule.JWKSURI == "" {
+					continue
+				}
+				host, port, err := urlHostPort(rule.JWKSURI)
+				if err != nil {
+					r.Problems = append(r.Problems, from.ID+": "+err.Error())
+					continue
+				}
+				// istiod fetches it; the edge serves the key set on its health port.
+				r.ObjectDials = append(r.ObjectDials, ObjectDial{From: from, Dial: Dial{What: "JWKS URI", Host: host, Port: port, Workload: "edge", Health: true}})
+			}
 		}
 	}
 	for k, keys := range outside {

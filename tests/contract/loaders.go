@@ -130,6 +130,9 @@ type Dial struct {
 	Method, Path string
 	// UserToken is true when the requests carry a user's internal JWT (peer calls).
 	UserToken bool
+	// Health is true when Workload must answer on its health listener rather than its API
+	// (istiod fetches the edge's JWKS there).
+	Health bool
 }
 
 // dials lists the addresses a loaded container connects to.
@@ -251,6 +254,16 @@ func (l Loaded) apiPort() int {
 		return 0
 	}
 	_, p, _ := net.SplitHostPort(l.Server.Listen)
+	n, _ := strconv.Atoi(p)
+	return n
+}
+
+// healthPort is the port a service's health listener (and the edge's public JWKS) is on.
+func (l Loaded) healthPort() int {
+	if l.Server == nil {
+		return 0
+	}
+	_, p, _ := net.SplitHostPort(l.Server.HealthListen)
 	n, _ := strconv.Atoi(p)
 	return n
 }
