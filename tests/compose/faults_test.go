@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -228,8 +229,8 @@ func TestLedgerPartition(t *testing.T) {
 			retried++
 		}
 	}
-	t.Logf("compose: %d payments at %.0f/s over %d clients; %d refused during the partition and %d retried; bob %d → %d, dave %d → %d",
-		total, rate, workers, failedFirst, retried, bobBefore, bobAfter, daveBefore, daveAfter)
+	t.Logf("compose: %d payments at %.0f/s over %d clients; %d refused during the partition (%s) and %d retried; bob %d → %d, dave %d → %d",
+		total, rate, workers, failedFirst, statuses(l.outcomes()), retried, bobBefore, bobAfter, daveBefore, daveAfter)
 	// Exactly once: the balances moved by the sum of the payments, no more and no less.
 	if bobAfter != bobBefore+bobDelta {
 		t.Errorf("bob's balance %d, want %d (each payment posted exactly once)", bobAfter, bobBefore+bobDelta)
@@ -310,8 +311,8 @@ func TestPostgresRestart(t *testing.T) {
 	l.stop()
 
 	ok, failed := l.counts()
-	t.Logf("compose: PostgreSQL restarted under %d clients at %.0f req/s: healthy %s after the restart began, services serving %s after that; %d succeeded, %d failed",
-		readWorkers, readRate, back.Sub(restarted).Round(100*time.Millisecond), recovered.Sub(back).Round(100*time.Millisecond), ok, failed)
+	t.Logf("compose: PostgreSQL restarted under %d clients at %.0f req/s: healthy %s after the restart began, services serving %s after that; %d succeeded, %d failed (%s)",
+		readWorkers, readRate, back.Sub(restarted).Round(100*time.Millisecond), recovered.Sub(back).Round(100*time.Millisecond), ok, failed, statuses(l.outcomes()))
 	for _, o := range l.outcomes() {
 		if !o.ok() && (o.err != nil || !o.problem) {
 			t.Errorf("failure without problem+json: %s", o)
@@ -372,7 +373,36 @@ func TestTenantNetworks(t *testing.T) {
 					t.Fatalf("the probe failed for another reason than the connection: %v", err)
 				}
 			}
-			t.Logf("compose: %s → %s: %v%s", tc.from, tc.to, err, out)
+			if err != nil {
+				t.Logf("compose: %s → %s: no connection (%v)", tc.from, tc.to, err)
+			} else {
+				t.Logf("compose: %s → %s: %s", tc.from, tc.to, out)
+			}
 		})
 	}
+}
+
+// statuses summarises the failed outcomes by HTTP status, for the logs.
+func statuses(os []outcome) string {
+	n := map[string]int{}
+	for _, o := range os {
+		switch {
+		case o.ok():
+		case o.err != nil:
+			n["no answer"]++
+		case o.problem:
+			n[fmt.Sprintf("%d problem+json", o.status)]++
+		default:
+			n[fmt.Sprintf("%d other", o.status)]++
+		}
+	}
+	var parts []string
+	for k, v := range n {
+		parts = append(parts, fmt.Sprintf("%d× %s", v, k))
+	}
+	sort.Strings(parts)
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, ", ")
 }
