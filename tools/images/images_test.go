@@ -120,7 +120,7 @@ func healthProbes(t *testing.T) map[string]healthProbe {
 	}
 	probes := map[string]healthProbe{
 		"devoidc":      {want: regexp.MustCompile(`^devoidc: healthcheck: provider not ready: open .*provider\.json: no such file or directory$`)},
-		"spire-server": {want: regexp.MustCompile(`^Server is unhealthy: unable to determine health$`)},
+		"spire-server": {want: regexp.MustCompile(`^Error: server is unhealthy: unable to determine health$`)},
 		"spire-agent":  {want: regexp.MustCompile(`^Agent is unhealthy: unable to determine health$`)},
 		"postgres":     {want: regexp.MustCompile(`^pg-entrypoint: healthcheck: PostgreSQL on 127\.0\.0\.1:5432 is not accepting connections: no response$`)},
 		"dbadmin":      {oneShot: true, env: []string{"ZTBANK_DB_ADMIN_DSN=" + dsn}, want: regexp.MustCompile(`^dbadmin: usage: unknown subcommand "healthcheck"$`)},

@@ -98,7 +98,33 @@ func (e *entry) contentSum() (string, error) {
 	return fileSum(e.Src)
 }
 
+// sumCache remembers file hashes by path, size and modification time, so a warm run does not
+// read hundreds of MB of unchanged binaries again (the go command leaves an up-to-date binary
+// untouched). Loaded and saved by the builder; nil means no cache.
+var sumCache map[string]cachedSum
+
+type cachedSum struct {
+	Size    int64
+	ModTime time.Time
+	Sum     string
+}
+
 func fileSum(name string) (string, error) {
+	st, err := os.Stat(name)
+	if err != nil {
+		return "", err
+	}
+	if c, ok := sumCache[name]; ok && c.Size == st.Size() && c.ModTime.Equal(st.ModTime()) {
+		return c.Sum, nil
+	}
+	sum, err := readSum(name)
+	if err == nil && sumCache != nil {
+		sumCache[name] = cachedSum{Size: st.Size(), ModTime: st.ModTime(), Sum: sum}
+	}
+	return sum, err
+}
+
+func readSum(name string) (string, error) {
 	f, err := os.Open(name)
 	if err != nil {
 		return "", err

@@ -12,6 +12,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -22,6 +23,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -87,6 +89,7 @@ type builder struct {
 	getenv      func(string) string
 	out, errOut io.Writer
 	force       bool
+	mu          sync.Mutex // guards out and errOut while the builds run concurrently
 }
 
 // dir is the builder's working area under .dev (git-ignored, and kept out of every Docker
@@ -107,6 +110,8 @@ func (b *builder) build(ctx context.Context, list []image) error {
 		return err
 	}
 	defer unlock()
+	sumCache = loadSums(b.dir("sums.json"))
+	defer saveSums(b.dir("sums.json"), sumCache)
 	start := time.Now()
 	binaries, err := b.buildBinaries(ctx, list)
 	if err != nil {
@@ -170,6 +175,20 @@ func (b *builder) lock() (func(), error) {
 	return func() { f.Close() }, nil
 }
 
+func loadSums(name string) map[string]cachedSum {
+	m := map[string]cachedSum{}
+	if b, err := os.ReadFile(name); err == nil {
+		_ = json.Unmarshal(b, &m) // a damaged cache is an empty one
+	}
+	return m
+}
+
+func saveSums(name string, m map[string]cachedSum) {
+	if b, err := json.Marshal(m); err == nil {
+		_ = os.WriteFile(name, b, 0o644)
+	}
+}
+
 func short(sum string) string {
 	return strings.TrimPrefix(sum, "sha256:")[:12]
 }
@@ -188,17 +207,19 @@ func (b *builder) buildBinaries(ctx context.Context, list []image) (map[string]s
 		}
 	}
 	paths := map[string]string{}
+	type job struct {
+		what, dir string
+		env, args []string
+	}
+	var jobs []job
 	if len(static) > 0 {
 		out := b.dir("bin")
-		fmt.Fprintf(b.out, "==> go build (CGO_ENABLED=0) %d binaries\n", len(static))
 		args := []string{"build", "-trimpath", "-buildvcs=false", "-ldflags=-s -w", "-o", out + string(filepath.Separator)}
 		for _, im := range static {
 			args = append(args, im.Package)
 			paths[im.Name()] = filepath.Join(out, im.Binary())
 		}
-		if err := b.goBuild(ctx, b.root, []string{"CGO_ENABLED=0"}, args); err != nil {
-			return nil, err
-		}
+		jobs = append(jobs, job{fmt.Sprintf("%d Go binaries (CGO_ENABLED=0)", len(static)), b.root, []string{"CGO_ENABLED=0"}, args})
 	}
 	if len(spire) > 0 {
 		version, err := spireVersion(b.root)
@@ -219,7 +240,6 @@ func (b *builder) buildBinaries(ctx context.Context, list []image) (map[string]s
 		// libc: link statically. netgo and osusergo keep glibc's NSS (which a static binary
 		// cannot load) out of name and user lookups; sqlite_omit_load_extension drops dlopen.
 		// The agent is built the same way so both share one compile.
-		fmt.Fprintf(b.out, "==> go build SPIRE %s (static cgo; the first build takes several minutes)\n", version)
 		args := []string{"build", "-trimpath", "-buildvcs=false",
 			"-tags=netgo,osusergo,sqlite_omit_load_extension",
 			"-ldflags=-s -w -X github.com/spiffe/spire/pkg/common/version.gittag=" + version +
@@ -228,9 +248,30 @@ func (b *builder) buildBinaries(ctx context.Context, list []image) (map[string]s
 		for _, im := range spire {
 			args = append(args, im.Package)
 		}
-		if err := b.goBuild(ctx, filepath.Join(b.root, "tools", "spire"), []string{"CGO_ENABLED=1", "GOWORK=off"}, args); err != nil {
-			return nil, err
-		}
+		jobs = append(jobs, job{"SPIRE " + version + " (static cgo; the first build takes many minutes)",
+			filepath.Join(b.root, "tools", "spire"), []string{"CGO_ENABLED=1", "GOWORK=off"}, args})
+	}
+	// Both builds at once: warm, each is mostly the go command's up-to-date check, and the
+	// wall time is the longer of the two rather than their sum.
+	errs := make([]error, len(jobs))
+	var wg sync.WaitGroup
+	for i, j := range jobs {
+		fmt.Fprintf(b.out, "==> go build %s\n", j.what)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			t0 := time.Now()
+			errs[i] = b.goBuild(ctx, j.dir, j.env, j.args)
+			if errs[i] == nil {
+				b.mu.Lock()
+				defer b.mu.Unlock()
+				fmt.Fprintf(b.out, "    %s: done in %s\n", j.what, time.Since(t0).Round(100*time.Millisecond))
+			}
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
 	}
 	return paths, nil
 }
@@ -241,7 +282,9 @@ func (b *builder) goBuild(ctx context.Context, dir string, env, args []string) e
 	cmd.Env = append(os.Environ(), env...)
 	out, err := cmd.CombinedOutput()
 	if len(out) > 0 {
+		b.mu.Lock()
 		b.errOut.Write(out)
+		b.mu.Unlock()
 	}
 	if err != nil {
 		return fmt.Errorf("go %s: %w", strings.Join(args, " "), err)
