@@ -29,6 +29,11 @@ func TestEveryImage(t *testing.T) {
 	probes := healthProbes(t)
 	for _, im := range list {
 		t.Run(im.Name(), func(t *testing.T) {
+			if im.Optional {
+				if _, err := dockerCmd(context.Background(), "image", "inspect", im.Image); err != nil {
+					t.Skipf("SKIPPED: %s is optional and not built (images build %s)", im.Image, im.Name())
+				}
+			}
 			var cfg []struct {
 				Config struct {
 					User       string

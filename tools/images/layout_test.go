@@ -216,7 +216,8 @@ func TestList(t *testing.T) {
 		"ztbank/edge:dev", "ztbank/gateway:dev", "ztbank/user:dev", "ztbank/account:dev",
 		"ztbank/payment:dev", "ztbank/ledger:dev", "ztbank/dbadmin:dev", "ztbank/devoidc:dev",
 		"ztbank/composeinit:dev",
-		"ztbank/spire-server:" + version, "ztbank/spire-agent:" + version, "ztbank/postgres:15",
+		"ztbank/spire-server:" + version, "ztbank/spire-agent:" + version,
+		"ztbank/spire-controller-manager:0.6.3", "ztbank/postgres:15",
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("image list (-want +got):\n%s", diff)

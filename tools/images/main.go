@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -69,7 +70,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 func selectImages(list []image, names []string) []image {
 	if len(names) == 0 {
-		return list
+		var out []image
+		for _, im := range list {
+			if !im.Optional {
+				out = append(out, im)
+			}
+		}
+		return out
 	}
 	want := map[string]bool{}
 	for _, n := range names {
@@ -199,19 +206,32 @@ func short(sum string) string {
 // commit elsewhere in the repository does not change every image's hash.
 func (b *builder) buildBinaries(ctx context.Context, list []image) (map[string]string, error) {
 	var static, spire []image
-	for _, im := range list {
-		if im.Build == "spire" {
-			spire = append(spire, im)
-		} else {
-			static = append(static, im)
-		}
-	}
 	paths := map[string]string{}
 	type job struct {
 		what, dir string
 		env, args []string
 	}
 	var jobs []job
+	for _, im := range list {
+		switch im.Build {
+		case "spire":
+			spire = append(spire, im)
+		case "module":
+			// go install pkg@version builds the module with its own go.mod and go.sum, outside
+			// our workspace: nothing of it enters our modules' dependency graphs.
+			dir, err := filepath.Abs(b.dir("module", im.Name()))
+			if err != nil {
+				return nil, err
+			}
+			pkg, _, _ := strings.Cut(im.Package, "@")
+			paths[im.Name()] = filepath.Join(dir, path.Base(pkg))
+			jobs = append(jobs, job{im.Package + " (CGO_ENABLED=0)", b.root,
+				[]string{"CGO_ENABLED=0", "GOWORK=off", "GOBIN=" + dir},
+				[]string{"install", "-trimpath", "-buildvcs=false", "-ldflags=-s -w", im.Package}})
+		default:
+			static = append(static, im)
+		}
+	}
 	if len(static) > 0 {
 		out := b.dir("bin")
 		args := []string{"build", "-trimpath", "-buildvcs=false", "-ldflags=-s -w", "-o", out + string(filepath.Separator)}

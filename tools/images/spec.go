@@ -26,6 +26,9 @@ type image struct {
 	// Dirs are empty directories owned by the non-root user (static images): mount points
 	// whose new named volumes inherit that ownership, as compose's init-secrets relies on.
 	Dirs []string `json:"dirs,omitempty"`
+	// Optional images are built only when named (`images build <name>`): they are not needed
+	// by compose or the tests and would lengthen every cold build.
+	Optional bool `json:"optional,omitempty"`
 }
 
 // Name is the short name (edge, spire-server, postgres).
@@ -34,8 +37,14 @@ func (im image) Name() string {
 	return path.Base(repo)
 }
 
-// Binary is the file name of the image's Go binary (the last element of its package).
-func (im image) Binary() string { return path.Base(im.Package) }
+// Binary is the file name of the image's Go binary: the last element of its package, or for
+// a module built at a version (build "module") the image's name.
+func (im image) Binary() string {
+	if im.Build == "module" {
+		return im.Name()
+	}
+	return path.Base(im.Package)
+}
 
 // BinaryPath is where the binary lives inside the image.
 func (im image) BinaryPath() string {
@@ -44,6 +53,8 @@ func (im image) BinaryPath() string {
 		return "/opt/spire/bin/" + im.Binary()
 	case "rootfs":
 		return "/usr/local/bin/" + im.Binary()
+	case "module":
+		return "/" + im.Binary() // upstream's layout for spire-controller-manager
 	}
 	return "/app/" + im.Binary()
 }
@@ -75,6 +86,12 @@ func loadList(root string) ([]image, error) {
 		seen[im.Name()] = true
 		switch im.Build {
 		case "static", "spire":
+		case "module":
+			pkg, version, ok := strings.Cut(im.Package, "@")
+			_, tag, _ := strings.Cut(im.Image, ":")
+			if !ok || pkg == "" || "v"+tag != version {
+				return nil, fmt.Errorf("%s: %s: a module build names package@version, with the tag the version without its v", listFile, im.Image)
+			}
 		case "rootfs":
 			if im.Rootfs == "" {
 				return nil, fmt.Errorf("%s: %s needs a rootfs recipe", listFile, im.Image)
@@ -173,6 +190,17 @@ func layoutFor(root string, im image, binary string, ca []byte) (*layout, error)
 			User:       user,
 			WorkingDir: "/opt/spire",
 			Entrypoint: []string{im.BinaryPath(), "run"},
+			Cmd:        []string{},
+			Labels:     labels,
+		}}, nil
+	case "module":
+		// A third-party controller (spire-controller-manager), laid out as upstream's image:
+		// the binary at the root, WORKDIR /, CMD []; but non-root, where upstream leaves
+		// USER commented out.
+		return &layout{Entries: append(baseEntries(ca), bin), Config: config{
+			User:       user,
+			WorkingDir: "/",
+			Entrypoint: []string{im.BinaryPath()},
 			Cmd:        []string{},
 			Labels:     labels,
 		}}, nil
