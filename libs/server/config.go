@@ -13,8 +13,8 @@ import (
 	"github.com/ztbank/ztbank/libs/transport"
 )
 
-// Vars declares the variables every service reads through LoadConfig (its own, plus tracing's
-// and the test-only policy override's).
+// Vars declares the variables every service reads through LoadConfig (its own and
+// tracing's). Tenant workloads also read the test-only policy override: TenantVars.
 var Vars = envvar.Join([]envvar.Var{
 	{Name: "ZTBANK_WORKLOAD", Doc: "the topology workload this process is, e.g. bank-a/gateway (required; the edge defaults to edge)."},
 	{Name: "ZTBANK_TOPOLOGY", Default: "the topology compiled into the binary", Doc: "path of a topology file to use instead."},
@@ -26,7 +26,10 @@ var Vars = envvar.Join([]envvar.Var{
 	{Name: "ZTBANK_PEER_ADDR_*", Default: "the peer's topology listen address", Doc: "{listen} of one peer, suffix = the workload name upper-cased with / and - as _ (ZTBANK_PEER_ADDR_BANK_A_USER); the local stack sets them when it runs on free ports."},
 	{Name: "ZTBANK_LOG_LEVEL", Default: "info", Doc: "debug, info, warn or error."},
 	{Name: "ZTBANK_SVID_TIMEOUT", Default: "30s", Doc: "how long start-up waits for the first SVID (direct mode)."},
-}, telemetry.Vars, authz.Vars)
+}, telemetry.Vars)
+
+// TenantVars declares what LoadConfig reads for a tenant workload: Vars and authz.Vars.
+var TenantVars = envvar.Join(Vars, authz.Vars)
 
 // Config is the configuration every service shares, read and checked in one place
 // (LoadConfig) before anything starts.

@@ -21,7 +21,7 @@ func Run(ctx context.Context, service string, args []string, getenv func(string)
 	if len(args) > 1 && args[1] == "healthcheck" {
 		return Healthcheck(ctx, getenv, "")
 	}
-	cfg, err := LoadConfig(service, envvar.NewReader(getenv, Vars))
+	cfg, err := LoadConfig(service, envvar.NewReader(getenv, TenantVars))
 	if err != nil {
 		return err
 	}

@@ -70,7 +70,7 @@ type Runtime struct {
 // (SetupConfig). Services load their whole configuration with their own loader and call
 // SetupConfig; Setup serves callers that only need the shared part.
 func Setup(ctx context.Context, service string, getenv func(string) string, stderr io.Writer) (*Runtime, error) {
-	cfg, err := LoadConfig(service, envvar.NewReader(getenv, Vars))
+	cfg, err := LoadConfig(service, envvar.NewReader(getenv, TenantVars))
 	if err != nil {
 		return nil, err
 	}

@@ -77,7 +77,7 @@ func TestPeerURL(t *testing.T) {
 		{"mesh service DNS", mesh, "http://user.bank-a.svc.cluster.local:8443"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg, err := LoadConfig("gateway", envvar.NewReader(env(tc.vars), Vars))
+			cfg, err := LoadConfig("gateway", envvar.NewReader(env(tc.vars), TenantVars))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -31,7 +31,7 @@ func Pool(ctx context.Context, getenv func(string) string, opts ...dbcred.Option
 }
 
 // Vars declares every variable a service with a database reads.
-var Vars = envvar.Join(server.Vars, dbcred.Vars)
+var Vars = envvar.Join(server.TenantVars, dbcred.Vars)
 
 // Config is the whole configuration of a service with a database: the shared service part
 // and its database.

@@ -11,8 +11,8 @@ import (
 // Service is the binary's name, which ZTBANK_WORKLOAD's topology entry must name.
 const Service = "gateway"
 
-// Vars declares every variable the binary reads: the shared service set (no database).
-var Vars = server.Vars
+// Vars declares every variable the binary reads: the tenant service set (no database).
+var Vars = server.TenantVars
 
 // Config is the binary's configuration.
 type Config struct {
