@@ -31,6 +31,7 @@ import (
 	"github.com/ztbank/ztbank/libs/demo"
 	"github.com/ztbank/ztbank/libs/devoidc"
 	"github.com/ztbank/ztbank/libs/localspire"
+	"github.com/ztbank/ztbank/libs/problem"
 	"github.com/ztbank/ztbank/libs/topology"
 	"github.com/ztbank/ztbank/tools/devstack/stack"
 )
@@ -285,25 +286,33 @@ func (s *session) minted(ctx context.Context, id, server spiffeid.ID, dir string
 	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg}}, nil
 }
 
-// refusedBy names the layer that refused a response the way the e2e suite does: a 403 with
-// a decision_id is the policy; other 401/403 from the edge are the edge's token and tenant
-// checks; 404 is the tenant's data.
+// refusedBy names the layer that refused a response the way the e2e suite does: from the
+// problem type that layer writes (libs/problem's refusal marks), never from the status code,
+// which several layers share.
 func refusedBy(resp *http.Response, body []byte) (layer, decision string) {
 	var p struct {
+		Type       string `json:"type"`
 		DecisionID string `json:"decision_id"`
 	}
 	_ = json.Unmarshal(body, &p)
-	switch {
-	case resp.StatusCode < 300:
+	if resp.StatusCode < 300 {
 		return "", ""
-	case resp.StatusCode == http.StatusForbidden && p.DecisionID != "":
+	}
+	switch p.Type {
+	case problem.TypePolicy:
 		return "policy", p.DecisionID
-	case resp.StatusCode == http.StatusUnauthorized && strings.Contains(resp.Header.Get("WWW-Authenticate"), "invalid_token"):
+	case problem.TypeInternalToken:
 		return "jwt", ""
-	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
+	case problem.TypeEdge:
 		return "edge", ""
-	case resp.StatusCode == http.StatusNotFound:
+	case problem.TypePeer:
+		return "peer", ""
+	case problem.TypeNotFound:
 		return "database", ""
+	case problem.TypeBusinessRule:
+		return "rule", ""
+	case problem.TypeNoRoute:
+		return "no route", ""
 	}
 	return fmt.Sprintf("http %d", resp.StatusCode), p.DecisionID
 }
