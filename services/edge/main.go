@@ -146,14 +146,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return fmt.Errorf("listen %s (%s): %w", s.addr, s.name, err)
 		}
 		defer ln.Close()
+		// Read before the goroutine starts: Serve configures HTTP/2 by writing TLSConfig,
+		// which raced with the log line below (go test -race).
+		useTLS := s.srv.TLSConfig != nil
 		go func() {
-			if s.srv.TLSConfig != nil {
+			if useTLS {
 				errc <- s.srv.ServeTLS(ln, "", "")
 			} else {
 				errc <- s.srv.Serve(ln)
 			}
 		}()
-		rt.Log.Info("listening", "listener", s.name, "addr", ln.Addr().String(), "tls", s.srv.TLSConfig != nil)
+		rt.Log.Info("listening", "listener", s.name, "addr", ln.Addr().String(), "tls", useTLS)
 	}
 	fmt.Fprintf(stdout, "edge: public %s, jwks %s/.well-known/jwks.json, issuers %v\n", cfg.PublicListen, rt.Env.Listen, cfg.AllIssuers())
 
