@@ -221,6 +221,9 @@ func TestPlantedDrift(t *testing.T) {
 			rule := dig(m, "spec", "jwtRules").([]any)[0].(map[string]any)
 			rule["jwksUri"] = strings.Replace(rule["jwksUri"].(string), ":9090", ":8080", 1)
 		}, "JWKS URI at edge.ztbank-system.svc.cluster.local:8080: reaches port 8080 of Deployment ztbank-system/edge container edge, which is not its health listener"},
+		{"password file unreadable by the service's user", "Deployment", "bank-a", "user", func(m map[string]any) {
+			delete(dig(m, "spec", "template", "spec", "securityContext").(map[string]any), "fsGroup")
+		}, "volume db-password at /var/run/secrets/ztbank/db: files of mode 0440 are not readable by uid 65532"},
 		{"database host without a Service", "Secret", "bank-b", "ztbank-db-ledger", func(m map[string]any) {
 			d := m["stringData"].(map[string]any)
 			d["ZTBANK_DB_DSN"] = strings.Replace(d["ZTBANK_DB_DSN"].(string), "host=postgres.", "host=pg.", 1)

@@ -127,16 +127,28 @@ type k8sContainer struct {
 		MountPath string `json:"mountPath"`
 		SubPath   string `json:"subPath"`
 	} `json:"volumeMounts"`
+	SecurityContext *securityContext `json:"securityContext"`
+}
+
+type securityContext struct {
+	RunAsUser          *int64  `json:"runAsUser"`
+	RunAsGroup         *int64  `json:"runAsGroup"`
+	FSGroup            *int64  `json:"fsGroup"`
+	SupplementalGroups []int64 `json:"supplementalGroups"`
 }
 
 type k8sVolume struct {
 	Name   string `json:"name"`
 	Secret *struct {
-		SecretName string    `json:"secretName"`
-		Items      []keyPath `json:"items"`
-		Optional   *bool     `json:"optional"`
+		SecretName  string    `json:"secretName"`
+		Items       []keyPath `json:"items"`
+		Optional    *bool     `json:"optional"`
+		DefaultMode *int      `json:"defaultMode"`
 	} `json:"secret"`
-	ConfigMap             *objRef `json:"configMap"`
+	ConfigMap *struct {
+		objRef
+		DefaultMode *int `json:"defaultMode"`
+	} `json:"configMap"`
 	PersistentVolumeClaim *struct {
 		ClaimName string `json:"claimName"`
 	} `json:"persistentVolumeClaim"`
@@ -154,10 +166,11 @@ type podTemplate struct {
 		Annotations map[string]string `json:"annotations"`
 	} `json:"metadata"`
 	Spec struct {
-		ServiceAccountName string         `json:"serviceAccountName"`
-		Containers         []k8sContainer `json:"containers"`
-		InitContainers     []k8sContainer `json:"initContainers"`
-		Volumes            []k8sVolume    `json:"volumes"`
+		ServiceAccountName string           `json:"serviceAccountName"`
+		SecurityContext    *securityContext `json:"securityContext"`
+		Containers         []k8sContainer   `json:"containers"`
+		InitContainers     []k8sContainer   `json:"initContainers"`
+		Volumes            []k8sVolume      `json:"volumes"`
 	} `json:"spec"`
 }
 
@@ -371,6 +384,7 @@ func FromKubernetes(name string, objs []Object, outside Outside, dir string) (*R
 		}
 		// Materialise each volume's files once per pod.
 		volumeDirs := map[string]string{}
+		volumeModes := map[string]int{} // Secret and ConfigMap volumes: the files' mode
 		for _, v := range tmpl.Spec.Volumes {
 			vdir := filepath.Join(dir, name, ns, o.Kind+"-"+o.Metadata.Name, "volumes", v.Name)
 			files := map[string][]byte{}
@@ -400,9 +414,11 @@ func FromKubernetes(name string, objs []Object, outside Outside, dir string) (*R
 			case v.Secret != nil:
 				m, ok := secret(ns, v.Secret.SecretName)
 				fromObject("Secret", m, ok, v.Secret.SecretName, v.Secret.Items, v.Secret.Optional)
+				volumeModes[v.Name] = modeOf(v.Secret.DefaultMode)
 			case v.ConfigMap != nil:
 				m, ok := configMaps[ns+"/"+v.ConfigMap.Name]
 				fromObject("ConfigMap", m, ok, v.ConfigMap.Name, v.ConfigMap.Items, v.ConfigMap.Optional)
+				volumeModes[v.Name] = modeOf(v.ConfigMap.DefaultMode)
 			case v.PersistentVolumeClaim != nil:
 				if !claims[ns+"/"+v.PersistentVolumeClaim.ClaimName] {
 					problem("volume %s: PersistentVolumeClaim %s does not exist", v.Name, v.PersistentVolumeClaim.ClaimName)
@@ -455,11 +471,17 @@ func FromKubernetes(name string, objs []Object, outside Outside, dir string) (*R
 				}
 				c.Ports[key] = pt.ContainerPort
 			}
+			uid, gids := identity(tmpl.Spec.SecurityContext, kc.SecurityContext)
 			for _, m := range kc.VolumeMounts {
 				vdir, ok := volumeDirs[m.Name]
 				if !ok {
 					cproblem("volumeMount %s at %s names no volume", m.Name, m.MountPath)
 					continue
+				}
+				// The kubelet writes Secret and ConfigMap files owned by root, with the pod's
+				// fsGroup as their group when it has one.
+				if mode, ok := volumeModes[m.Name]; ok && !readable(mode, uid, gids, tmpl.Spec.SecurityContext) {
+					cproblem("volume %s at %s: files of mode %#o are not readable by uid %d (groups %v)", m.Name, m.MountPath, mode, uid, gids)
 				}
 				c.Mounts[m.MountPath] = filepath.Join(vdir, m.SubPath)
 			}
@@ -726,4 +748,42 @@ func fieldValue(fieldPath string, o Object, ns string) string {
 		return "sa"
 	}
 	return "10.0.0.1"
+}
+
+func modeOf(m *int) int {
+	if m == nil {
+		return 0o644
+	}
+	return *m
+}
+
+// identity is the uid and groups a container runs with (container settings over the pod's;
+// an unset user is the image's, assumed non-root 65532 as all ours are).
+func identity(pod, c *securityContext) (int64, []int64) {
+	uid, gid := int64(65532), int64(65532)
+	var groups []int64
+	for _, sc := range []*securityContext{pod, c} {
+		if sc == nil {
+			continue
+		}
+		if sc.RunAsUser != nil {
+			uid = *sc.RunAsUser
+		}
+		if sc.RunAsGroup != nil {
+			gid = *sc.RunAsGroup
+		}
+		groups = append(groups, sc.SupplementalGroups...)
+	}
+	groups = append([]int64{gid}, groups...)
+	if pod != nil && pod.FSGroup != nil {
+		groups = append(groups, *pod.FSGroup)
+	}
+	return uid, groups
+}
+
+func readable(mode int, uid int64, gids []int64, pod *securityContext) bool {
+	if uid == 0 || mode&0o004 != 0 {
+		return true
+	}
+	return mode&0o040 != 0 && pod != nil && pod.FSGroup != nil && slices.Contains(gids, *pod.FSGroup)
 }

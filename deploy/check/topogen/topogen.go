@@ -515,9 +515,12 @@ func (g gen) deployment(w topology.Workload) obj {
 					"automountServiceAccountToken": false,
 					"enableServiceLinks":           false,
 					"securityContext": obj{
-						"runAsNonRoot":   true,
-						"runAsUser":      65532,
-						"runAsGroup":     65532,
+						"runAsNonRoot": true,
+						"runAsUser":    65532,
+						"runAsGroup":   65532,
+						// Secret files (the DB password) are 0440 root:<fsGroup>: readable by
+						// this pod's user and nobody else's.
+						"fsGroup":        65532,
 						"seccompProfile": obj{"type": "RuntimeDefault"},
 					},
 					"topologySpreadConstraints": []any{obj{
