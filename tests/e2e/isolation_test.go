@@ -31,6 +31,11 @@ func TestIsolation(t *testing.T) {
 
 	var served servedRoutes
 	t.Run("route coverage", func(t *testing.T) {
+		if !d.local() {
+			// Route tables are read from each workload's health port, which a remote
+			// deployment does not expose to the suite; locally this step never skips.
+			t.Skip("route coverage needs the workloads' health ports; run it against a local stack")
+		}
 		var err error
 		if served, err = d.scrapeServed(ctx); err != nil {
 			t.Fatal(err)
