@@ -134,6 +134,8 @@ func table(md, h *strings.Builder, g grid) {
 				switch {
 				case c.Edge != nil && c.Edge.ClientSVID != "" && c.Edge.User != "":
 					s = "as " + c.Edge.User + ": " + s
+				case c.Edge != nil && c.Edge.ClientSVID != "":
+					s = "no token: " + s
 				case c.Edge != nil:
 				case c.Direct && c.Call == nil:
 					s = "no token: " + s
