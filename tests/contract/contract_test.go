@@ -291,6 +291,44 @@ func dig(m map[string]any, path ...string) any {
 	return v
 }
 
+// TestPlantedEKSDrift: the External Secrets wiring of the eks rendering.
+func TestPlantedEKSDrift(t *testing.T) {
+	base, err := Kustomize(filepath.Join(repo, "deploy/k8s/overlays/eks"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name             string
+		kind, ns, object string
+		edit             func(m map[string]any)
+		want             string
+	}{
+		{"secret store missing", "ClusterSecretStore", "", "aws-parameter-store", nil,
+			"ExternalSecret bank-a/ztbank-db-account: reads from ClusterSecretStore/aws-parameter-store, which does not exist"},
+		{"ExternalSecret fills a variable nothing reads", "ExternalSecret", "bank-b", "ztbank-db-ledger", func(m map[string]any) {
+			dig(m, "spec", "target", "template", "data").(map[string]any)["ZTBANK_DB_HOST"] = "{{ .host }}"
+		}, "Deployment bank-b/ledger container ledger: sets ZTBANK_DB_HOST, which the ledger binary does not read"},
+		{"no ExternalSecret for the CA", "ExternalSecret", "bank-a", "ztbank-db-ca", nil,
+			"volume db-ca: Secret ztbank-db-ca does not exist"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			objs := planted(t, base, tc.kind, tc.ns, tc.object, tc.edit)
+			r, err := FromKubernetes("eks", objs, nil, t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			r.Prerequisites = []string{"otel-collector.observability.svc.cluster.local:4318"}
+			got := Check(r)
+			for _, p := range got {
+				if strings.Contains(p, tc.want) {
+					return
+				}
+			}
+			t.Errorf("no problem contains %q; got %q", tc.want, got)
+		})
+	}
+}
+
 // TestPlantedComposeDrift does for docker-compose.yml what TestPlantedDrift does for kind.
 func TestPlantedComposeDrift(t *testing.T) {
 	src, err := os.ReadFile(filepath.Join(repo, "docker-compose.yml"))

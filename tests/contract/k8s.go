@@ -187,6 +187,10 @@ type k8sService struct {
 
 type externalSecret struct {
 	Spec struct {
+		SecretStoreRef struct {
+			Name string `json:"name"`
+			Kind string `json:"kind"`
+		} `json:"secretStoreRef"`
 		Target struct {
 			Name     string `json:"name"`
 			Template *struct {
@@ -235,6 +239,8 @@ func FromKubernetes(name string, objs []Object, outside Outside, dir string) (*R
 	configMaps := map[string]map[string][]byte{} // ns/name → key → value
 	accounts := map[string]bool{}
 	claims := map[string]bool{}
+	stores := map[string]bool{} // "ClusterSecretStore/name" or "SecretStore/ns/name"
+	var storeRefs []struct{ from, ref string }
 	services := map[string]k8sService{}
 	for _, o := range objs {
 		switch o.Kind {
@@ -271,6 +277,11 @@ func FromKubernetes(name string, objs []Object, outside Outside, dir string) (*R
 			if err != nil {
 				return nil, fmt.Errorf("ExternalSecret %s: %w", o.key(), err)
 			}
+			ref := "SecretStore/" + o.Metadata.Namespace + "/" + es.Spec.SecretStoreRef.Name
+			if es.Spec.SecretStoreRef.Kind == "ClusterSecretStore" {
+				ref = "ClusterSecretStore/" + es.Spec.SecretStoreRef.Name
+			}
+			storeRefs = append(storeRefs, struct{ from, ref string }{"ExternalSecret " + o.key(), ref})
 			secrets[o.Metadata.Namespace+"/"+target] = m
 		case "ConfigMap":
 			var c struct {
@@ -286,6 +297,10 @@ func FromKubernetes(name string, objs []Object, outside Outside, dir string) (*R
 			configMaps[o.key()] = m
 		case "ServiceAccount":
 			accounts[o.key()] = true
+		case "ClusterSecretStore":
+			stores["ClusterSecretStore/"+o.Metadata.Name] = true
+		case "SecretStore":
+			stores["SecretStore/"+o.key()] = true
 		case "PersistentVolumeClaim":
 			claims[o.key()] = true
 		case "Service":
@@ -334,6 +349,11 @@ func FromKubernetes(name string, objs []Object, outside Outside, dir string) (*R
 				// istiod fetches it; the edge serves the key set on its health port.
 				r.ObjectDials = append(r.ObjectDials, ObjectDial{From: from, Dial: Dial{What: "JWKS URI", Host: host, Port: port, Workload: "edge", Health: true}})
 			}
+		}
+	}
+	for _, sr := range storeRefs {
+		if !stores[sr.ref] {
+			r.Problems = append(r.Problems, fmt.Sprintf("%s: reads from %s, which does not exist", sr.from, sr.ref))
 		}
 	}
 	for k, keys := range outside {
