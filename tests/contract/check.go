@@ -60,6 +60,8 @@ type Container struct {
 	Ports  map[string]int // declared container ports by name ("" names unnamed ones by number)
 	// Pod is where a Kubernetes container runs (nil for compose).
 	Pod *Pod
+	// Probes are the ports the kubelet's HTTP probes ask.
+	Probes []int
 
 	loaded *Loaded
 }
@@ -94,6 +96,11 @@ func Check(r *Rendering) []string {
 		for _, name := range c.Set {
 			if !slices.Contains(l.Read, name) {
 				problems = append(problems, fmt.Sprintf("%s: sets %s, which the %s binary does not read", c.ID, name, c.Binary))
+			}
+		}
+		for _, port := range c.Probes {
+			if !l.listens(port) {
+				problems = append(problems, fmt.Sprintf("%s: a probe asks port %d, where the %s binary does not listen", c.ID, port, c.Binary))
 			}
 		}
 		for name, p := range l.paths() {

@@ -224,6 +224,13 @@ func TestPlantedDrift(t *testing.T) {
 		{"password file unreadable by the service's user", "Deployment", "bank-a", "user", func(m map[string]any) {
 			delete(dig(m, "spec", "template", "spec", "securityContext").(map[string]any), "fsGroup")
 		}, "volume db-password at /var/run/secrets/ztbank/db: files of mode 0440 are not readable by uid 65532"},
+		{"health port moved but not the probes", "Deployment", "bank-b", "ledger", func(m map[string]any) {
+			for _, e := range container(m)["env"].([]any) {
+				if e := e.(map[string]any); e["name"] == "ZTBANK_HEALTH_LISTEN" {
+					e["value"] = ":9091"
+				}
+			}
+		}, "Deployment bank-b/ledger container ledger: a probe asks port 9090, where the ledger binary does not listen"},
 		{"database host without a Service", "Secret", "bank-b", "ztbank-db-ledger", func(m map[string]any) {
 			d := m["stringData"].(map[string]any)
 			d["ZTBANK_DB_DSN"] = strings.Replace(d["ZTBANK_DB_DSN"].(string), "host=postgres.", "host=pg.", 1)

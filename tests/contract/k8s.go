@@ -128,6 +128,16 @@ type k8sContainer struct {
 		SubPath   string `json:"subPath"`
 	} `json:"volumeMounts"`
 	SecurityContext *securityContext `json:"securityContext"`
+	StartupProbe    *probe           `json:"startupProbe"`
+	LivenessProbe   *probe           `json:"livenessProbe"`
+	ReadinessProbe  *probe           `json:"readinessProbe"`
+}
+
+type probe struct {
+	HTTPGet *struct {
+		Path string          `json:"path"`
+		Port json.RawMessage `json:"port"`
+	} `json:"httpGet"`
 }
 
 type securityContext struct {
@@ -490,6 +500,26 @@ func FromKubernetes(name string, objs []Object, outside Outside, dir string) (*R
 					key = strconv.Itoa(pt.ContainerPort)
 				}
 				c.Ports[key] = pt.ContainerPort
+			}
+			for kind, pr := range map[string]*probe{"startupProbe": kc.StartupProbe, "livenessProbe": kc.LivenessProbe, "readinessProbe": kc.ReadinessProbe} {
+				if pr == nil || pr.HTTPGet == nil {
+					continue
+				}
+				var n int
+				var name string
+				if json.Unmarshal(pr.HTTPGet.Port, &n) != nil {
+					if err := json.Unmarshal(pr.HTTPGet.Port, &name); err != nil {
+						cproblem("%s port %s", kind, pr.HTTPGet.Port)
+						continue
+					}
+					port, ok := c.Ports[name]
+					if !ok {
+						cproblem("%s names port %s, which the container does not declare", kind, name)
+						continue
+					}
+					n = port
+				}
+				c.Probes = append(c.Probes, n)
 			}
 			uid, gids := identity(tmpl.Spec.SecurityContext, kc.SecurityContext)
 			for _, m := range kc.VolumeMounts {
