@@ -58,7 +58,11 @@ func startCluster(t *testing.T, ctx context.Context) (*apiserver.Cluster, *apise
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(c.Stop)
+	t.Cleanup(func() {
+		start := time.Now()
+		c.Stop()
+		t.Logf("kube-apiserver and etcd stopped in %s", time.Since(start).Round(time.Millisecond))
+	})
 	t.Logf("etcd + kube-apiserver ready in %s", time.Since(start).Round(time.Millisecond))
 
 	start = time.Now()

@@ -7,12 +7,14 @@ package apiserver
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"k8s.io/client-go/kubernetes"
@@ -53,26 +55,54 @@ const serviceCIDR = "10.96.0.0/16"
 
 // Start launches etcd and kube-apiserver and returns once /readyz answers ok. On error every
 // process it started is stopped again.
-func Start(ctx context.Context, cfg Config) (c *Cluster, err error) {
+func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 	for _, b := range []string{"etcd", "kube-apiserver"} {
 		if _, err := os.Stat(filepath.Join(cfg.BinDir, b)); err != nil {
 			return nil, fmt.Errorf("%s not built (run `make kube-tools`): %w", b, err)
 		}
 	}
+	// The ports are picked free and then released (freePorts); another process on this shared
+	// machine can take one in between. That shows as "address already in use" in a log, and
+	// only that is retried, in a fresh directory with fresh ports.
+	const attempts = 3
+	var err error
+	for i := range attempts {
+		attempt := cfg
+		attempt.Dir = filepath.Join(cfg.Dir, fmt.Sprintf("attempt-%d", i))
+		if err = os.MkdirAll(attempt.Dir, 0o700); err != nil {
+			return nil, fmt.Errorf("cluster directory: %w", err)
+		}
+		var c *Cluster
+		c, err = startOnce(ctx, attempt)
+		if err == nil {
+			return c, nil
+		}
+		if !errors.Is(err, errPortTaken) {
+			return nil, err
+		}
+	}
+	return nil, err
+}
+
+// errPortTaken marks a start that failed because a picked port was taken meanwhile.
+var errPortTaken = errors.New("a picked loopback port was taken")
+
+func startOnce(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 	p, err := newPKI(cfg.Dir, net.IPv4(10, 96, 0, 1))
 	if err != nil {
 		return nil, err
 	}
-	c = &Cluster{
+	c := &Cluster{
 		APIServerLog: filepath.Join(cfg.Dir, "kube-apiserver.log"),
 		EtcdLog:      filepath.Join(cfg.Dir, "etcd.log"),
 	}
 	defer func() {
 		if err != nil {
-			c.Stop()
+			// Nothing to shut down gracefully in a cluster that never became ready.
+			c.stop(0)
 		}
 	}()
-	ports, err := freePorts(3)
+	ports, err := pickPorts(3)
 	if err != nil {
 		return nil, err
 	}
@@ -149,7 +179,11 @@ func (c *Cluster) waitReady(ctx context.Context, timeout time.Duration) error {
 		for _, p := range c.procs {
 			select {
 			case <-p.done:
-				return fmt.Errorf("%s exited before the API server was ready: %w\n%s", p.name, p.err, c.Logs())
+				logs := c.Logs()
+				if strings.Contains(logs, "address already in use") {
+					return fmt.Errorf("%s exited: %w: %w\n%s", p.name, errPortTaken, p.err, logs)
+				}
+				return fmt.Errorf("%s exited before the API server was ready: %w\n%s", p.name, p.err, logs)
 			default:
 			}
 		}
@@ -205,22 +239,29 @@ func (c *Cluster) spawn(name, bin, logPath string, args ...string) error {
 	return nil
 }
 
-// Stop ends kube-apiserver, then etcd (SIGTERM, then SIGKILL after stopGrace), and waits for
-// both to exit.
+// Stop ends kube-apiserver, then etcd (SIGINT, then SIGKILL after a grace period), and
+// waits for both to exit.
 func (c *Cluster) Stop() {
-	const stopGrace = 15 * time.Second
+	// kube-apiserver shuts down in about a second here; the bound is for a loaded machine.
+	c.stop(15 * time.Second)
+}
+
+func (c *Cluster) stop(grace time.Duration) {
 	for i := len(c.procs) - 1; i >= 0; i-- {
 		p := c.procs[i]
 		_ = p.cmd.Process.Signal(os.Interrupt)
 		select {
 		case <-p.done:
-		case <-time.After(stopGrace):
+		case <-time.After(grace):
 			_ = p.cmd.Process.Kill()
 			<-p.done
 		}
 	}
 	c.procs = nil
 }
+
+// pickPorts is freePorts; a test replaces it to force a taken port.
+var pickPorts = freePorts
 
 // freePorts reserves n loopback ports by listening on port 0, then releases them for the
 // processes to bind. Another process could take one in between; Start then fails with the
