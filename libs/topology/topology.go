@@ -131,6 +131,18 @@ func (t *Topology) AllowedCallers(name string) []spiffeid.ID {
 	return ids
 }
 
+// TenantWorkload returns the workload that runs service for tenant. Services name their
+// peers and callers by service within their own tenant and resolve them here, so the same
+// binary serves whichever tenant the topology gives it.
+func (t *Topology) TenantWorkload(tenant, service string) (Workload, bool) {
+	for _, w := range t.Workloads {
+		if w.Tenant == tenant && tenant != "" && w.Service == service {
+			return w, true
+		}
+	}
+	return Workload{}, false
+}
+
 // MayCall reports whether the workload named from may call the workload named to.
 func (t *Topology) MayCall(from, to string) bool {
 	w, ok := t.byName[from]
@@ -378,6 +390,9 @@ func Parse(file string, b []byte) (*Topology, error) {
 			}
 			seen[c] = true
 		}
+	}
+	if err := checkCatalogue(t, f, bad); err != nil {
+		return nil, err
 	}
 	return t, nil
 }
