@@ -10,7 +10,7 @@
 // Routes declare their permission next to the route:
 //
 //	r.Use(az.Audit)
-//	r.With(az.Require("ledger:post", authz.From("bank-b/payment"))).Post("/v1/postings", h.post)
+//	r.With(az.Require("ledger:post", authz.FromSameTenant("payment"))).Post("/v1/postings", h.post)
 //
 // and handlers that load a resource before deciding call Check and return its error. Every
 // request produces exactly one audit line and one increment of
@@ -42,7 +42,7 @@ var ErrPolicy = errors.New("authorisation policy rejected")
 
 // Service names the workload an Engine decides for.
 type Service struct {
-	// Workload is the topology name, e.g. "bank-b/ledger".
+	// Workload is the topology name, "<tenant>/<service>".
 	Workload string
 	// Tenant is the tenant the workload serves; every user and resource must belong to it.
 	Tenant string
@@ -69,10 +69,13 @@ type Engine struct {
 	permissions map[string]bool
 	rbac        map[string]any
 	workloads   map[string]bool
-	audit       *auditor
-	terms       termCache
-	now         func() time.Time
-	cache       *decisionCache // nil: every decision is evaluated
+	// tenantWorkloads maps each service of the engine's tenant to its workload name, for
+	// FromSameTenant.
+	tenantWorkloads map[string]string
+	audit           *auditor
+	terms           termCache
+	now             func() time.Time
+	cache           *decisionCache // nil: every decision is evaluated
 }
 
 type config struct {
@@ -211,8 +214,12 @@ func New(ctx context.Context, svc Service, topo *topology.Topology, opts ...Opti
 	e.terms.add("", "customer", "staff", svc.Tenant)
 	e.terms.add(http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete)
 	e.terms.add(e.Permissions()...)
+	e.tenantWorkloads = map[string]string{}
 	for _, w := range topo.Workloads {
 		e.workloads[w.Name] = true
+		if w.Tenant == svc.Tenant {
+			e.tenantWorkloads[w.Service] = w.Name
+		}
 		e.terms.add(w.Name, w.ID.String())
 	}
 	for _, t := range topo.Tenants {

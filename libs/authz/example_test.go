@@ -46,7 +46,7 @@ func Example() {
 	r := chi.NewRouter()
 	r.Use(az.Audit) // one audit line per request
 	r.With(az.Require("ledger:read")).Get("/v1/accounts/{accountID}/entries", h.entries)
-	r.With(az.Require("ledger:post", authz.From("bank-b/payment"))).Post("/v1/postings", h.post)
+	r.With(az.Require("ledger:post", authz.FromSameTenant("payment"))).Post("/v1/postings", h.post)
 
 	// In the service's tests: every route carries a Require.
 	if err := authz.Guarded(r); err != nil {

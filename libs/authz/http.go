@@ -20,14 +20,25 @@ type RouteOption func(*routeOptions)
 
 type routeOptions struct {
 	from         []string
+	sameTenant   []string // services, resolved to workloads of the engine's tenant by Require
 	workloadOnly bool
 }
 
-// From restricts a route to the named workloads (topology names such as "bank-b/payment"),
-// on top of the topology's service-wide allowlist. Without it any workload the topology
-// lets call the service may call the route.
+// From restricts a route to the named workloads, on top of the topology's service-wide
+// allowlist. Without it any workload the topology lets call the service may call the route.
+// It names platform workloads ("edge", "emissary-ingress"); a tenant's own workloads are
+// named by role with FromSameTenant, so no route names a tenant.
 func From(workloads ...string) RouteOption {
 	return func(o *routeOptions) { o.from = append(o.from, workloads...) }
+}
+
+// FromSameTenant restricts a route to the named services of the engine's own tenant, e.g.
+// FromSameTenant("payment") on the ledger admits only its tenant's payment workload. Require
+// resolves the services against the topology once, when the routes are built, so the same
+// binary serves whichever tenant its workload identity belongs to; a service the tenant does
+// not run stops start-up (the topology's catalogue check rules that out for valid files).
+func FromSameTenant(services ...string) RouteOption {
+	return func(o *routeOptions) { o.sameTenant = append(o.sameTenant, services...) }
 }
 
 // WorkloadOnly marks an internal route that takes no end user: the calling workload alone
@@ -151,6 +162,14 @@ func (e *Engine) Require(perm string, opts ...RouteOption) func(http.Handler) ht
 	for _, o := range opts {
 		o(&ro)
 	}
+	for _, svc := range ro.sameTenant {
+		w, ok := e.tenantWorkloads[svc]
+		if !ok {
+			panic(fmt.Sprintf("authz: Require(%q, FromSameTenant(%q)): tenant %s runs no %s in the topology", perm, svc, e.svc.Tenant, svc))
+		}
+		ro.from = append(ro.from, w)
+	}
+	ro.sameTenant = nil
 	for _, w := range ro.from {
 		if !e.workloads[w] {
 			panic(fmt.Sprintf("authz: Require(%q, From(%q)): no such workload in the topology", perm, w))

@@ -124,7 +124,8 @@ func newLedgerFixture(t *testing.T) *ledgerFixture {
 		w.Write([]byte(`{"entries":[]}`))
 	}
 	r.With(az.Require("ledger:read")).Get("/v1/accounts/{accountID}/entries", entries)
-	r.With(az.Require("ledger:post", From("bank-b/payment"))).Post("/v1/postings", func(w http.ResponseWriter, req *http.Request) {
+	// By role: the fixture's tenant's payment workload, resolved from the topology.
+	r.With(az.Require("ledger:post", FromSameTenant("payment"))).Post("/v1/postings", func(w http.ResponseWriter, req *http.Request) {
 		f.handled.Add(1)
 		w.WriteHeader(http.StatusCreated)
 	})
@@ -342,6 +343,7 @@ func TestRequireRejectsUnknownNames(t *testing.T) {
 	}{
 		{"misspelt permission", func() { e.Require("ledger:psot") }, `no such permission`},
 		{"unknown workload", func() { e.Require("ledger:post", From("bank-b/paymnet")) }, `no such workload`},
+		{"service the tenant does not run", func() { e.Require("ledger:post", FromSameTenant("user")) }, `tenant bank-b runs no user`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			defer func() {
@@ -407,5 +409,36 @@ func TestEarlierRefusalStands(t *testing.T) {
 	lines := f.audit.lines(t)
 	if len(lines) != 1 || lines[0]["reason"] != ReasonRefusedEarlier || lines[0]["result"] != "deny" {
 		t.Errorf("audit lines %v, want one deny %s", lines, ReasonRefusedEarlier)
+	}
+}
+
+// TestFromSameTenantResolvesPerTenant builds the same route declaration for each tenant's
+// account engine and checks it admits that tenant's user workload and nobody else's: the
+// declaration names a role, the topology supplies the tenant.
+func TestFromSameTenantResolvesPerTenant(t *testing.T) {
+	e := newTestEngine(t, "bank-a/account")
+	r := chi.NewRouter()
+	r.Use(e.Audit)
+	r.With(e.Require("accounts:read", FromSameTenant("user"))).Get("/v1/users/{userID}/accounts", func(w http.ResponseWriter, req *http.Request) {
+		w.Write([]byte(`{"accounts":[]}`))
+	})
+	alice := customer("bank-a", "alice")
+	for _, tc := range []struct {
+		from string
+		want int
+	}{
+		{"bank-a/user", http.StatusOK},
+		{"bank-a/gateway", http.StatusForbidden},
+		{"bank-b/payment", http.StatusForbidden},
+	} {
+		t.Run(tc.from, func(t *testing.T) {
+			req := httptest.NewRequest(http.MethodGet, "/v1/users/"+alice.ID.Path()[len("/user/"):]+"/accounts", nil)
+			ctx := caller.WithUser(caller.WithWorkload(req.Context(), workloadID(t, tc.from)), alice)
+			rec := httptest.NewRecorder()
+			r.ServeHTTP(rec, req.WithContext(ctx))
+			if rec.Code != tc.want {
+				t.Errorf("status = %d, want %d (%s)", rec.Code, tc.want, rec.Body)
+			}
+		})
 	}
 }
