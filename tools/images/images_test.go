@@ -86,6 +86,12 @@ func TestEveryImage(t *testing.T) {
 			if code := exit.ExitCode(); code >= 125 || code == 2 && strings.Contains(out, "goroutine ") {
 				t.Fatalf("healthcheck did not run or crashed (exit %d):\n%s", code, out)
 			}
+			if probe.logs {
+				if !probe.want.MatchString(out) {
+					t.Errorf("output does not match %s:\n%s", probe.want, out)
+				}
+				return
+			}
 			lines := strings.Split(strings.TrimSpace(out), "\n")
 			if len(lines) != 1 && !probe.oneShot {
 				t.Fatalf("healthcheck printed %d lines, want one:\n%s", len(lines), out)
@@ -103,6 +109,9 @@ type healthProbe struct {
 	// oneShot images (jobs compose runs to completion) have no healthcheck subcommand; they
 	// must still refuse it with a usage error rather than crash.
 	oneShot bool
+	// logs: a third-party program with no healthcheck subcommand that logs structured lines
+	// (Kubernetes probes it over HTTP); want is matched against its whole output.
+	logs bool
 }
 
 // healthProbes says, per image, how `healthcheck` is started as compose starts it and what it
@@ -124,12 +133,13 @@ func healthProbes(t *testing.T) map[string]healthProbe {
 		"ZTBANK_HEALTH_LISTEN=:9090",
 	}
 	probes := map[string]healthProbe{
-		"devoidc":      {want: regexp.MustCompile(`^devoidc: healthcheck: provider not ready: open .*provider\.json: no such file or directory$`)},
-		"spire-server": {want: regexp.MustCompile(`^Error: server is unhealthy: unable to determine health$`)},
-		"spire-agent":  {want: regexp.MustCompile(`^Agent is unhealthy: unable to determine health$`)},
-		"postgres":     {want: regexp.MustCompile(`^pg-entrypoint: healthcheck: PostgreSQL on 127\.0\.0\.1:5432 is not accepting connections: no response$`)},
-		"dbadmin":      {oneShot: true, env: []string{"ZTBANK_DB_ADMIN_DSN=" + dsn}, want: regexp.MustCompile(`^dbadmin: usage: unknown subcommand "healthcheck"$`)},
-		"composeinit":  {oneShot: true, want: regexp.MustCompile(`^composeinit: usage: unknown subcommand "healthcheck"`)},
+		"devoidc":                  {want: regexp.MustCompile(`^devoidc: healthcheck: provider not ready: open .*provider\.json: no such file or directory$`)},
+		"spire-server":             {want: regexp.MustCompile(`^Error: server is unhealthy: unable to determine health$`)},
+		"spire-agent":              {want: regexp.MustCompile(`^Agent is unhealthy: unable to determine health$`)},
+		"postgres":                 {want: regexp.MustCompile(`^pg-entrypoint: healthcheck: PostgreSQL on 127\.0\.0\.1:5432 is not accepting connections: no response$`)},
+		"dbadmin":                  {oneShot: true, env: []string{"ZTBANK_DB_ADMIN_DSN=" + dsn}, want: regexp.MustCompile(`^dbadmin: usage: unknown subcommand "healthcheck"$`)},
+		"spire-controller-manager": {logs: true, want: regexp.MustCompile(`ERROR\tsetup\terror parsing configuration\t\{"error": "trust domain is required configuration"\}`)},
+		"composeinit":              {oneShot: true, want: regexp.MustCompile(`^composeinit: usage: unknown subcommand "healthcheck"`)},
 	}
 	for _, w := range topo.Workloads {
 		if w.External {

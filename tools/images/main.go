@@ -20,7 +20,6 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
-	"path"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -217,17 +216,22 @@ func (b *builder) buildBinaries(ctx context.Context, list []image) (map[string]s
 		case "spire":
 			spire = append(spire, im)
 		case "module":
-			// go install pkg@version builds the module with its own go.mod and go.sum, outside
-			// our workspace: nothing of it enters our modules' dependency graphs.
-			dir, err := filepath.Abs(b.dir("module", im.Name()))
+			// Built in the module's own directory of the module cache, with its own go.mod and
+			// go.sum: nothing of it enters our modules' dependency graphs. (`go install
+			// pkg@version` would do the same but asks the proxy for the version list, which
+			// this proxy refuses.)
+			src, err := b.moduleDir(ctx, im.Package)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", im.Image, err)
+			}
+			out, err := filepath.Abs(b.dir("module", im.Binary()))
 			if err != nil {
 				return nil, err
 			}
-			pkg, _, _ := strings.Cut(im.Package, "@")
-			paths[im.Name()] = filepath.Join(dir, path.Base(pkg))
-			jobs = append(jobs, job{im.Package + " (CGO_ENABLED=0)", b.root,
-				[]string{"CGO_ENABLED=0", "GOWORK=off", "GOBIN=" + dir},
-				[]string{"install", "-trimpath", "-buildvcs=false", "-ldflags=-s -w", im.Package}})
+			paths[im.Name()] = out
+			jobs = append(jobs, job{im.Package + " " + im.Main + " (CGO_ENABLED=0)", src,
+				[]string{"CGO_ENABLED=0", "GOWORK=off", "GOFLAGS=-mod=readonly"},
+				[]string{"build", "-trimpath", "-buildvcs=false", "-ldflags=-s -w", "-o", out, im.Main}})
 		default:
 			static = append(static, im)
 		}
@@ -294,6 +298,20 @@ func (b *builder) buildBinaries(ctx context.Context, list []image) (map[string]s
 		return nil, err
 	}
 	return paths, nil
+}
+
+// moduleDir downloads module@version (if needed) and returns its directory in the module
+// cache.
+func (b *builder) moduleDir(ctx context.Context, modVersion string) (string, error) {
+	cmd := exec.CommandContext(ctx, goCommand(b.getenv), "mod", "download", "-json", modVersion)
+	cmd.Dir = b.root
+	cmd.Env = append(os.Environ(), "GOWORK=off")
+	out, err := cmd.Output()
+	var info struct{ Dir, Error string }
+	if jerr := json.Unmarshal(out, &info); jerr != nil || info.Error != "" || info.Dir == "" {
+		return "", fmt.Errorf("go mod download %s: %s: %w", modVersion, info.Error, errors.Join(err, jerr))
+	}
+	return info.Dir, nil
 }
 
 func (b *builder) goBuild(ctx context.Context, dir string, env, args []string) error {

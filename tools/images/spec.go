@@ -23,6 +23,7 @@ type image struct {
 	Package string `json:"package"` // the Go main package of the image's binary
 	Rootfs  string `json:"rootfs,omitempty"`
 	Layout  string `json:"layout,omitempty"` // a folder copied into the root as is (rootfs images)
+	Main    string `json:"main,omitempty"`   // the main package inside the module (module images)
 	// Dirs are empty directories owned by the non-root user (static images): mount points
 	// whose new named volumes inherit that ownership, as compose's init-secrets relies on.
 	Dirs []string `json:"dirs,omitempty"`
@@ -87,10 +88,10 @@ func loadList(root string) ([]image, error) {
 		switch im.Build {
 		case "static", "spire":
 		case "module":
-			pkg, version, ok := strings.Cut(im.Package, "@")
+			mod, version, ok := strings.Cut(im.Package, "@")
 			_, tag, _ := strings.Cut(im.Image, ":")
-			if !ok || pkg == "" || "v"+tag != version {
-				return nil, fmt.Errorf("%s: %s: a module build names package@version, with the tag the version without its v", listFile, im.Image)
+			if !ok || mod == "" || "v"+tag != version || !strings.HasPrefix(im.Main, "./") {
+				return nil, fmt.Errorf("%s: %s: a module build names module@version and a ./main package, with the tag the version without its v", listFile, im.Image)
 			}
 		case "rootfs":
 			if im.Rootfs == "" {
