@@ -19,39 +19,35 @@ import (
 // pki is the set of files one test cluster needs, all generated at start into the cluster's
 // directory (a t.TempDir()): nothing here is committed or reused between runs.
 type pki struct {
-	CA                 string // CA certificate that signed everything below
-	EtcdCert, EtcdKey  string // etcd's serving certificate (127.0.0.1)
-	EtcdClientCert     string // kube-apiserver's client certificate for etcd
-	EtcdClientKey      string
-	ServingCert        string // kube-apiserver's serving certificate
-	ServingKey         string
-	AdminCert          string // the test's client certificate, group system:masters
-	AdminKey           string
-	ServiceAccountKey  string // service-account token signing key (private)
-	ServiceAccountPub  string // and its public half, for token verification
-	caCert             *x509.Certificate
-	caKey              crypto.Signer
-	dir                string
-	validFor           time.Duration
-	loopbackIPs        []net.IP
-	apiServerDNSNames  []string
-	apiServerExtraIPs  []net.IP
-	serialNumberSource func() (*big.Int, error)
+	CA                string // CA certificate that signed everything below
+	EtcdCert, EtcdKey string // etcd's serving certificate (127.0.0.1)
+	EtcdClientCert    string // kube-apiserver's client certificate for etcd
+	EtcdClientKey     string
+	ServingCert       string // kube-apiserver's serving certificate
+	ServingKey        string
+	AdminCert         string // the test's client certificate, group system:masters
+	AdminKey          string
+	ServiceAccountKey string // service-account token signing key (private)
+	ServiceAccountPub string // and its public half, for token verification
+	caCert            *x509.Certificate
+	caKey             crypto.Signer
+	dir               string
 }
 
-// newPKI writes a CA and every certificate and key the cluster needs into dir.
+// validFor outlasts any test run; the files are thrown away with the directory.
+const validFor = 24 * time.Hour
+
+func serial() (*big.Int, error) {
+	return rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 120))
+}
+
+// newPKI writes a CA and every certificate and key the cluster needs into dir. serviceIP is
+// the first address of the Service range, the "kubernetes" Service's ClusterIP.
 func newPKI(dir string, serviceIP net.IP) (*pki, error) {
-	p := &pki{
-		dir:         dir,
-		validFor:    24 * time.Hour,
-		loopbackIPs: []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
-		apiServerDNSNames: []string{"localhost", "kubernetes", "kubernetes.default",
-			"kubernetes.default.svc", "kubernetes.default.svc.cluster.local"},
-		apiServerExtraIPs: []net.IP{serviceIP},
-		serialNumberSource: func() (*big.Int, error) {
-			return rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 120))
-		},
-	}
+	p := &pki{dir: dir}
+	loopback := []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}
+	apiServerDNS := []string{"localhost", "kubernetes", "kubernetes.default",
+		"kubernetes.default.svc", "kubernetes.default.svc.cluster.local"}
 	if err := p.makeCA(); err != nil {
 		return nil, err
 	}
@@ -64,9 +60,9 @@ func newPKI(dir string, serviceIP net.IP) (*pki, error) {
 		ips         []net.IP
 		cert, keyTo *string
 	}{
-		{"etcd-server", "etcd", nil, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, []string{"localhost"}, p.loopbackIPs, &p.EtcdCert, &p.EtcdKey},
+		{"etcd-server", "etcd", nil, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, []string{"localhost"}, loopback, &p.EtcdCert, &p.EtcdKey},
 		{"etcd-client", "kube-apiserver-etcd-client", nil, []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, nil, nil, &p.EtcdClientCert, &p.EtcdClientKey},
-		{"apiserver", "kube-apiserver", nil, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, p.apiServerDNSNames, append(append([]net.IP{}, p.loopbackIPs...), p.apiServerExtraIPs...), &p.ServingCert, &p.ServingKey},
+		{"apiserver", "kube-apiserver", nil, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, apiServerDNS, append(append([]net.IP{}, loopback...), serviceIP), &p.ServingCert, &p.ServingKey},
 		// system:masters is the group RBAC's bootstrap policy binds to cluster-admin.
 		{"admin", "ztbank-test-admin", []string{"system:masters"}, []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, nil, nil, &p.AdminCert, &p.AdminKey},
 	}
@@ -100,7 +96,7 @@ func (p *pki) makeCA() error {
 	if err != nil {
 		return fmt.Errorf("CA key: %w", err)
 	}
-	serial, err := p.serialNumberSource()
+	serial, err := serial()
 	if err != nil {
 		return fmt.Errorf("CA serial: %w", err)
 	}
@@ -109,7 +105,7 @@ func (p *pki) makeCA() error {
 		SerialNumber:          serial,
 		Subject:               pkix.Name{CommonName: "ztbank test cluster CA"},
 		NotBefore:             now.Add(-time.Minute),
-		NotAfter:              now.Add(p.validFor),
+		NotAfter:              now.Add(validFor),
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
 		BasicConstraintsValid: true,
 		IsCA:                  true,
@@ -132,7 +128,7 @@ func (p *pki) issue(name, cn string, org []string, usage []x509.ExtKeyUsage, dns
 	if err != nil {
 		return "", "", fmt.Errorf("%s key: %w", name, err)
 	}
-	serial, err := p.serialNumberSource()
+	serial, err := serial()
 	if err != nil {
 		return "", "", fmt.Errorf("%s serial: %w", name, err)
 	}
@@ -141,7 +137,7 @@ func (p *pki) issue(name, cn string, org []string, usage []x509.ExtKeyUsage, dns
 		SerialNumber: serial,
 		Subject:      pkix.Name{CommonName: cn, Organization: org},
 		NotBefore:    now.Add(-time.Minute),
-		NotAfter:     now.Add(p.validFor),
+		NotAfter:     now.Add(validFor),
 		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
 		ExtKeyUsage:  usage,
 		DNSNames:     dns,
