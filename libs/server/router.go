@@ -95,7 +95,7 @@ func requestLog(log *slog.Logger) func(http.Handler) http.Handler {
 // workload and, if an internal JWT was verified, the user. It is the diagnostic route every
 // service exposes to its allowed callers.
 func (rt *Runtime) WhoAmI(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, rt.whoami(r))
+	WriteJSON(w, http.StatusOK, rt.whoami(r))
 }
 
 // Hop is one service's view of a request.
@@ -146,12 +146,16 @@ func (rt *Runtime) Chain(peers []*Peer) http.HandlerFunc {
 			}
 			h.Next = append(h.Next, next)
 		}
-		writeJSON(w, http.StatusOK, h)
+		WriteJSON(w, http.StatusOK, h)
 	}
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
+// WriteJSON answers with v as JSON and the given status: the one JSON writer of every
+// service's handlers (errors go through problem.Write). Responses carry account and user data
+// for one caller, so no shared cache may keep them.
+func WriteJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
 }

@@ -83,7 +83,7 @@ func (rt *Runtime) publishRoutes(api http.Handler) {
 }
 
 // Handle registers h on mux under a ServeMux pattern ("GET /healthz", or a path prefix like
-// "/bank-a/" that answers every method) and publishes the route as RouteInfoMetric, for
+// "/<tenant>/" that answers every method) and publishes the route as RouteInfoMetric, for
 // services whose router is an http.ServeMux, which cannot be walked. Method-less patterns are
 // published with method "*".
 func Handle(mux *http.ServeMux, pattern string, h http.Handler) {

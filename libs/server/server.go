@@ -32,7 +32,7 @@ import (
 
 // Env is the configuration every service reads from its environment.
 type Env struct {
-	Workload     string         // ZTBANK_WORKLOAD, e.g. bank-a/gateway (required)
+	Workload     string         // ZTBANK_WORKLOAD: a topology workload name, <tenant>/<service> (required)
 	TopologyPath string         // ZTBANK_TOPOLOGY; empty means the embedded topology
 	Mode         transport.Mode // ZTBANK_TRANSPORT_MODE: direct (default) or mesh
 	Socket       string         // SPIFFE_ENDPOINT_SOCKET (direct mode)
@@ -183,6 +183,17 @@ func (rt *Runtime) Peer(name string, opts ...transport.ClientOption) (*Peer, err
 		return nil, fmt.Errorf("topology does not allow %s to call %s", rt.Self.Name, name)
 	}
 	return rt.peer(name, opts...)
+}
+
+// SameTenantPeer returns a client for the named service of this workload's own tenant (e.g.
+// "ledger" for a payment workload), resolved from the topology, so a binary names its peers
+// by role and serves whichever tenant its workload identity belongs to.
+func (rt *Runtime) SameTenantPeer(service string, opts ...transport.ClientOption) (*Peer, error) {
+	w, ok := rt.Topology.TenantWorkload(rt.Self.Tenant, service)
+	if !ok {
+		return nil, fmt.Errorf("tenant %q of %s runs no %s in the topology", rt.Self.Tenant, rt.Self.Name, service)
+	}
+	return rt.Peer(w.Name, opts...)
 }
 
 func (rt *Runtime) peer(name string, opts ...transport.ClientOption) (*Peer, error) {
