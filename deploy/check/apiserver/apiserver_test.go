@@ -15,6 +15,7 @@ import (
 	"github.com/ztbank/ztbank/deploy/check/apiserver"
 	"github.com/ztbank/ztbank/deploy/check/manifest"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -196,10 +197,69 @@ func TestApplyRenderings(t *testing.T) {
 			}
 			t.Logf("admitted %d of %d pods built from pod templates (%d with Istio sidecar injection, CNI=%t)", admitted, len(pods), injected, mesh.CNI)
 
+			t.Run("rbac", func(t *testing.T) { testRBAC(t, cs) })
 			if overlay == "kind" {
 				t.Run("refusals", func(t *testing.T) { testRefusals(t, c, a, objs) })
 			}
 		})
+	}
+}
+
+// testRBAC asks the API server's RBAC authorizer, with the rendering's Roles and bindings
+// applied, whether SPIRE's service accounts may do what their components need: everything in
+// spire-controller-manager's own ClusterRole and the Lease/Event part of its leader-election
+// Role (controller-runtime locks with a Lease, not a ConfigMap), the k8s_psat node attestor's
+// and the k8s_configmap bundle publisher's documented permissions, and the agent's.
+func testRBAC(t *testing.T, cs kubernetes.Interface) {
+	ctx := t.Context()
+	const scm = "github.com/spiffe/spire-controller-manager"
+	managerRules, err := apiserver.UpstreamRules(ctx, crdPinDir, scm, "config/rbac/role.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	electionRules, err := apiserver.UpstreamRules(ctx, crdPinDir, scm, "config/rbac/leader_election_role.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	electionRules = slices.DeleteFunc(electionRules, func(r rbacv1.PolicyRule) bool {
+		return !slices.Contains(r.Resources, "leases") && !slices.Contains(r.Resources, "events")
+	})
+	if len(electionRules) == 0 {
+		t.Fatal("upstream leader-election Role has no lease or event rules")
+	}
+	server := apiserver.AccessFromRules(managerRules, "", "spire-controller-manager config/rbac/role.yaml")
+	server = append(server, apiserver.AccessFromRules(electionRules, "spire", "spire-controller-manager config/rbac/leader_election_role.yaml")...)
+	server = append(server,
+		apiserver.Access{Group: "authentication.k8s.io", Resource: "tokenreviews", Verb: "create", Why: "SPIRE k8s_psat node attestor"},
+		apiserver.Access{Resource: "pods", Verb: "get", Why: "SPIRE k8s_psat node attestor"},
+		apiserver.Access{Resource: "nodes", Verb: "get", Why: "SPIRE k8s_psat node attestor"},
+		apiserver.Access{Namespace: "spire", Resource: "configmaps", Name: "spire-bundle", Verb: "get", Why: "SPIRE k8s_configmap bundle publisher"},
+		apiserver.Access{Namespace: "spire", Resource: "configmaps", Name: "spire-bundle", Verb: "patch", Why: "SPIRE k8s_configmap bundle publisher"},
+	)
+	agent := []apiserver.Access{
+		{Resource: "pods", Verb: "get", Why: "SPIRE agent k8s workload attestor"},
+		{Resource: "nodes", Verb: "get", Why: "SPIRE agent k8s workload attestor"},
+		{Resource: "nodes", Subresource: "proxy", Verb: "get", Why: "SPIRE agent k8s workload attestor (kubelet API)"},
+	}
+	for _, sa := range []struct {
+		name string
+		want []apiserver.Access
+	}{{"spire-server", server}, {"spire-agent", agent}} {
+		denied, err := apiserver.Denied(ctx, cs, "spire", sa.name, sa.want)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range denied {
+			t.Errorf("spire/%s may not %s", sa.name, d)
+		}
+	}
+	// The check can fail: nothing grants the app service accounts anything.
+	denied, err := apiserver.Denied(ctx, cs, "bank-a", "gateway", agent[:1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(denied) != 1 {
+		t.Errorf("bank-a/gateway may get pods cluster-wide; the RBAC check is not asking the authorizer")
 	}
 }
 
