@@ -27,8 +27,12 @@ kube-tools: $(KUBE_BINS) ## build kube-apiserver v1.34.2 and etcd v3.6.4 from th
 $(KUBE_BINS) &: tools/kube/go.mod tools/kube/go.sum
 	@echo "==> building kube-apiserver $(KUBE_VERSION) and etcd $(ETCD_VERSION) as Go tools (cold build takes many minutes on 2 cores; cached after)"
 	@mkdir -p $(BIN)
-	@cd tools/kube && GOWORK=off CGO_ENABLED=0 $(GO) build -ldflags '$(KUBE_LDFLAGS)' -o ../../$(BIN)/kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver
-	@cd tools/kube && GOWORK=off CGO_ENABLED=0 $(GO) build -ldflags '$(KUBE_LDFLAGS)' -o ../../$(BIN)/etcd go.etcd.io/etcd/server/v3
+	@# One go build for both, so the two links overlap with compiling on 2 cores. go names
+	@# go.etcd.io/etcd/server/v3's binary "server"; it is renamed to etcd.
+	@rm -rf $(BIN)/.kube-build && mkdir -p $(BIN)/.kube-build
+	@cd tools/kube && GOWORK=off CGO_ENABLED=0 $(GO) build -ldflags '$(KUBE_LDFLAGS)' -o ../../$(BIN)/.kube-build/ \
+		k8s.io/kubernetes/cmd/kube-apiserver go.etcd.io/etcd/server/v3
+	@mv $(BIN)/.kube-build/kube-apiserver $(BIN)/kube-apiserver && mv $(BIN)/.kube-build/server $(BIN)/etcd && rmdir $(BIN)/.kube-build
 	@test -x $(BIN)/kube-apiserver && test -x $(BIN)/etcd
 	@touch $(KUBE_BINS)
 
