@@ -406,3 +406,64 @@ func statuses(os []outcome) string {
 	}
 	return strings.Join(parts, ", ")
 }
+
+// TestPasswordRotationUnderLoad restarts both tenants' rotators, which rotate every service
+// password as they start: under load, no request fails, because every new connection reads
+// the new password and open ones stay authenticated. The password files change, and only
+// the rotators were restarted.
+func TestPasswordRotationUnderLoad(t *testing.T) {
+	e := need(t)
+	ctx := t.Context()
+	before := map[string]string{}
+	for _, s := range tenantServices {
+		before[s] = restartState(t, e.container(t, s))
+	}
+	services := []string{"bank-a-user", "bank-a-account", "bank-b-payment", "bank-b-ledger"}
+	// read returns the modification time of the password file a service reads, through its
+	// volume's directory on the host (the services' images have nothing to print a file).
+	read := func(svc string) string {
+		dir, err := inspect(ctx, e.container(t, svc), `{{range .Mounts}}{{if eq .Destination "/run/ztbank/db"}}{{.Source}}{{end}}{{end}}`)
+		if err != nil || dir == "" {
+			t.Fatalf("password volume of %s: %q %v", svc, dir, err)
+		}
+		st, err := run(ctx, "stat", "-c", "%y", dir+"/password")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	old := map[string]string{}
+	for _, svc := range services {
+		old[svc] = read(svc)
+	}
+	l := e.startLoad(t, readWorkers, readRate, readRequests)
+	l.waitOK(t, 2*int(readRate), time.Minute)
+	if _, err := e.composeCmd(ctx, "restart", "bank-a-dbcreds", "bank-b-dbcreds"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 2*time.Minute, "every password rotated", func() (bool, error) {
+		for _, svc := range services {
+			if read(svc) == old[svc] {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+	// New connections must now use the new passwords: keep the load on until a further
+	// stretch of requests has been served.
+	l.waitStreak(t, time.Now(), 2*int(readRate), time.Minute)
+	l.stop()
+	ok, failed := l.counts()
+	t.Logf("compose: passwords rotated under %d clients at %.0f req/s: %d succeeded, %d failed (%s)",
+		readWorkers, readRate, ok, failed, statuses(l.outcomes()))
+	for _, o := range l.outcomes() {
+		if !o.ok() {
+			t.Errorf("failed request: %s", o)
+		}
+	}
+	for _, s := range tenantServices {
+		if got := restartState(t, e.container(t, s)); got != before[s] {
+			t.Errorf("%s was restarted: %s → %s", s, before[s], got)
+		}
+	}
+}

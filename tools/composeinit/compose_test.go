@@ -136,3 +136,36 @@ func TestWorkloadsInCompose(t *testing.T) {
 		}
 	}
 }
+
+// TestPasswordVolumes: each service with a database role mounts its own password volume and
+// no other; only its tenant's rotator mounts it besides (and init-secrets, which claims it).
+func TestPasswordVolumes(t *testing.T) {
+	_, f := loadCompose(t)
+	mounts := map[string][]string{} // volume → services
+	for svc, s := range f.Services {
+		for _, v := range s.Volumes {
+			name, _, _ := strings.Cut(v, ":")
+			if strings.HasPrefix(name, "pw-") {
+				mounts[name] = append(mounts[name], svc)
+			}
+		}
+	}
+	topo := topology.Default()
+	n := 0
+	for _, w := range topo.Workloads {
+		if w.DBRole == "" {
+			continue
+		}
+		n++
+		vol := "pw-" + w.Tenant + "-" + w.Service
+		got := slices.Sorted(slices.Values(mounts[vol]))
+		want := slices.Sorted(slices.Values([]string{"init-secrets", w.Tenant + "-dbcreds", ServiceName(w)}))
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("%s mounted by (-want +got):\n%s", vol, diff)
+		}
+		delete(mounts, vol)
+	}
+	if n == 0 || len(mounts) != 0 {
+		t.Errorf("%d database workloads; password volumes of no workload: %v", n, mounts)
+	}
+}
