@@ -134,19 +134,17 @@ func Start(ctx context.Context, dir string, opts ...Option) (_ Endpoints, stop f
 		Prometheus:  fmt.Sprintf("http://127.0.0.1:%d", ports[3]),
 		TargetsFile: filepath.Join(dir, "targets.json"),
 	}
-	var procs []*exec.Cmd
+	var procs []*process
 	stop = func() {
 		for _, p := range procs {
-			p.Process.Signal(syscall.SIGTERM)
+			p.cmd.Process.Signal(syscall.SIGTERM)
 		}
 		for _, p := range procs {
-			done := make(chan struct{})
-			go func() { p.Wait(); close(done) }()
 			select {
-			case <-done:
+			case <-p.exited:
 			case <-time.After(10 * time.Second):
-				p.Process.Kill()
-				<-done
+				p.cmd.Process.Kill()
+				<-p.exited
 			}
 		}
 	}
@@ -290,7 +288,14 @@ scrape_configs:
 `, targetsFile)
 }
 
-func spawn(bin, logPath string, args ...string) (*exec.Cmd, error) {
+// process is a started backend. Only spawn's goroutine waits for it (a second Wait raced
+// with the first under go test -race); exited is closed when it has.
+type process struct {
+	cmd    *exec.Cmd
+	exited chan struct{}
+}
+
+func spawn(bin, logPath string, args ...string) (*process, error) {
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
@@ -302,12 +307,13 @@ func spawn(bin, logPath string, args ...string) (*exec.Cmd, error) {
 		logf.Close()
 		return nil, fmt.Errorf("start %s: %w", filepath.Base(bin), err)
 	}
-	go func() { cmd.Wait(); logf.Close() }()
-	return cmd, nil
+	p := &process{cmd: cmd, exited: make(chan struct{})}
+	go func() { cmd.Wait(); logf.Close(); close(p.exited) }()
+	return p, nil
 }
 
 // waitHTTP polls url until it answers 200, the process exits, or timeout passes.
-func waitHTTP(ctx context.Context, url string, timeout time.Duration, p *exec.Cmd) error {
+func waitHTTP(ctx context.Context, url string, timeout time.Duration, p *process) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		resp, err := http.Get(url)
@@ -317,8 +323,10 @@ func waitHTTP(ctx context.Context, url string, timeout time.Duration, p *exec.Cm
 				return nil
 			}
 		}
-		if p.ProcessState != nil {
+		select {
+		case <-p.exited:
 			return errors.New("exited during start-up")
+		default:
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("%s not ready after %s", url, timeout)
