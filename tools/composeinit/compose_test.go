@@ -19,6 +19,9 @@ import (
 type composeFile struct {
 	Services map[string]struct {
 		User        string            `yaml:"user"`
+		ReadOnly    bool              `yaml:"read_only"`
+		CapDrop     []string          `yaml:"cap_drop"`
+		PullPolicy  string            `yaml:"pull_policy"`
 		Image       string            `yaml:"image"`
 		NetworkMode string            `yaml:"network_mode"`
 		Labels      map[string]string `yaml:"labels"`
@@ -167,5 +170,25 @@ func TestPasswordVolumes(t *testing.T) {
 	}
 	if n == 0 || len(mounts) != 0 {
 		t.Errorf("%d database workloads; password volumes of no workload: %v", n, mounts)
+	}
+}
+
+// TestHardening: every container runs read-only with every capability dropped and is never
+// pulled; all but the SPIRE agent run as a non-root user (ADR 0910 says why the agent is root).
+func TestHardening(t *testing.T) {
+	_, f := loadCompose(t)
+	for name, s := range f.Services {
+		if !s.ReadOnly || !slices.Equal(s.CapDrop, []string{"ALL"}) || s.PullPolicy != "never" {
+			t.Errorf("%s: read_only %v, cap_drop %v, pull_policy %q", name, s.ReadOnly, s.CapDrop, s.PullPolicy)
+		}
+		uid, _, _ := strings.Cut(s.User, ":")
+		switch {
+		case name == "spire-agent":
+			if uid != "0" {
+				t.Errorf("spire-agent runs as %q; ADR 0910 expects root", s.User)
+			}
+		case uid == "" || uid == "0" || uid == "root":
+			t.Errorf("%s runs as %q, want a non-root uid", name, s.User)
+		}
 	}
 }
