@@ -45,7 +45,7 @@ compose-logs: $(COMPOSE_BIN) ## the compose stack's logs (SERVICE=name for one)
 
 # `make e2e TARGET=compose` lands here: the isolation suite, unchanged, against the compose
 # stack described by .dev/compose/stack.json (started first if it is not up).
-e2e-compose: $(COMPOSE_BIN)
+e2e-compose: $(COMPOSE_BIN) ## the isolation suite against the compose stack (make e2e TARGET=compose)
 	@[ -f $(COMPOSE_STACK) ] && [ -n "$$($(COMPOSE) ps -q edge 2>/dev/null)" ] || $(MAKE) --no-print-directory compose-up
 	@$(GO) test -count=1 -v -timeout 20m ./tests/e2e -args -stack=$(COMPOSE_STACK) -report=$(CURDIR)/$(COMPOSE_DIR)/isolation-matrix.md \
 		| grep -E '^e2e:|^(ok|FAIL|---)|^\s+\S+_test.go'; exit $${PIPESTATUS[0]}
@@ -65,7 +65,7 @@ compose-leftovers:
 # compose-test: bring the stack up from nothing, run the isolation suite and the fault tests
 # against it, bring it down and check that nothing is left. Without a Docker Engine it says
 # so and skips.
-compose-test:
+compose-test: ## compose stack from nothing: up, isolation suite, fault tests under load, down, nothing left (skips without Docker)
 	@if ! $(HAVE_DOCKER); then echo "compose-test: SKIPPED: no Docker Engine answers (docker info failed); the compose stack, its isolation suite and fault tests did not run"; exit 0; fi; \
 	set -eo pipefail; $(MAKE) --no-print-directory $(COMPOSE_BIN); \
 	$(COMPOSE) down --volumes --remove-orphans --timeout 20 >/dev/null 2>&1 || true; \
