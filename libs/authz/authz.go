@@ -211,7 +211,7 @@ func New(ctx context.Context, svc Service, topo *topology.Topology, opts ...Opti
 		e.cache = newDecisionCache()
 	}
 	e.terms = termCache{}
-	e.terms.add("", "customer", "staff", svc.Tenant)
+	e.terms.add("", RoleCustomer, RoleStaff, svc.Tenant)
 	e.terms.add(http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete)
 	e.terms.add(e.Permissions()...)
 	e.tenantWorkloads = map[string]string{}

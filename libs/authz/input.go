@@ -7,6 +7,14 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 )
 
+// The user roles the policy's permission table knows. Handlers that apply a business rule
+// to a role (accounts are opened for customers only) name it from here, the policy's side,
+// not from any table of demo users.
+const (
+	RoleCustomer = "customer"
+	RoleStaff    = "staff"
+)
+
 // Input is everything the policy may consider for one decision. Require and Check fill it
 // from the request; tests and tools build it directly.
 type Input struct {

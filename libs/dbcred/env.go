@@ -69,7 +69,7 @@ func EnvFromGetenv(getenv func(string) string) (EnvConfig, error) {
 		c.Region = getenv("ZTBANK_DB_REGION")
 	}
 	if c.DSN == "" {
-		return c, errors.New("ZTBANK_DB_DSN is not set (e.g. host=db.example port=5432 dbname=bank_a user=account_svc sslmode=verify-full sslrootcert=/etc/ztbank/db-ca.crt)")
+		return c, errors.New("ZTBANK_DB_DSN is not set (e.g. host=db.example port=5432 dbname=<tenant database> user=account_svc sslmode=verify-full sslrootcert=/etc/ztbank/db-ca.crt)")
 	}
 	cfg, err := pgconn.ParseConfig(c.DSN)
 	if err != nil {

@@ -16,7 +16,7 @@ import (
 // Vars declares the variables every service reads through LoadConfig (its own and
 // tracing's). Tenant workloads also read the test-only policy override: TenantVars.
 var Vars = envvar.Join([]envvar.Var{
-	{Name: "ZTBANK_WORKLOAD", Doc: "the topology workload this process is, <tenant>/<service> for a tenant service (required; the edge defaults to edge)."},
+	{Name: "ZTBANK_WORKLOAD", Doc: "the topology workload this process is, named tenant/service for a tenant service (required; the edge defaults to edge)."},
 	{Name: "ZTBANK_TOPOLOGY", Default: "the topology compiled into the binary", Doc: "path of a topology file to use instead."},
 	{Name: "ZTBANK_TRANSPORT_MODE", Default: "direct", Doc: "direct (the service terminates mTLS with its SVID) or mesh (a sidecar does; the caller comes from XFCC)."},
 	{Name: "SPIFFE_ENDPOINT_SOCKET", Doc: "the SPIRE agent's Workload API socket, e.g. unix:///run/spire/agent.sock (required in direct mode, not read in mesh mode)."},
@@ -128,7 +128,7 @@ func loadEnv(getenv func(string) string, defaultWorkload string) (Env, error) {
 		e.Workload = defaultWorkload
 	}
 	if e.Workload == "" {
-		return e, errors.New("ZTBANK_WORKLOAD is not set (a topology workload, <tenant>/<service>)")
+		return e, errors.New("ZTBANK_WORKLOAD is not set (a topology workload, named tenant/service)")
 	}
 	switch strings.ToLower(e.LogLevel) {
 	case "", "debug", "info", "warn", "error":

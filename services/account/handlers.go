@@ -10,11 +10,10 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/google/uuid"
-	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/ztbank/ztbank/libs/authz"
 	"github.com/ztbank/ztbank/libs/problem"
-	"github.com/ztbank/ztbank/libs/usertoken"
+	"github.com/ztbank/ztbank/libs/server"
 	"github.com/ztbank/ztbank/services/account/store"
 )
 
@@ -53,11 +52,11 @@ func (h *handlers) get(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := h.az.Check(r.Context(), "accounts:read", authz.Resource{Kind: "account", ID: a.ID.String(),
-		Owner: h.ownerID(a.OwnerID), Tenant: a.Tenant}); err != nil {
+		Owner: server.OwnerID(h.tenant, a.OwnerID), Tenant: a.Tenant}); err != nil {
 		problem.Write(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, a)
+	server.WriteJSON(w, http.StatusOK, a)
 }
 
 func (h *handlers) listByOwner(w http.ResponseWriter, r *http.Request) {
@@ -69,7 +68,7 @@ func (h *handlers) listByOwner(w http.ResponseWriter, r *http.Request) {
 	// The owner is in the path, so the decision needs no database read and a refused
 	// caller learns nothing about the user's accounts.
 	if err := h.az.Check(r.Context(), "accounts:read", authz.Resource{Kind: "user_accounts", ID: owner.String(),
-		Owner: h.ownerID(owner), Tenant: h.tenant}); err != nil {
+		Owner: server.OwnerID(h.tenant, owner), Tenant: h.tenant}); err != nil {
 		problem.Write(w, r, err)
 		return
 	}
@@ -81,7 +80,7 @@ func (h *handlers) listByOwner(w http.ResponseWriter, r *http.Request) {
 	if accts == nil {
 		accts = []store.Account{}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"accounts": accts})
+	server.WriteJSON(w, http.StatusOK, map[string]any{"accounts": accts})
 }
 
 // openRequest is the body of POST /v1/accounts.
@@ -119,7 +118,7 @@ func (h *handlers) open(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := h.az.Check(r.Context(), "accounts:open", authz.Resource{Kind: "user", ID: owner.String(),
-		Owner: h.ownerID(owner), Tenant: h.tenant}); err != nil {
+		Owner: server.OwnerID(h.tenant, owner), Tenant: h.tenant}); err != nil {
 		problem.Write(w, r, err)
 		return
 	}
@@ -137,21 +136,5 @@ func (h *handlers) open(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Location", "/v1/accounts/"+a.ID.String())
-	writeJSON(w, http.StatusCreated, a)
-}
-
-// ownerID is the SPIFFE ID of the user who owns a resource.
-func (h *handlers) ownerID(owner uuid.UUID) spiffeid.ID {
-	id, err := usertoken.UserID(h.tenant, owner.String())
-	if err != nil || owner == uuid.Nil {
-		return spiffeid.ID{}
-	}
-	return id
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
+	server.WriteJSON(w, http.StatusCreated, a)
 }

@@ -24,9 +24,9 @@ func addRoutes(r chi.Router, rt *server.Runtime, peers []*server.Peer, h *handle
 	r.With(rt.OptionalUserToken, az.Require("whoami", authz.WorkloadOnly())).Get("/internal/whoami", rt.WhoAmI)
 	r.With(rt.OptionalUserToken, az.Require("whoami", authz.WorkloadOnly())).Get("/internal/chain", rt.Chain(peers))
 
-	r.With(rt.UserToken, az.Require("accounts:read", authz.From("bank-a/gateway"))).Get("/v1/accounts/{accountID}", h.get)
+	r.With(rt.UserToken, az.Require("accounts:read", authz.FromSameTenant("gateway"))).Get("/v1/accounts/{accountID}", h.get)
 	// The user service fronts these two: it lists a user's accounts, and it checks that the
 	// owner of a new account is a customer of the tenant before asking for the account.
-	r.With(rt.UserToken, az.Require("accounts:read", authz.From("bank-a/user"))).Get("/v1/users/{userID}/accounts", h.listByOwner)
-	r.With(rt.UserToken, az.Require("accounts:open", authz.From("bank-a/user"))).Post("/v1/accounts", h.open)
+	r.With(rt.UserToken, az.Require("accounts:read", authz.FromSameTenant("user"))).Get("/v1/users/{userID}/accounts", h.listByOwner)
+	r.With(rt.UserToken, az.Require("accounts:open", authz.FromSameTenant("user"))).Post("/v1/accounts", h.open)
 }

@@ -13,12 +13,11 @@ import (
 	"github.com/ztbank/ztbank/libs/problem"
 )
 
-// FuzzDecodePosting feeds arbitrary bodies to the POST /v1/postings decoder. The decoder
-// pastes the request's currency into a JSON document to reuse money's integer parser, so the
-// property is checked against an independent reading of the same body: whatever is
-// accepted is valid, in exactly the currency the body names, with exactly the entries and
-// integer amounts the body lists. A currency that smuggles another "amount" or "currency"
-// key into the pasted document fails here.
+// FuzzDecodePosting feeds arbitrary bodies to the POST /v1/postings decoder, which reads
+// the shared ledgerapi.PostingRequest (integer amounts by type). The property is checked
+// against an independent reading of the same body: whatever is accepted is valid, in exactly
+// the currency the body names, with exactly the entries and integer amounts the body lists
+// (the seeds keep the currencies that once smuggled keys into a pasted document).
 func FuzzDecodePosting(f *testing.F) {
 	a, b := uuid.NewSHA1(uuid.NameSpaceURL, []byte("a")), uuid.NewSHA1(uuid.NameSpaceURL, []byte("b"))
 	posting := func(currency string, amounts ...string) string {

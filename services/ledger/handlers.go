@@ -14,13 +14,12 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/google/uuid"
-	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/ztbank/ztbank/libs/authz"
-	"github.com/ztbank/ztbank/libs/caller"
 	"github.com/ztbank/ztbank/libs/money"
 	"github.com/ztbank/ztbank/libs/problem"
-	"github.com/ztbank/ztbank/libs/usertoken"
+	"github.com/ztbank/ztbank/libs/server"
+	"github.com/ztbank/ztbank/services/ledger/ledgerapi"
 	"github.com/ztbank/ztbank/services/ledger/store"
 )
 
@@ -46,22 +45,12 @@ type handlers struct {
 	tenant string
 }
 
-// accountJSON is an account as the API shows it.
-type accountJSON struct {
-	ID        uuid.UUID   `json:"id"`
-	OwnerID   uuid.UUID   `json:"owner_id,omitzero"`
-	Kind      string      `json:"kind"`
-	Name      string      `json:"name"`
-	Balance   money.Money `json:"balance"`
-	CreatedAt time.Time   `json:"created_at"`
-}
-
-func toJSON(a store.Account) accountJSON {
-	return accountJSON{ID: a.ID, OwnerID: a.OwnerID, Kind: a.Kind, Name: a.Name, Balance: a.Balance, CreatedAt: a.CreatedAt}
+func toJSON(a store.Account) ledgerapi.Account {
+	return ledgerapi.Account{ID: a.ID, OwnerID: a.OwnerID, Kind: a.Kind, Name: a.Name, Balance: a.Balance, CreatedAt: a.CreatedAt}
 }
 
 func (h *handlers) listAccounts(w http.ResponseWriter, r *http.Request) {
-	owner, err := userUUID(r.Context())
+	owner, err := server.UserUUID(r.Context(), h.tenant)
 	if err != nil {
 		problem.Write(w, r, err)
 		return
@@ -71,11 +60,11 @@ func (h *handlers) listAccounts(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, err)
 		return
 	}
-	out := make([]accountJSON, 0, len(accts))
+	out := make([]ledgerapi.Account, 0, len(accts))
 	for _, a := range accts {
 		out = append(out, toJSON(a))
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"accounts": out})
+	server.WriteJSON(w, http.StatusOK, map[string]any{"accounts": out})
 }
 
 // load reads the account in the path and decides perm on it. An unknown account is decided
@@ -104,20 +93,7 @@ func (h *handlers) load(r *http.Request, perm string) (store.Account, error) {
 }
 
 func (h *handlers) resource(a store.Account) authz.Resource {
-	return authz.Resource{Kind: "ledger_account", ID: a.ID.String(), Owner: h.ownerID(a.OwnerID), Tenant: h.tenant}
-}
-
-// ownerID is the SPIFFE ID of the user who owns a resource; zero for system accounts, which
-// no customer owns.
-func (h *handlers) ownerID(owner uuid.UUID) spiffeid.ID {
-	if owner == uuid.Nil {
-		return spiffeid.ID{}
-	}
-	id, err := usertoken.UserID(h.tenant, owner.String())
-	if err != nil {
-		return spiffeid.ID{}
-	}
-	return id
+	return authz.Resource{Kind: "ledger_account", ID: a.ID.String(), Owner: server.OwnerID(h.tenant, a.OwnerID), Tenant: h.tenant}
 }
 
 func (h *handlers) balance(w http.ResponseWriter, r *http.Request) {
@@ -126,7 +102,7 @@ func (h *handlers) balance(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"account_id": a.ID, "balance": a.Balance})
+	server.WriteJSON(w, http.StatusOK, map[string]any{"account_id": a.ID, "balance": a.Balance})
 }
 
 func (h *handlers) accountOwner(w http.ResponseWriter, r *http.Request) {
@@ -135,7 +111,7 @@ func (h *handlers) accountOwner(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, problem.Errorf(problem.ErrBadRequest, "accountID must be a UUID"))
 		return
 	}
-	// Only the payment service reaches this route (From in routes.go); it makes the
+	// Only the payment service reaches this route (FromSameTenant in routes.go); it makes the
 	// ownership decision for the payment with its own policy engine, so the route-level
 	// decision is the one recorded here.
 	a, err := h.ledger.Account(r.Context(), id)
@@ -146,7 +122,7 @@ func (h *handlers) accountOwner(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, toJSON(a))
+	server.WriteJSON(w, http.StatusOK, toJSON(a))
 }
 
 type entryJSON struct {
@@ -201,26 +177,7 @@ func (h *handlers) entries(w http.ResponseWriter, r *http.Request) {
 	if next != 0 {
 		body["next_cursor"] = strconv.FormatInt(next, 10)
 	}
-	writeJSON(w, http.StatusOK, body)
-}
-
-// postingRequest is the body of POST /v1/postings: a balanced transaction in one currency.
-type postingRequest struct {
-	Reference   string         `json:"reference"`
-	Description string         `json:"description"`
-	Currency    string         `json:"currency"`
-	Entries     []postingEntry `json:"entries"`
-}
-
-type postingEntry struct {
-	AccountID uuid.UUID       `json:"account_id"`
-	Amount    json.RawMessage `json:"amount"` // signed minor units; integer literal only
-}
-
-// PostingResult is the response to a posting.
-type postingResult struct {
-	TransactionID uuid.UUID `json:"transaction_id"`
-	Replayed      bool      `json:"replayed"`
+	server.WriteJSON(w, http.StatusOK, body)
 }
 
 func decodePosting(r io.Reader) (store.Transaction, error) {
@@ -230,18 +187,18 @@ func decodePosting(r io.Reader) (store.Transaction, error) {
 	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
-	var req postingRequest
+	var req ledgerapi.PostingRequest
 	if err := dec.Decode(&req); err != nil || dec.More() {
-		return store.Transaction{}, problem.Errorf(problem.ErrBadRequest, "posting must be one JSON object with reference, description, currency and entries")
+		return store.Transaction{}, problem.Errorf(problem.ErrBadRequest, "posting must be one JSON object with reference, description, currency and entries; amounts integer minor units")
 	}
 	t := store.Transaction{Reference: req.Reference, Description: req.Description, Currency: money.Currency(req.Currency)}
 	for _, e := range req.Entries {
-		// Reuse money's integer-only parser: a fraction or exponent is refused, never rounded.
-		var m money.Money
-		if err := m.UnmarshalJSON([]byte(`{"amount":` + string(e.Amount) + `,"currency":"` + string(t.Currency) + `"}`)); err != nil {
+		// money.New checks the currency is supported and the amount within range, as the
+		// wire format's integer type cannot.
+		if _, err := money.New(e.Amount, req.Currency); err != nil {
 			return store.Transaction{}, problem.Errorf(problem.ErrBadRequest, "entry amounts must be integer minor units of a supported currency")
 		}
-		t.Postings = append(t.Postings, store.Posting{AccountID: e.AccountID, Amount: m.Amount})
+		t.Postings = append(t.Postings, store.Posting{AccountID: e.AccountID, Amount: e.Amount})
 	}
 	if err := t.Validate(); err != nil {
 		return store.Transaction{}, problem.Errorf(problem.ErrUnprocessable, err.Error())
@@ -297,44 +254,11 @@ func (h *handlers) post(w http.ResponseWriter, r *http.Request) {
 	if out.Replayed {
 		status = http.StatusOK
 	}
-	writeJSON(w, status, postingResult{TransactionID: out.ID, Replayed: out.Replayed})
+	server.WriteJSON(w, status, ledgerapi.PostingResult{TransactionID: out.ID, Replayed: out.Replayed})
 }
 
 // rejected is a business refusal: final, so the payment service stores it (422 with a
 // machine-readable reason).
 func rejected(reason, msg string) error {
-	return problem.With(problem.ErrUnprocessable, msg, map[string]any{"reason": reason})
-}
-
-// userUUID is the caller's user ID as the database stores it.
-func userUUID(ctx context.Context) (uuid.UUID, error) {
-	u := caller.From(ctx).User
-	_, rest, ok := cutUser(u.ID)
-	if !ok {
-		return uuid.Nil, problem.Errorf(problem.ErrForbidden, "the request carries no user")
-	}
-	id, err := uuid.Parse(rest)
-	if err != nil {
-		return uuid.Nil, problem.Errorf(problem.ErrForbidden, "the user ID is not one this service knows")
-	}
-	return id, nil
-}
-
-func cutUser(id spiffeid.ID) (string, string, bool) {
-	if id.IsZero() {
-		return "", "", false
-	}
-	const prefix = "/user/"
-	p := id.Path()
-	if len(p) <= len(prefix) || p[:len(prefix)] != prefix {
-		return "", "", false
-	}
-	return id.TrustDomain().Name(), p[len(prefix):], true
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
+	return problem.With(problem.ErrUnprocessable, msg, map[string]any{"reason": reason}) // read as ledgerapi.Refusal
 }

@@ -26,13 +26,13 @@ func addRoutes(r chi.Router, rt *server.Runtime, peers []*server.Peer, h *handle
 	r.With(rt.OptionalUserToken, az.Require("whoami", authz.WorkloadOnly())).Get("/internal/chain", rt.Chain(peers))
 
 	// Public through the gateway: the caller's own accounts, balances and entries.
-	r.With(rt.UserToken, az.Require("accounts:read", authz.From("bank-b/gateway"))).Get("/v1/accounts", h.listAccounts)
-	r.With(rt.UserToken, az.Require("accounts:read", authz.From("bank-b/gateway"))).Get("/v1/accounts/{accountID}/balance", h.balance)
-	r.With(rt.UserToken, az.Require("ledger:read", authz.From("bank-b/gateway"))).Get("/v1/accounts/{accountID}/entries", h.entries)
+	r.With(rt.UserToken, az.Require("accounts:read", authz.FromSameTenant("gateway"))).Get("/v1/accounts", h.listAccounts)
+	r.With(rt.UserToken, az.Require("accounts:read", authz.FromSameTenant("gateway"))).Get("/v1/accounts/{accountID}/balance", h.balance)
+	r.With(rt.UserToken, az.Require("ledger:read", authz.FromSameTenant("gateway"))).Get("/v1/accounts/{accountID}/entries", h.entries)
 
 	// Internal: the payment service looks up who owns an account (it decides ownership for
 	// the payment itself) and is the only workload that may post; the posting is also checked
 	// here, per debited account, against the user the payment speaks for.
-	r.With(rt.UserToken, az.Require("accounts:read", authz.From("bank-b/payment"))).Get("/v1/accounts/{accountID}", h.accountOwner)
-	r.With(rt.UserToken, az.Require("ledger:post", authz.From("bank-b/payment"))).Post("/v1/postings", h.post)
+	r.With(rt.UserToken, az.Require("accounts:read", authz.FromSameTenant("payment"))).Get("/v1/accounts/{accountID}", h.accountOwner)
+	r.With(rt.UserToken, az.Require("ledger:post", authz.FromSameTenant("payment"))).Post("/v1/postings", h.post)
 }

@@ -2,18 +2,15 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"net/http"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/google/uuid"
-	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/ztbank/ztbank/libs/authz"
-	"github.com/ztbank/ztbank/libs/caller"
 	"github.com/ztbank/ztbank/libs/problem"
-	"github.com/ztbank/ztbank/libs/usertoken"
+	"github.com/ztbank/ztbank/libs/server"
 	"github.com/ztbank/ztbank/services/payment/store"
 )
 
@@ -50,7 +47,7 @@ func (h *handlers) createPayment(w http.ResponseWriter, r *http.Request) error {
 		// DecodeRequest's messages name the field and rule, never stored data.
 		return problem.Errorf(problem.ErrBadRequest, err.Error())
 	}
-	principal, err := userUUID(ctx)
+	principal, err := server.UserUUID(ctx, h.tenant)
 	if err != nil {
 		return err
 	}
@@ -61,7 +58,7 @@ func (h *handlers) createPayment(w http.ResponseWriter, r *http.Request) error {
 	if err != nil && !errors.Is(err, errUnknownAccount) {
 		return err
 	}
-	res := authz.Resource{Kind: "ledger_account", ID: req.From.String(), Owner: h.ownerID(src.OwnerID), Tenant: h.tenant}
+	res := authz.Resource{Kind: "ledger_account", ID: req.From.String(), Owner: server.OwnerID(h.tenant, src.OwnerID), Tenant: h.tenant}
 	if err := h.az.Check(ctx, "payments:create", res); err != nil {
 		return err
 	}
@@ -88,7 +85,7 @@ func (h *handlers) createPayment(w http.ResponseWriter, r *http.Request) error {
 			map[string]any{"reason": out.Payment.Failure, "payment_id": out.Payment.ID.String()})
 	}
 	w.Header().Set("Location", "/v1/payments/"+out.Payment.ID.String())
-	writeJSON(w, out.StatusCode, out.Payment)
+	server.WriteJSON(w, out.StatusCode, out.Payment)
 	return nil
 }
 
@@ -113,41 +110,9 @@ func (h *handlers) get(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := h.az.Check(r.Context(), "payments:read", authz.Resource{Kind: "payment", ID: id.String(),
-		Owner: h.ownerID(p.RequestedBy), Tenant: h.tenant}); err != nil {
+		Owner: server.OwnerID(h.tenant, p.RequestedBy), Tenant: h.tenant}); err != nil {
 		problem.Write(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, p)
-}
-
-// ownerID is the SPIFFE ID of the user who owns a resource; zero when nobody does.
-func (h *handlers) ownerID(owner uuid.UUID) spiffeid.ID {
-	if owner == uuid.Nil {
-		return spiffeid.ID{}
-	}
-	id, err := usertoken.UserID(h.tenant, owner.String())
-	if err != nil {
-		return spiffeid.ID{}
-	}
-	return id
-}
-
-// userUUID is the caller's user ID as the database stores it.
-func userUUID(ctx context.Context) (uuid.UUID, error) {
-	u := caller.From(ctx).User
-	if u.ID.IsZero() || usertoken.CheckUser(u.ID, u.Tenant) != nil {
-		return uuid.Nil, problem.Errorf(problem.ErrForbidden, "the request carries no user")
-	}
-	id, err := uuid.Parse(u.ID.Path()[len("/user/"):])
-	if err != nil {
-		return uuid.Nil, problem.Errorf(problem.ErrForbidden, "the user ID is not one this service knows")
-	}
-	return id, nil
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
+	server.WriteJSON(w, http.StatusOK, p)
 }

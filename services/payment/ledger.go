@@ -8,13 +8,13 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strconv"
 
 	"github.com/google/uuid"
 
 	"github.com/ztbank/ztbank/libs/money"
 	"github.com/ztbank/ztbank/libs/problem"
 	"github.com/ztbank/ztbank/libs/server"
+	"github.com/ztbank/ztbank/services/ledger/ledgerapi"
 	"github.com/ztbank/ztbank/services/payment/store"
 )
 
@@ -25,21 +25,13 @@ type LedgerClient struct{ peer *server.Peer }
 // NewLedgerClient returns a client for the ledger peer.
 func NewLedgerClient(p *server.Peer) *LedgerClient { return &LedgerClient{peer: p} }
 
-// ledgerAccount is the part of the ledger's account the payment service needs.
-type ledgerAccount struct {
-	ID      uuid.UUID   `json:"id"`
-	OwnerID uuid.UUID   `json:"owner_id"`
-	Kind    string      `json:"kind"`
-	Balance money.Money `json:"balance"`
-}
-
 // errUnknownAccount is returned by Account for an account the ledger does not hold.
 var errUnknownAccount = errors.New("unknown ledger account")
 
 // Account looks up who owns account id.
-func (c *LedgerClient) Account(ctx context.Context, id uuid.UUID) (ledgerAccount, error) {
-	var a ledgerAccount
-	status, body, err := c.do(ctx, http.MethodGet, "/v1/accounts/"+id.String(), nil)
+func (c *LedgerClient) Account(ctx context.Context, id uuid.UUID) (ledgerapi.Account, error) {
+	var a ledgerapi.Account
+	status, body, err := c.do(ctx, http.MethodGet, ledgerapi.AccountPath(id), nil)
 	switch {
 	case err != nil:
 		return a, err
@@ -59,35 +51,31 @@ func (c *LedgerClient) Account(ctx context.Context, id uuid.UUID) (ledgerAccount
 // A 422 with a reason is the ledger's final refusal and is reported as store.RejectedError
 // so the payment store records and replays it; anything else is transient.
 func (c *LedgerClient) Transfer(ctx context.Context, reference string, from, to uuid.UUID, amount money.Money, description string) (uuid.UUID, error) {
-	body, err := json.Marshal(map[string]any{
-		"reference":   reference,
-		"description": description,
-		"currency":    amount.Currency,
-		"entries": []map[string]any{
-			{"account_id": from, "amount": json.Number(strconv.FormatInt(-amount.Amount, 10))},
-			{"account_id": to, "amount": json.Number(strconv.FormatInt(amount.Amount, 10))},
+	body, err := json.Marshal(ledgerapi.PostingRequest{
+		Reference:   reference,
+		Description: description,
+		Currency:    string(amount.Currency),
+		Entries: []ledgerapi.PostingEntry{
+			{AccountID: from, Amount: -amount.Amount},
+			{AccountID: to, Amount: amount.Amount},
 		},
 	})
 	if err != nil {
 		return uuid.Nil, err
 	}
-	status, resp, err := c.do(ctx, http.MethodPost, "/v1/postings", body)
+	status, resp, err := c.do(ctx, http.MethodPost, ledgerapi.PostingsPath, body)
 	if err != nil {
 		return uuid.Nil, err
 	}
 	switch status {
 	case http.StatusCreated, http.StatusOK:
-		var out struct {
-			TransactionID uuid.UUID `json:"transaction_id"`
-		}
+		var out ledgerapi.PostingResult
 		if err := json.Unmarshal(resp, &out); err != nil || out.TransactionID == uuid.Nil {
 			return uuid.Nil, fmt.Errorf("ledger posting response: %w", err)
 		}
 		return out.TransactionID, nil
 	case http.StatusUnprocessableEntity:
-		var p struct {
-			Reason string `json:"reason"`
-		}
+		var p ledgerapi.Refusal
 		if json.Unmarshal(resp, &p) == nil && p.Reason != "" {
 			return uuid.Nil, &store.RejectedError{Reason: p.Reason}
 		}

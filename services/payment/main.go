@@ -38,7 +38,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		if err != nil {
 			return nil, nil, err
 		}
-		ledger, err := rt.Peer("bank-b/ledger")
+		ledger, err := rt.SameTenantPeer("ledger")
 		if err != nil {
 			return nil, nil, err
 		}

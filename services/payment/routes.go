@@ -24,6 +24,6 @@ func addRoutes(r chi.Router, rt *server.Runtime, peers []*server.Peer, h *handle
 	r.With(rt.OptionalUserToken, az.Require("whoami", authz.WorkloadOnly())).Get("/internal/whoami", rt.WhoAmI)
 	r.With(rt.OptionalUserToken, az.Require("whoami", authz.WorkloadOnly())).Get("/internal/chain", rt.Chain(peers))
 
-	r.With(rt.UserToken, az.Require("payments:create", authz.From("bank-b/gateway"))).Post("/v1/payments", h.create)
-	r.With(rt.UserToken, az.Require("payments:read", authz.From("bank-b/gateway"))).Get("/v1/payments/{paymentID}", h.get)
+	r.With(rt.UserToken, az.Require("payments:create", authz.FromSameTenant("gateway"))).Post("/v1/payments", h.create)
+	r.With(rt.UserToken, az.Require("payments:read", authz.FromSameTenant("gateway"))).Get("/v1/payments/{paymentID}", h.get)
 }

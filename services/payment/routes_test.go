@@ -23,6 +23,7 @@ import (
 	"github.com/ztbank/ztbank/libs/server"
 	"github.com/ztbank/ztbank/libs/server/servertest"
 	"github.com/ztbank/ztbank/libs/usertoken"
+	"github.com/ztbank/ztbank/services/ledger/ledgerapi"
 	ledgerstore "github.com/ztbank/ztbank/services/ledger/store"
 	"github.com/ztbank/ztbank/services/payment/store"
 )
@@ -76,18 +77,15 @@ func ledgerPeer(t *testing.T, verifier *usertoken.Verifier, paymentID string) (*
 			http.Error(w, "not found", http.StatusNotFound)
 			return
 		}
-		writeJSON(w, 200, map[string]any{"id": a.ID, "owner_id": a.OwnerID, "kind": a.Kind, "balance": a.Balance})
+		server.WriteJSON(w, 200, ledgerapi.Account{ID: a.ID, OwnerID: a.OwnerID, Kind: a.Kind, Name: a.Name, Balance: a.Balance, CreatedAt: a.CreatedAt})
 	}))
 	r.Post("/v1/postings", auth(func(w http.ResponseWriter, r *http.Request) {
 		*posts++
-		var req struct {
-			Reference, Description, Currency string
-			Entries                          []struct {
-				AccountID uuid.UUID `json:"account_id"`
-				Amount    int64
-			}
-		}
-		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+		// The stand-in decodes the shared contract strictly, as the real ledger does.
+		var req ledgerapi.PostingRequest
+		dec := json.NewDecoder(r.Body)
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&req); err != nil {
 			http.Error(w, err.Error(), 400)
 			return
 		}
@@ -106,7 +104,7 @@ func ledgerPeer(t *testing.T, verifier *usertoken.Verifier, paymentID string) (*
 			http.Error(w, err.Error(), 500)
 			return
 		}
-		writeJSON(w, 201, map[string]any{"transaction_id": out.ID, "replayed": out.Replayed})
+		server.WriteJSON(w, 201, ledgerapi.PostingResult{TransactionID: out.ID, Replayed: out.Replayed})
 	}))
 	srv := httptest.NewServer(r)
 	t.Cleanup(srv.Close)

@@ -12,14 +12,10 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/google/uuid"
-	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/ztbank/ztbank/libs/authz"
-	"github.com/ztbank/ztbank/libs/caller"
-	"github.com/ztbank/ztbank/libs/demo"
 	"github.com/ztbank/ztbank/libs/problem"
 	"github.com/ztbank/ztbank/libs/server"
-	"github.com/ztbank/ztbank/libs/usertoken"
 	"github.com/ztbank/ztbank/services/user/store"
 )
 
@@ -39,14 +35,9 @@ type handlers struct {
 }
 
 func (h *handlers) me(w http.ResponseWriter, r *http.Request) {
-	u := caller.From(r.Context()).User
-	if usertoken.CheckUser(u.ID, h.tenant) != nil {
-		problem.Write(w, r, problem.Errorf(problem.ErrForbidden, "the request carries no user of this tenant"))
-		return
-	}
-	id, err := uuid.Parse(u.ID.Path()[len("/user/"):])
+	id, err := server.UserUUID(r.Context(), h.tenant)
 	if err != nil {
-		problem.Write(w, r, problem.Errorf(problem.ErrNotFound, "no such user"))
+		problem.Write(w, r, err)
 		return
 	}
 	h.show(w, r, id)
@@ -76,7 +67,7 @@ func (h *handlers) show(w http.ResponseWriter, r *http.Request, id uuid.UUID) {
 		problem.Write(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, u)
+	server.WriteJSON(w, http.StatusOK, u)
 }
 
 func (h *handlers) accountsOf(w http.ResponseWriter, r *http.Request) {
@@ -114,7 +105,7 @@ func (h *handlers) openAccount(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		err = problem.Errorf(problem.ErrUnprocessable, "owner_id is not a user of this tenant")
-	case err == nil && owner.Role != demo.RoleCustomer:
+	case err == nil && owner.Role != authz.RoleCustomer:
 		err = problem.Errorf(problem.ErrUnprocessable, "accounts are opened for customers only")
 	}
 	if err != nil {
@@ -169,20 +160,5 @@ func (h *handlers) relay(w http.ResponseWriter, r *http.Request, method, path st
 }
 
 func (h *handlers) resource(id uuid.UUID) authz.Resource {
-	return authz.Resource{Kind: "user", ID: id.String(), Owner: h.userID(id), Tenant: h.tenant}
-}
-
-func (h *handlers) userID(id uuid.UUID) spiffeid.ID {
-	uid, err := usertoken.UserID(h.tenant, id.String())
-	if err != nil {
-		return spiffeid.ID{}
-	}
-	return uid
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
+	return authz.Resource{Kind: "user", ID: id.String(), Owner: server.OwnerID(h.tenant, id), Tenant: h.tenant}
 }

@@ -38,7 +38,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		if err != nil {
 			return nil, nil, err
 		}
-		accounts, err := rt.Peer("bank-a/account")
+		accounts, err := rt.SameTenantPeer("account")
 		if err != nil {
 			return nil, nil, err
 		}

@@ -24,9 +24,9 @@ func addRoutes(r chi.Router, rt *server.Runtime, peers []*server.Peer, h *handle
 	r.With(rt.OptionalUserToken, az.Require("whoami", authz.WorkloadOnly())).Get("/internal/whoami", rt.WhoAmI)
 	r.With(rt.OptionalUserToken, az.Require("whoami", authz.WorkloadOnly())).Get("/internal/chain", rt.Chain(peers))
 
-	r.With(rt.UserToken, az.Require("users:read", authz.From("bank-a/gateway"))).Get("/v1/users/me", h.me)
-	r.With(rt.UserToken, az.Require("users:read", authz.From("bank-a/gateway"))).Get("/v1/users/{userID}", h.get)
+	r.With(rt.UserToken, az.Require("users:read", authz.FromSameTenant("gateway"))).Get("/v1/users/me", h.me)
+	r.With(rt.UserToken, az.Require("users:read", authz.FromSameTenant("gateway"))).Get("/v1/users/{userID}", h.get)
 	// Both call the account service with the user's token, which decides again.
-	r.With(rt.UserToken, az.Require("accounts:read", authz.From("bank-a/gateway"))).Get("/v1/users/{userID}/accounts", h.accountsOf)
-	r.With(rt.UserToken, az.Require("accounts:open", authz.From("bank-a/gateway"))).Post("/v1/accounts", h.openAccount)
+	r.With(rt.UserToken, az.Require("accounts:read", authz.FromSameTenant("gateway"))).Get("/v1/users/{userID}/accounts", h.accountsOf)
+	r.With(rt.UserToken, az.Require("accounts:open", authz.FromSameTenant("gateway"))).Post("/v1/accounts", h.openAccount)
 }

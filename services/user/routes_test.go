@@ -72,7 +72,7 @@ func accountPeer(t *testing.T, verifier *usertoken.Verifier, userSvc string) *ht
 			http.Error(w, err.Error(), 500)
 			return
 		}
-		writeJSON(w, 200, map[string]any{"accounts": accts})
+		server.WriteJSON(w, 200, map[string]any{"accounts": accts})
 	})
 	r.Post("/v1/accounts", func(w http.ResponseWriter, r *http.Request) {
 		var req struct {
@@ -89,7 +89,7 @@ func accountPeer(t *testing.T, verifier *usertoken.Verifier, userSvc string) *ht
 			http.Error(w, err.Error(), 422)
 			return
 		}
-		writeJSON(w, 201, a)
+		server.WriteJSON(w, 201, a)
 	})
 	srv := httptest.NewServer(r)
 	t.Cleanup(srv.Close)

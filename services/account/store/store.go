@@ -1,6 +1,6 @@
-// Package store keeps bank-a's accounts in the accounts schema, read and written as
+// Package store keeps the tenant's accounts in the accounts schema, read and written as
 // account_svc. The service may open accounts and read them; it cannot set a balance, which
-// the grants in migrations/bank_a/0003 leave to the owner.
+// the grants in the tenant database's migration 0003 (migrations/<database>/) leave to the owner.
 package store
 
 import (

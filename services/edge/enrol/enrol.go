@@ -35,7 +35,7 @@ type Mapper interface {
 
 // Entry is one row of an enrolment table.
 type Entry struct {
-	// Key is the value of the table's key claim, e.g. alice@bank-a for the email claim.
+	// Key is the value of the table's key claim, e.g. the user's address for the email claim.
 	Key    string   `json:"key"`
 	Tenant string   `json:"tenant"`
 	UserID string   `json:"user_id"`

@@ -96,7 +96,7 @@ func WithIdentityHeaders(names ...string) Option {
 func WithCacheSize(n int) Option { return func(e *Exchanger) { e.maxCached = n } }
 
 // New returns an Exchanger. trusted lists, per tenant, the issuers whose users may act in
-// that tenant: a provider trusted by bank-b cannot vouch for a bank-a user.
+// that tenant: a provider trusted by one tenant cannot vouch for another tenant's user.
 func New(ext TokenVerifier, mapper enrol.Mapper, trusted map[string][]string, minter *usertoken.Issuer, opts ...Option) *Exchanger {
 	e := &Exchanger{ext: ext, mapper: mapper, trusted: trusted, minter: minter, now: time.Now,
 		log: slog.Default(), reuseMargin: 30 * time.Second, maxCached: 10_000, refused: IdentityHeaders,
@@ -151,7 +151,7 @@ func (e *Exchanger) Exchange(ctx context.Context, h http.Header, tenant string) 
 		return Grant{}, refuse(problem.ErrForbidden, ErrUntrustedIssuer,
 			fmt.Errorf("%s for %s: %w", tok.Issuer, u.Tenant, ErrUntrustedIssuer))
 	}
-	// Refuse before minting: a bank-b user gets no bank-b token by knocking on bank-a.
+	// Refuse before minting: a user of one tenant gets no token by knocking on another's door.
 	if u.Tenant != tenant {
 		return Grant{}, refuse(problem.ErrForbidden, ErrWrongTenant,
 			fmt.Errorf("%s (tenant %s) on a %s route: %w", u.ID, u.Tenant, tenant, ErrWrongTenant))

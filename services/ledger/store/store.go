@@ -2,7 +2,7 @@
 // transaction is a set of signed entries that sum to zero per currency; balances change only
 // through entries; a customer account is never overdrawn; and a transaction's reference is
 // unique, so posting the same business event twice returns the first posting instead of
-// moving money again. The database enforces each rule too (see migrations/bank_b/0002).
+// moving money again. The database enforces each rule too (see migration 0002 of the tenant's database, migrations/<database>/).
 package store
 
 import (

@@ -1,4 +1,4 @@
-// Package store looks up bank-a's users in the users schema as user_svc, which may only
+// Package store looks up the tenant's users in the users schema as user_svc, which may only
 // read: users are created by onboarding (here, the seed step), never by the service.
 package store
 
