@@ -52,8 +52,14 @@ func TestRunMeshMode(t *testing.T) {
 	}))
 	defer gw.Close()
 
+	// Enrolment as a deployment configures it: a table file, not the local stack's demo users.
+	table := filepath.Join(t.TempDir(), "enrolment.json")
+	if err := os.WriteFile(table, []byte(`[{"key":"alice@bank-a","tenant":"bank-a","user_id":"6f1c2a0e-8d0b-4d7e-9a39-0d3c1b2f4a55","roles":["customer"]}]`), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	public, internal, health := freeAddr(t), freeAddr(t), freeAddr(t)
 	env := map[string]string{
+		"EDGE_ENROLMENT":           table,
 		"ZTBANK_TRANSPORT_MODE":    "mesh",
 		"ZTBANK_LISTEN":            internal,
 		"ZTBANK_HEALTH_LISTEN":     health,
@@ -143,6 +149,26 @@ func TestRunMeshMode(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusForbidden {
 		t.Errorf("client X-Spiffe-Id in mesh mode: status %d, want 403", resp.StatusCode)
+	}
+}
+
+// TestRunRefusesWithoutEnrolment starts the edge with everything but its enrolment
+// configuration: it must refuse to start, with one line naming the variable, rather than
+// fall back to any compiled-in table.
+func TestRunRefusesWithoutEnrolment(t *testing.T) {
+	env := map[string]string{
+		"ZTBANK_TRANSPORT_MODE":    "mesh",
+		"ZTBANK_PEER_URL_TEMPLATE": "http://{service}.{namespace}:8443",
+		"EDGE_ISSUERS":             "bank-a=https://idp.example,bank-b=https://idp.example",
+	}
+	var stdout, stderr bytes.Buffer
+	err := run(context.Background(), []string{"edge"}, envOf(env), &stdout, &stderr)
+	if err == nil || !strings.HasPrefix(err.Error(), "EDGE_ENROLMENT is not set") || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("run() without EDGE_ENROLMENT = %v; want one line starting \"EDGE_ENROLMENT is not set\"", err)
+	}
+	env["EDGE_ENROLMENT"] = "claims"
+	if err := run(context.Background(), []string{"edge", "healthcheck"}, envOf(env), io.Discard, io.Discard); err == nil || strings.Contains(err.Error(), "EDGE_ENROLMENT") {
+		t.Errorf("with EDGE_ENROLMENT=claims the loader must pass (the healthcheck then fails on the absent port), got %v", err)
 	}
 }
 

@@ -38,7 +38,8 @@ func TestLoadersRefuseBadValuesInOneLine(t *testing.T) {
 		{"rdsiam without region", "ledger", with(mesh, db, map[string]string{"ZTBANK_WORKLOAD": "bank-b/ledger", "ZTBANK_DB_REGION": ""}), "ZTBANK_DB_REGION is not set"},
 		{"edge without issuers", "edge", mesh, "EDGE_ISSUERS is not set"},
 		{"edge http opt-in typo", "edge", with(mesh, map[string]string{"EDGE_ISSUERS": "bank-a=https://idp.example", "EDGE_ALLOW_HTTP_ISSUERS": "yes"}), "EDGE_ALLOW_HTTP_ISSUERS"},
-		{"edge direct without certificate", "edge", map[string]string{"SPIFFE_ENDPOINT_SOCKET": "unix:///s", "EDGE_ISSUERS": "bank-a=https://idp.example"}, "EDGE_TLS_CERT and EDGE_TLS_KEY are required"},
+		{"edge direct without certificate", "edge", map[string]string{"SPIFFE_ENDPOINT_SOCKET": "unix:///s", "EDGE_ISSUERS": "bank-a=https://idp.example", "EDGE_ENROLMENT": "claims"}, "EDGE_TLS_CERT and EDGE_TLS_KEY are required"},
+		{"edge without enrolment", "edge", with(mesh, map[string]string{"EDGE_ISSUERS": "bank-a=https://idp.example"}), "EDGE_ENROLMENT is not set"},
 		{"admin DSN not verify-full", "dbadmin", map[string]string{"ZTBANK_DB_ADMIN_DSN": "postgres://u@db/postgres?sslmode=require"}, "ZTBANK_DB_ADMIN_DSN"},
 		{"provider issuer not a URL", "devoidc", map[string]string{"DEVOIDC_ISSUER": "devoidc:9998"}, "DEVOIDC_ISSUER"},
 		{"provider listen not host:port", "devoidc", map[string]string{"DEVOIDC_LISTEN": "9998"}, "DEVOIDC_LISTEN"},
@@ -73,7 +74,7 @@ func TestLoadersReadOnlyWhatTheModeUses(t *testing.T) {
 		{"tracing off", "payment", map[string]string{"ZTBANK_WORKLOAD": "bank-b/payment", "SPIFFE_ENDPOINT_SOCKET": "unix:///s",
 			"ZTBANK_DB_DSN": "host=db user=payment_svc sslmode=verify-full", "ZTBANK_DB_AUTH": "rdsiam", "ZTBANK_DB_REGION": "r"},
 			[]string{"OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES"}, []string{"OTEL_TRACES_SAMPLER", "OTEL_EXPORTER_OTLP_HEADERS"}},
-		{"edge with EDGE_ISSUERS", "edge", map[string]string{"ZTBANK_TRANSPORT_MODE": "mesh", "ZTBANK_PEER_URL_TEMPLATE": "http://{service}:8443", "EDGE_ISSUERS": "bank-a=https://idp.example"},
+		{"edge with EDGE_ISSUERS", "edge", map[string]string{"ZTBANK_TRANSPORT_MODE": "mesh", "ZTBANK_PEER_URL_TEMPLATE": "http://{service}:8443", "EDGE_ISSUERS": "bank-a=https://idp.example", "EDGE_ENROLMENT": "claims"},
 			[]string{"EDGE_ISSUERS"}, []string{"ZTBANK_OIDC_ISSUER", "ZTBANK_AUTHZ_POLICY_DIR"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -155,7 +155,7 @@ func healthProbes(t *testing.T) map[string]healthProbe {
 				issuers = append(issuers, tn.Name+"=https://127.0.0.1:9443")
 			}
 			env = append(env, "EDGE_TLS_CERT=/run/ztbank/edge/tls.crt", "EDGE_TLS_KEY=/run/ztbank/edge/tls.key",
-				"EDGE_ISSUERS="+strings.Join(issuers, ","))
+				"EDGE_ISSUERS="+strings.Join(issuers, ","), "EDGE_ENROLMENT=claims")
 		}
 		probes[w.Service] = healthProbe{env: env, want: refused}
 	}

@@ -19,6 +19,7 @@ func TestLoadConfig(t *testing.T) {
 	got, err := loadEdge(envOf(map[string]string{
 		"EDGE_ISSUERS":      "bank-a=https://idp.example, bank-b=https://idp.example,bank-b=http://127.0.0.1:9000",
 		"EDGE_KEY_ROTATION": "30m",
+		"EDGE_ENROLMENT":    "demo",
 	}), topo)
 	if err != nil {
 		t.Fatal(err)
@@ -49,6 +50,7 @@ func TestLoadConfigComposeNames(t *testing.T) {
 		"ZTBANK_OIDC_ISSUER":      "http://devoidc:9998",
 		"ZTBANK_PUBLIC_LISTEN":    ":8080",
 		"EDGE_ALLOW_HTTP_ISSUERS": "true",
+		"EDGE_ENROLMENT":          "demo",
 	}), topology.Default())
 	if err != nil {
 		t.Fatal(err)
@@ -76,6 +78,7 @@ func TestLoadConfigErrors(t *testing.T) {
 		{"bad duration", map[string]string{"EDGE_ISSUERS": "bank-a=https://idp", "EDGE_TOKEN_TTL": "soon"}, "EDGE_TOKEN_TTL"},
 		{"cert without key", map[string]string{"EDGE_ISSUERS": "bank-a=https://idp", "EDGE_TLS_CERT": "c.pem"}, "set together"},
 		{"http issuer in compose without opt-in", map[string]string{"ZTBANK_OIDC_ISSUER": "http://devoidc:9998"}, "EDGE_ALLOW_HTTP_ISSUERS"},
+		{"no enrolment: never the demo table by default", map[string]string{"EDGE_ISSUERS": "bank-a=https://idp"}, "EDGE_ENROLMENT is not set"},
 		{"bad prefix", map[string]string{"EDGE_ISSUERS": "bank-a=https://idp", "EDGE_AUTHZ_PREFIX": "authz/"}, "EDGE_AUTHZ_PREFIX"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -84,6 +84,8 @@ func (s *Stack) configureEdge() {
 	edge.Env = append(edge.Env,
 		"EDGE_TLS_CERT="+certFile, "EDGE_TLS_KEY="+keyFile,
 		"ZTBANK_OIDC_ISSUER="+s.OIDC.Issuer, "EDGE_OIDC_CA_FILE="+caFile,
+		// The local stack is the one place the demo users are enrolled; the edge has no default.
+		"EDGE_ENROLMENT=demo",
 		"ZTBANK_PUBLIC_LISTEN="+edge.Public)
 }
 
