@@ -174,6 +174,11 @@ func Start(ctx context.Context, dir string, opts ...Option) (_ Endpoints, stop f
 		if err := waitHTTP(ctx, ep.JaegerUI+"/", o.readyAfter, p); err != nil {
 			return ep, nil, fmt.Errorf("jaeger: %w (log: %s)", err, filepath.Join(dir, "jaeger.log"))
 		}
+		// The UI answers before the OTLP receivers listen, and services send traces there:
+		// Jaeger is ready when an (empty) OTLP/HTTP export is accepted.
+		if err := waitOTLP(ctx, ep.OTLPHTTP+"/v1/traces", o.readyAfter, p); err != nil {
+			return ep, nil, fmt.Errorf("jaeger: %w (log: %s)", err, filepath.Join(dir, "jaeger.log"))
+		}
 	}
 	if !o.noProm {
 		bin := o.promBin
@@ -330,6 +335,34 @@ func waitHTTP(ctx context.Context, url string, timeout time.Duration, p *process
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("%s not ready after %s", url, timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// waitOTLP posts an empty OTLP/HTTP export to url until it is accepted, the process exits,
+// or timeout passes.
+func waitOTLP(ctx context.Context, url string, timeout time.Duration, p *process) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		resp, err := http.Post(url, "application/json", strings.NewReader("{}"))
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-p.exited:
+			return errors.New("exited during start-up")
+		default:
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("OTLP receiver %s not ready after %s", url, timeout)
 		}
 		select {
 		case <-ctx.Done():
