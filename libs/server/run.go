@@ -47,5 +47,27 @@ func RunConfig(ctx context.Context, cfg Config, args []string, stderr io.Writer,
 	return rt.Serve(ctx, api, ready...)
 }
 
+// BuildListeners assembles a binary that serves more than one API listener (the edge: a
+// public one for clients and an internal mTLS one), including its health listener.
+type BuildListeners func(ctx context.Context, rt *Runtime) ([]Listener, error)
+
+// RunListeners is RunConfig for a binary that builds its own listeners: the same
+// healthcheck subcommand, set-up, and serve/drain loop (ServeAll) as every tenant service.
+func RunListeners(ctx context.Context, cfg Config, args []string, stderr io.Writer, build BuildListeners) error {
+	if len(args) > 1 && args[1] == "healthcheck" {
+		return HealthcheckAddr(ctx, cfg.HealthListen)
+	}
+	rt, err := SetupConfig(ctx, cfg, stderr)
+	if err != nil {
+		return err
+	}
+	defer rt.Close()
+	listeners, err := build(ctx, rt)
+	if err != nil {
+		return err
+	}
+	return rt.ServeAll(ctx, listeners...)
+}
+
 // AtClose registers fn to run when the runtime is closed, last registered first.
 func (rt *Runtime) AtClose(fn func()) { rt.closers = append(rt.closers, fn) }

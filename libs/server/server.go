@@ -248,8 +248,31 @@ func (rt *Runtime) Serve(ctx context.Context, api http.Handler, ready ...func(co
 
 // ServeListeners is Serve on listeners the caller opened (tests use port 0).
 func (rt *Runtime) ServeListeners(ctx context.Context, apiLn, healthLn net.Listener, api http.Handler, ready ...func(context.Context) error) error {
-	apiSrv := &http.Server{
-		Handler:           api,
+	apiSrv := rt.NewHTTPServer(ctx, api)
+	if rt.Env.Mode == transport.Direct {
+		apiSrv.TLSConfig = transport.ServerTLS(rt.Source, rt.Topology.AllowedCallers(rt.Self.Name))
+	}
+	rt.publishRoutes(api)
+	return rt.ServeAll(ctx,
+		Listener{Name: "api", Ln: apiLn, Server: apiSrv},
+		Listener{Name: "health", Ln: healthLn, Server: &http.Server{Handler: rt.HealthMux(ready...), ReadHeaderTimeout: 5 * time.Second}})
+}
+
+// Listener is one HTTP server a service runs until shutdown: the API, the health port, or
+// (the edge) a public and an internal listener. Server carries the handler, TLS and limits.
+type Listener struct {
+	Name   string       // for logs: "api", "health", "public", ...
+	Addr   string       // opened by ServeAll unless Ln is set
+	Ln     net.Listener // an already open listener (tests use port 0)
+	Server *http.Server // served with TLS when Server.TLSConfig is set
+}
+
+// NewHTTPServer is an API server with the platform's limits and timeouts: bounded header
+// and body reads, request contexts that outlive ctx's cancellation only to drain, and
+// net/http's TLS handshake errors counted and logged as structured lines.
+func (rt *Runtime) NewHTTPServer(ctx context.Context, h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       15 * time.Second,
 		WriteTimeout:      30 * time.Second,
@@ -258,50 +281,67 @@ func (rt *Runtime) ServeListeners(ctx context.Context, apiLn, healthLn net.Liste
 		ErrorLog:          log.New(handshakeLog{rt.Log}, "", 0),
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
-	if rt.Env.Mode == transport.Direct {
-		apiSrv.TLSConfig = transport.ServerTLS(rt.Source, rt.Topology.AllowedCallers(rt.Self.Name))
-	}
-	healthSrv := &http.Server{Handler: rt.healthHandler(ready), ReadHeaderTimeout: 5 * time.Second}
-	rt.publishRoutes(api)
+}
 
-	errc := make(chan error, 2)
-	go func() {
-		var err error
-		if apiSrv.TLSConfig != nil {
-			err = apiSrv.ServeTLS(apiLn, "", "")
-		} else {
-			err = apiSrv.Serve(apiLn)
+// ServeAll is the one serve/drain loop of every binary, the edge included: it opens and
+// serves every listener until ctx is done or one fails, then reports not-ready (so load
+// balancers stop sending) and drains what is in flight on all of them.
+func (rt *Runtime) ServeAll(ctx context.Context, listeners ...Listener) error {
+	for i := range listeners {
+		if listeners[i].Ln != nil {
+			continue
 		}
-		errc <- err
-	}()
-	go func() { errc <- healthSrv.Serve(healthLn) }()
-	rt.Log.Info("serving", "api", apiLn.Addr().String(), "health", healthLn.Addr().String(),
-		"mode", string(rt.Env.Mode), "spiffe_id", rt.Self.ID.String())
+		ln, err := net.Listen("tcp", listeners[i].Addr)
+		if err != nil {
+			for _, l := range listeners[:i] {
+				l.Ln.Close()
+			}
+			return fmt.Errorf("listen %s (%s): %w", listeners[i].Addr, listeners[i].Name, err)
+		}
+		listeners[i].Ln = ln
+	}
+	errc := make(chan error, len(listeners))
+	attrs := []any{"mode", string(rt.Env.Mode), "spiffe_id", rt.Self.ID.String()}
+	for _, l := range listeners {
+		// Read before the goroutine starts: Serve configures HTTP/2 by writing TLSConfig,
+		// which would race with this read (go test -race).
+		useTLS := l.Server.TLSConfig != nil
+		go func() {
+			if useTLS {
+				errc <- l.Server.ServeTLS(l.Ln, "", "")
+			} else {
+				errc <- l.Server.Serve(l.Ln)
+			}
+		}()
+		attrs = append(attrs, l.Name, l.Ln.Addr().String())
+	}
+	rt.Log.Info("serving", attrs...)
 
 	select {
 	case err := <-errc:
-		apiSrv.Close()
-		healthSrv.Close()
+		for _, l := range listeners {
+			l.Server.Close()
+		}
 		return fmt.Errorf("server stopped: %w", err)
 	case <-ctx.Done():
 	}
-	// Report not-ready first so load balancers stop sending, then drain what is in flight.
 	rt.draining.Store(true)
 	shutCtx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	err := apiSrv.Shutdown(shutCtx)
-	healthSrv.Shutdown(shutCtx)
-	rt.Log.Info("stopped")
-	if err != nil {
-		return fmt.Errorf("drain: %w", err)
+	var errs []error
+	for _, l := range listeners {
+		if err := l.Server.Shutdown(shutCtx); err != nil {
+			errs = append(errs, fmt.Errorf("drain %s: %w", l.Name, err))
+		}
 	}
-	return nil
+	rt.Log.Info("stopped")
+	return errors.Join(errs...)
 }
 
-// healthHandler serves /healthz (process alive), /readyz (identity valid, dependencies up,
-// not draining) and /metrics, and nothing else: this port is plain HTTP and must expose no
-// business data.
-func (rt *Runtime) healthHandler(ready []func(context.Context) error) http.Handler {
+// HealthMux serves /healthz (process alive), /readyz (identity valid, dependencies up, not
+// draining) and /metrics: this port is plain HTTP and must expose no business data. A binary
+// may add public material to it (the edge adds its JWKS for istiod, which has no sidecar).
+func (rt *Runtime) HealthMux(ready ...func(context.Context) error) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "ok\n")

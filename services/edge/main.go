@@ -8,10 +8,8 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -21,7 +19,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
 	"github.com/ztbank/ztbank/libs/server"
@@ -45,38 +42,38 @@ func main() {
 }
 
 // run wires the edge from its environment and blocks until ctx is done. Tests call it
-// directly with their own getenv and a cancellable ctx.
+// directly with their own getenv and a cancellable ctx. The edge runs on the same
+// scaffolding as every service (server.RunListeners: healthcheck subcommand, set-up,
+// serve/drain); it differs only in its listeners: public (clients, ext_authz), internal
+// (mTLS, JWKS for any workload of the trust domain) and health (plus the JWKS for istiod).
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	conf, err := config.Load(getenv)
 	if err != nil {
 		return err
 	}
-	if len(args) > 1 && args[1] == "healthcheck" {
-		return server.HealthcheckAddr(ctx, conf.Server.HealthListen)
-	}
-	rt, err := server.SetupConfig(ctx, conf.Server, stderr)
-	if err != nil {
-		return err
-	}
-	defer rt.Close()
-	cfg := conf.Edge
+	return server.RunListeners(ctx, conf.Server, args, stderr, func(ctx context.Context, rt *server.Runtime) ([]server.Listener, error) {
+		return listeners(ctx, rt, conf.Edge, stdout)
+	})
+}
 
+// listeners builds the edge's exchange core and its three listeners.
+func listeners(ctx context.Context, rt *server.Runtime, cfg config.Edge, stdout io.Writer) ([]server.Listener, error) {
 	minter, err := usertoken.NewIssuer(rt.Self.ID, usertoken.WithTTL(cfg.TokenTTL),
 		usertoken.WithRotation(cfg.KeyRotation, cfg.KeyOverlap))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	oidcClient, err := providerClient(cfg.OIDCCAFile)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	ext, err := extoken.New(cfg.AllIssuers(), cfg.Audience, oidcClient, extoken.WithLogger(rt.Log))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	mapper, err := newMapper(cfg, tenantNames(rt.Topology))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	exOpts := []exchange.Option{exchange.WithLogger(rt.Log)}
 	if rt.Env.Mode == transport.Mesh {
@@ -93,16 +90,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		MaxBodyBytes:   cfg.MaxBodyBytes,
 	}
 	for _, tenant := range d.Tenants {
-		name := tenant + "/gateway"
-		p, err := rt.Peer(name, transport.WithTimeout(30*time.Second))
+		// Each tenant's way in, resolved from the topology by role.
+		w, ok := rt.Topology.TenantWorkload(tenant, topology.EntryService)
+		if !ok {
+			return nil, fmt.Errorf("tenant %s runs no %s", tenant, topology.EntryService)
+		}
+		p, err := rt.Peer(w.Name, transport.WithTimeout(30*time.Second))
 		if err != nil {
-			return fmt.Errorf("gateway of %s: %w", tenant, err)
+			return nil, fmt.Errorf("gateway of %s: %w", tenant, err)
 		}
 		u, err := url.Parse(p.BaseURL)
 		if err != nil {
-			return fmt.Errorf("gateway URL %q: %w", p.BaseURL, err)
+			return nil, fmt.Errorf("gateway URL %q: %w", p.BaseURL, err)
 		}
-		w, _ := rt.Topology.Workload(name)
 		d.Upstreams[tenant] = upstream{URL: u, Transport: p.Client.Transport, ID: w.ID}
 	}
 
@@ -112,7 +112,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if cfg.TLSCert != "" {
 		certs, err := newCertReloader(cfg.TLSCert, cfg.TLSKey)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		public.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: certs.get}
 		if rt.Env.Mode == transport.Direct {
@@ -132,82 +132,29 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if rt.Env.Mode == transport.Direct {
 		internal.TLSConfig = transport.ServerTLSAnyMember(rt.Source, rt.Topology.TrustDomain)
 	}
-	health := &http.Server{Handler: healthHandler(rt, minter.JWKSHandler()), ReadHeaderTimeout: 5 * time.Second}
-
-	servers := []struct {
-		srv  *http.Server
-		addr string
-		name string
-	}{{public, cfg.PublicListen, "public"}, {internal, rt.Env.Listen, "internal"}, {health, rt.Env.HealthListen, "health"}}
-	errc := make(chan error, len(servers))
-	for _, s := range servers {
-		ln, err := net.Listen("tcp", s.addr)
-		if err != nil {
-			return fmt.Errorf("listen %s (%s): %w", s.addr, s.name, err)
-		}
-		defer ln.Close()
-		// Read before the goroutine starts: Serve configures HTTP/2 by writing TLSConfig,
-		// which raced with the log line below (go test -race).
-		useTLS := s.srv.TLSConfig != nil
-		go func() {
-			if useTLS {
-				errc <- s.srv.ServeTLS(ln, "", "")
-			} else {
-				errc <- s.srv.Serve(ln)
-			}
-		}()
-		rt.Log.Info("listening", "listener", s.name, "addr", ln.Addr().String(), "tls", useTLS)
-	}
+	// istiod has no sidecar and cannot fetch keys over mTLS, so the internal-JWT key set
+	// (public key material only) is also served on the plain health port for Istio's
+	// RequestAuthentication.
+	healthMux := rt.HealthMux()
+	healthMux.Handle("GET /.well-known/jwks.json", minter.JWKSHandler())
 	fmt.Fprintf(stdout, "edge: public %s, jwks %s/.well-known/jwks.json, issuers %v\n", cfg.PublicListen, rt.Env.Listen, cfg.AllIssuers())
-
-	select {
-	case err := <-errc:
-		for _, s := range servers {
-			s.srv.Close()
-		}
-		return fmt.Errorf("server stopped: %w", err)
-	case <-ctx.Done():
-	}
-	shutCtx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	var errs []error
-	for _, s := range servers {
-		if err := s.srv.Shutdown(shutCtx); err != nil {
-			errs = append(errs, fmt.Errorf("drain %s: %w", s.name, err))
-		}
-	}
-	return errors.Join(errs...)
+	return []server.Listener{
+		{Name: "public", Addr: cfg.PublicListen, Server: public},
+		{Name: "internal", Addr: rt.Env.Listen, Server: internal},
+		{Name: "health", Addr: rt.Env.HealthListen, Server: &http.Server{Handler: healthMux, ReadHeaderTimeout: 5 * time.Second}},
+	}, nil
 }
 
+// newHTTPServer is the platform's API server with the edge's longer limits: it proxies to
+// the gateways (30s per upstream call) and answers oversized headers with problem+json
+// below net/http's hard limit.
 func newHTTPServer(ctx context.Context, h http.Handler, rt *server.Runtime) *http.Server {
-	return &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      60 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		// The hard limit; the edge's own, lower limit answers with problem+json first.
-		MaxHeaderBytes: 64 << 10,
-		BaseContext:    func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
-		ErrorLog:       newErrorLog(rt),
-	}
-}
-
-func healthHandler(rt *server.Runtime, jwks http.Handler) http.Handler {
-	mux := http.NewServeMux()
-	// istiod has no sidecar and cannot fetch keys over mTLS, so the internal-JWT key set (public
-	// key material only) is also served on this plain port for Istio's RequestAuthentication.
-	mux.Handle("GET /.well-known/jwks.json", jwks)
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "ok\n") })
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		if err := rt.Ready(r.Context()); err != nil {
-			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
-			return
-		}
-		_, _ = io.WriteString(w, "ready\n")
-	})
-	mux.Handle("GET /metrics", promhttp.Handler())
-	return mux
+	srv := rt.NewHTTPServer(ctx, h)
+	srv.ReadTimeout = 30 * time.Second
+	srv.WriteTimeout = 60 * time.Second
+	// The hard limit; the edge's own, lower limit answers with problem+json first.
+	srv.MaxHeaderBytes = 64 << 10
+	return srv
 }
 
 func newMapper(cfg config.Edge, tenants []string) (enrol.Mapper, error) {
