@@ -1,8 +1,9 @@
 // Package apiserver runs a real etcd and kube-apiserver (built by `make kube-tools` from the
 // Go module proxy, see tools/kube) on loopback and applies the rendered overlays to it the way
 // a cluster would receive them: server-side apply with strict field validation, the real
-// CRDs installed, and Pod Security admission enforced from the namespace labels. No scheduler,
-// controller manager or kubelet runs: objects are admitted and stored, nothing is started.
+// CRDs installed, Pod Security admission enforced from the namespace labels, and the RBAC
+// the rendering grants asked of the real authorizer. No scheduler, controller manager or
+// kubelet runs: objects are admitted and stored, nothing is started.
 package apiserver
 
 import (
