@@ -12,6 +12,7 @@ import (
 	"path"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -101,7 +102,10 @@ func (e *entry) contentSum() (string, error) {
 // sumCache remembers file hashes by path, size and modification time, so a warm run does not
 // read hundreds of MB of unchanged binaries again (the go command leaves an up-to-date binary
 // untouched). Loaded and saved by the builder; nil means no cache.
-var sumCache map[string]cachedSum
+var (
+	sumCache map[string]cachedSum
+	sumMu    sync.Mutex // the rootfs goroutine hashes while the main one does
+)
 
 type cachedSum struct {
 	Size    int64
@@ -114,13 +118,18 @@ func fileSum(name string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if c, ok := sumCache[name]; ok && c.Size == st.Size() && c.ModTime.Equal(st.ModTime()) {
+	sumMu.Lock()
+	c, ok := sumCache[name]
+	sumMu.Unlock()
+	if ok && c.Size == st.Size() && c.ModTime.Equal(st.ModTime()) {
 		return c.Sum, nil
 	}
 	sum, err := readSum(name)
+	sumMu.Lock()
 	if err == nil && sumCache != nil {
 		sumCache[name] = cachedSum{Size: st.Size(), ModTime: st.ModTime(), Sum: sum}
 	}
+	sumMu.Unlock()
 	return sum, err
 }
 

@@ -121,8 +121,28 @@ func (b *builder) build(ctx context.Context, list []image) error {
 	sumCache = loadSums(b.dir("sums.json"))
 	defer saveSums(b.dir("sums.json"), sumCache)
 	start := time.Now()
+	// A root filesystem (debootstrap: mostly network and disk) is made while the binaries
+	// compile (mostly CPU), which shortens a cold run by the shorter of the two.
+	type rootfsResult struct {
+		tarball, sum string
+		err          error
+	}
+	rootfsDone := map[string]chan rootfsResult{}
+	for _, im := range list {
+		if im.Build == "rootfs" {
+			ch := make(chan rootfsResult, 1)
+			rootfsDone[im.Name()] = ch
+			go func() {
+				t, s, err := b.rootfs(ctx, im)
+				ch <- rootfsResult{t, s, err}
+			}()
+		}
+	}
 	binaries, err := b.buildBinaries(ctx, list)
 	if err != nil {
+		for _, ch := range rootfsDone {
+			<-ch // leave no recipe running behind us
+		}
 		return err
 	}
 	ca, err := caBundle()
@@ -136,9 +156,11 @@ func (b *builder) build(ctx context.Context, list []image) error {
 			return fmt.Errorf("%s: %w", im.Image, err)
 		}
 		if im.Build == "rootfs" {
-			if l.Base, l.BaseSum, err = b.rootfs(ctx, im); err != nil {
-				return fmt.Errorf("%s: %w", im.Image, err)
+			r := <-rootfsDone[im.Name()]
+			if r.err != nil {
+				return fmt.Errorf("%s: %w", im.Image, r.err)
 			}
+			l.Base, l.BaseSum = r.tarball, r.sum
 		}
 		sum, err := l.hash()
 		if err != nil {
@@ -313,10 +335,10 @@ func (b *builder) buildBinaries(ctx context.Context, list []image) (map[string]s
 	var wg sync.WaitGroup
 	for i, j := range jobs {
 		if j.stamp != "" && stampMatches(j.stamp, j.key, j.outputs) {
-			fmt.Fprintf(b.out, "==> go build %s: up to date (pinned inputs unchanged)\n", j.what)
+			b.say("==> go build %s: up to date (pinned inputs unchanged)\n", j.what)
 			continue
 		}
-		fmt.Fprintf(b.out, "==> go build %s%s\n", j.what, j.hint)
+		b.say("==> go build %s%s\n", j.what, j.hint)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -326,9 +348,7 @@ func (b *builder) buildBinaries(ctx context.Context, list []image) (map[string]s
 				errs[i] = os.WriteFile(j.stamp, []byte(j.key+"\n"), 0o644)
 			}
 			if errs[i] == nil {
-				b.mu.Lock()
-				defer b.mu.Unlock()
-				fmt.Fprintf(b.out, "    %s: done in %s\n", j.what, time.Since(t0).Round(100*time.Millisecond))
+				b.say("    %s: done in %s\n", j.what, time.Since(t0).Round(100*time.Millisecond))
 			}
 		}()
 	}
@@ -432,12 +452,19 @@ func (b *builder) rootfs(ctx context.Context, im image) (tarball, sum string, er
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", "", err
 	}
-	fmt.Fprintf(b.out, "==> making the %s root filesystem (%s; first time only, a few minutes)\n", im.Name(), im.Rootfs)
+	logName := filepath.Join(dir, im.Name()+".log")
+	b.say("==> making the %s root filesystem (%s; when the recipe changes, a few minutes; log %s)\n", im.Name(), im.Rootfs, logName)
 	t0 := time.Now()
+	log, err := os.Create(logName)
+	if err != nil {
+		return "", "", err
+	}
+	defer log.Close()
 	cmd := exec.CommandContext(ctx, "bash", recipe, tarball, filepath.Join(dir, im.Name()+"-work"))
-	cmd.Stdout, cmd.Stderr = b.out, b.errOut
+	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Run(); err != nil {
-		return "", "", fmt.Errorf("rootfs recipe %s: %w", im.Rootfs, err)
+		b.say("%s", tail(logName, 30))
+		return "", "", fmt.Errorf("rootfs recipe %s (log %s): %w", im.Rootfs, logName, err)
 	}
 	sum, err = fileSum(tarball)
 	if err != nil {
@@ -453,6 +480,26 @@ func (b *builder) rootfs(ctx context.Context, im image) (tarball, sum string, er
 			os.Remove(o)
 		}
 	}
-	fmt.Fprintf(b.out, "    root filesystem ready in %s\n", time.Since(t0).Round(time.Second))
+	b.say("    %s root filesystem ready in %s\n", im.Name(), time.Since(t0).Round(time.Second))
 	return tarball, sum, nil
+}
+
+// say prints a progress line; goroutines share the output.
+func (b *builder) say(format string, args ...any) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	fmt.Fprintf(b.out, format, args...)
+}
+
+// tail returns the last n lines of a file, for a failure's context.
+func tail(name string, n int) string {
+	data, err := os.ReadFile(name)
+	if err != nil {
+		return ""
+	}
+	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n") + "\n"
 }
