@@ -32,19 +32,13 @@ func Run(ctx context.Context, service string, args []string, getenv func(string)
 // their whole configuration (shared part, database, their own settings) in one place and
 // hand the shared part here. The healthcheck subcommand asks the configured health port.
 func RunConfig(ctx context.Context, cfg Config, args []string, stderr io.Writer, build Build) error {
-	if len(args) > 1 && args[1] == "healthcheck" {
-		return HealthcheckAddr(ctx, cfg.HealthListen)
-	}
-	rt, err := SetupConfig(ctx, cfg, stderr)
-	if err != nil {
-		return err
-	}
-	defer rt.Close()
-	api, ready, err := build(ctx, rt)
-	if err != nil {
-		return err
-	}
-	return rt.Serve(ctx, api, ready...)
+	return RunListeners(ctx, cfg, args, stderr, func(ctx context.Context, rt *Runtime) ([]Listener, error) {
+		api, ready, err := build(ctx, rt)
+		if err != nil {
+			return nil, err
+		}
+		return rt.apiListeners(ctx, api, ready), nil
+	})
 }
 
 // BuildListeners assembles a binary that serves more than one API listener (the edge: a

@@ -234,28 +234,29 @@ func (c Config) PeerURLFor(w topology.Workload) string {
 // mode) and health/metrics on the plain health listener until ctx is done, then drains.
 // Extra readiness checks (a database ping, say) are run by /readyz.
 func (rt *Runtime) Serve(ctx context.Context, api http.Handler, ready ...func(context.Context) error) error {
-	apiLn, err := net.Listen("tcp", rt.Env.Listen)
-	if err != nil {
-		return fmt.Errorf("listen %s: %w", rt.Env.Listen, err)
-	}
-	healthLn, err := net.Listen("tcp", rt.Env.HealthListen)
-	if err != nil {
-		apiLn.Close()
-		return fmt.Errorf("listen %s: %w", rt.Env.HealthListen, err)
-	}
-	return rt.ServeListeners(ctx, apiLn, healthLn, api, ready...)
+	return rt.ServeAll(ctx, rt.apiListeners(ctx, api, ready)...)
 }
 
 // ServeListeners is Serve on listeners the caller opened (tests use port 0).
 func (rt *Runtime) ServeListeners(ctx context.Context, apiLn, healthLn net.Listener, api http.Handler, ready ...func(context.Context) error) error {
+	ls := rt.apiListeners(ctx, api, ready)
+	ls[0].Ln, ls[1].Ln = apiLn, healthLn
+	return rt.ServeAll(ctx, ls...)
+}
+
+// apiListeners are a tenant service's two listeners: the API (mTLS against the topology's
+// allowlist in direct mode) and health. The API's route table is published on the health
+// port's /metrics.
+func (rt *Runtime) apiListeners(ctx context.Context, api http.Handler, ready []func(context.Context) error) []Listener {
 	apiSrv := rt.NewHTTPServer(ctx, api)
 	if rt.Env.Mode == transport.Direct {
 		apiSrv.TLSConfig = transport.ServerTLS(rt.Source, rt.Topology.AllowedCallers(rt.Self.Name))
 	}
 	rt.publishRoutes(api)
-	return rt.ServeAll(ctx,
-		Listener{Name: "api", Ln: apiLn, Server: apiSrv},
-		Listener{Name: "health", Ln: healthLn, Server: &http.Server{Handler: rt.HealthMux(ready...), ReadHeaderTimeout: 5 * time.Second}})
+	return []Listener{
+		{Name: "api", Addr: rt.Env.Listen, Server: apiSrv},
+		{Name: "health", Addr: rt.Env.HealthListen, Server: &http.Server{Handler: rt.HealthMux(ready...), ReadHeaderTimeout: 5 * time.Second}},
+	}
 }
 
 // Listener is one HTTP server a service runs until shutdown: the API, the health port, or
