@@ -2,8 +2,12 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/ztbank/ztbank/libs/envvar"
 )
@@ -65,3 +69,19 @@ func RunListeners(ctx context.Context, cfg Config, args []string, stderr io.Writ
 
 // AtClose registers fn to run when the runtime is closed, last registered first.
 func (rt *Runtime) AtClose(fn func()) { rt.closers = append(rt.closers, fn) }
+
+// RunFunc is a binary's run function (STYLE.md): all that main does, callable from tests
+// with their own arguments, environment, output and a cancellable context.
+type RunFunc func(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error
+
+// Main is every binary's main: run under a context that SIGINT and SIGTERM cancel (so the
+// service drains), and on failure print "name: error" as one line and exit 1.
+func Main(name string, run RunFunc) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args, os.Getenv, os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+		os.Exit(1)
+	}
+}

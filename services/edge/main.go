@@ -13,10 +13,8 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/signal"
 	"slices"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
@@ -32,14 +30,7 @@ import (
 	"github.com/ztbank/ztbank/services/edge/extoken"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args, os.Getenv, os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintf(os.Stderr, "edge: %v\n", err)
-		os.Exit(1)
-	}
-}
+func main() { server.Main(config.Service, run) }
 
 // run wires the edge from its environment and blocks until ctx is done. Tests call it
 // directly with their own getenv and a cancellable ctx. The edge runs on the same

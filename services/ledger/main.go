@@ -4,12 +4,8 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/ztbank/ztbank/libs/dbcred/fromenv"
 	"github.com/ztbank/ztbank/libs/server"
@@ -17,14 +13,7 @@ import (
 	"github.com/ztbank/ztbank/services/ledger/store"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args, os.Getenv, os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintf(os.Stderr, "ledger: %v\n", err)
-		os.Exit(1)
-	}
-}
+func main() { server.Main(config.Service, run) }
 
 // run wires the service from its environment and blocks until ctx is done. Tests call it
 // directly with their own getenv and a cancellable ctx.
