@@ -133,3 +133,108 @@ func TestSPIREServerSQLite(t *testing.T) {
 		t.Errorf("spire-server --version = %q, want %s", v, version)
 	}
 }
+
+const agentConf = `agent {
+  data_dir = "/var/lib/spire/agent"
+  log_level = "INFO"
+  server_address = "%s"
+  server_port = "8081"
+  socket_path = "/run/spire/agent/public/api.sock"
+  trust_domain = "images.test"
+  insecure_bootstrap = true
+}
+plugins {
+  NodeAttestor "join_token" {
+    plugin_data {}
+  }
+  KeyManager "memory" {
+    plugin_data {}
+  }
+  WorkloadAttestor "unix" {
+    plugin_data {}
+  }
+}
+`
+
+// TestSPIREAgentServesWorkloads runs both SPIRE images as they run in compose — each
+// read-only, no capabilities, the image's non-root user, on a user-defined network — and
+// shows the whole path works with the static builds: the agent finds the server by its
+// container name (Go's resolver: netgo), attests with a join token, and hands an X.509-SVID
+// to a workload matched by `unix:user:nonroot`, a selector that needs the user name from
+// /etc/passwd (Go's user lookup: osusergo).
+func TestSPIREAgentServesWorkloads(t *testing.T) {
+	requireImages(t)
+	version, err := spireVersion("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	network := randomName(t, "ztbank-imgtest-spirenet")
+	mustDocker(t, "network", "create", network)
+	server := randomName(t, "ztbank-imgtest-spire-server")
+	agent := randomName(t, "ztbank-imgtest-spire-agent")
+	// Removed in reverse order: containers first, then the network they are on.
+	t.Cleanup(func() { dockerCmd(context.Background(), "network", "rm", network) })
+	removeLater(t, "container", server)
+	removeLater(t, "container", agent)
+
+	conf := filepath.Join(dir, "server.conf")
+	if err := os.WriteFile(conf, []byte(serverConf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mustDocker(t, "run", "-d", "--name", server, "--network", network,
+		"--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
+		"--tmpfs", "/tmp:mode=1777", "--tmpfs", "/var/lib/spire/server:uid=65532,gid=65532",
+		"-v", conf+":/etc/spire/server/server.conf:ro",
+		"ztbank/spire-server:"+version, "-config", "/etc/spire/server/server.conf")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	exec := func(container string, args ...string) func() error {
+		return func() error {
+			if st := mustDocker(t, "inspect", "-f", "{{.State.Status}}", container); st != "running" {
+				logs, _ := dockerCmd(ctx, "logs", container)
+				t.Fatalf("%s %s:\n%s", container, st, logs)
+			}
+			out, err := dockerCmd(ctx, append([]string{"exec", container}, args...)...)
+			if err != nil {
+				return fmt.Errorf("%v: %s", err, strings.TrimSpace(out))
+			}
+			return nil
+		}
+	}
+	waitFor(t, "spire-server healthy", 2*time.Minute, exec(server, "/opt/spire/bin/spire-server", "healthcheck"))
+
+	token := strings.TrimPrefix(mustDocker(t, "exec", server, "/opt/spire/bin/spire-server", "token", "generate",
+		"-spiffeID", "spiffe://images.test/agent/imgtest"), "Token: ")
+	mustDocker(t, "exec", server, "/opt/spire/bin/spire-server", "entry", "create",
+		"-parentID", "spiffe://images.test/agent/imgtest", "-spiffeID", "spiffe://images.test/workload/nonroot",
+		"-selector", "unix:user:nonroot")
+
+	aconf := filepath.Join(dir, "agent.conf")
+	if err := os.WriteFile(aconf, []byte(fmt.Sprintf(agentConf, server)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mustDocker(t, "run", "-d", "--name", agent, "--network", network,
+		"--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
+		"--tmpfs", "/tmp:mode=1777", "--tmpfs", "/var/lib/spire/agent:uid=65532,gid=65532",
+		"--tmpfs", "/run/spire/agent/public:uid=65532,gid=65532",
+		"-v", aconf+":/etc/spire/agent/agent.conf:ro",
+		"ztbank/spire-agent:"+version, "-config", "/etc/spire/agent/agent.conf", "-joinToken", token)
+	waitFor(t, "spire-agent healthy", 2*time.Minute,
+		exec(agent, "/opt/spire/bin/spire-agent", "healthcheck", "-socketPath", "/run/spire/agent/public/api.sock"))
+
+	// The entry reaches the agent's cache asynchronously: wait until the workload gets it.
+	var svid string
+	waitFor(t, "an X.509-SVID for the nonroot workload", 2*time.Minute, func() error {
+		out, err := dockerCmd(ctx, "exec", agent, "/opt/spire/bin/spire-agent", "api", "fetch", "x509",
+			"-socketPath", "/run/spire/agent/public/api.sock")
+		if err != nil {
+			return fmt.Errorf("%v: %s", err, strings.TrimSpace(out))
+		}
+		svid = out
+		return nil
+	})
+	if !strings.Contains(svid, "SPIFFE ID:\t\tspiffe://images.test/workload/nonroot") {
+		t.Errorf("fetched SVIDs:\n%s", svid)
+	}
+}
