@@ -36,7 +36,13 @@ type Harness struct {
 // that trusts Issuer.
 func New(t testing.TB, workload string) *Harness {
 	t.Helper()
-	topo := topology.Default()
+	return NewIn(t, topology.Default(), workload)
+}
+
+// NewIn is New against another topology, such as one with a tenant the committed file does
+// not have: the same service code must serve it.
+func NewIn(t testing.TB, topo *topology.Topology, workload string) *Harness {
+	t.Helper()
 	self, ok := topo.Workload(workload)
 	if !ok {
 		t.Fatalf("no workload %s in the topology", workload)
@@ -83,6 +89,20 @@ func (h *Harness) Token(username string) string {
 		h.T.Fatal(err)
 	}
 	tok, err := h.Issuer.Mint(h.T.Context(), usertoken.Claims{User: id, Tenant: u.Tenant, Roles: []string{u.Role}})
+	if err != nil {
+		h.T.Fatal(err)
+	}
+	return tok
+}
+
+// TokenFor mints the internal JWT the edge would issue for user id of tenant with roles.
+func (h *Harness) TokenFor(tenant, id string, roles ...string) string {
+	h.T.Helper()
+	uid, err := usertoken.UserID(tenant, id)
+	if err != nil {
+		h.T.Fatal(err)
+	}
+	tok, err := h.Issuer.Mint(h.T.Context(), usertoken.Claims{User: uid, Tenant: tenant, Roles: roles})
 	if err != nil {
 		h.T.Fatal(err)
 	}
