@@ -1,9 +1,11 @@
 package main
 
 import (
+	"archive/tar"
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"os/exec"
 	"regexp"
 	"strconv"
@@ -60,6 +62,10 @@ func TestEveryImage(t *testing.T) {
 			}
 			if len(c.Entrypoint) == 0 || c.Entrypoint[0] != im.BinaryPath() {
 				t.Errorf("Entrypoint = %q, want %s first", c.Entrypoint, im.BinaryPath())
+			}
+
+			if im.Build != "rootfs" {
+				checkRoot(t, im)
 			}
 
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -160,4 +166,63 @@ func healthProbes(t *testing.T) map[string]healthProbe {
 		probes[w.Service] = healthProbe{env: env, want: refused}
 	}
 	return probes
+}
+
+// checkRoot reads an image's /etc files and binary owner from a created (never started)
+// container: the CA bundle holds the Mozilla set, passwd names the non-root user, and the
+// binary belongs to root so the user cannot replace it.
+func checkRoot(t *testing.T, im image) {
+	t.Helper()
+	cid := mustDocker(t, "create", im.Image)
+	t.Cleanup(func() { dockerCmd(context.Background(), "rm", "-f", cid) })
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	files := map[string]*tar.Header{}
+	contents := map[string]string{}
+	export := exec.CommandContext(ctx, "docker", "export", cid)
+	stdout, err := export.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := export.Start(); err != nil {
+		t.Fatal(err)
+	}
+	tr := tar.NewReader(stdout)
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		name := "/" + strings.TrimPrefix(hdr.Name, "./")
+		files[strings.TrimSuffix(name, "/")] = hdr
+		if strings.HasPrefix(name, "/etc/") && hdr.Typeflag == tar.TypeReg {
+			b, err := io.ReadAll(tr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			contents[name] = string(b)
+		}
+	}
+	if err := export.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(contents["/etc/ssl/certs/ca-certificates.crt"], "-----BEGIN CERTIFICATE-----"); n < 100 {
+		t.Errorf("CA bundle holds %d certificates, want the Mozilla set (over 100)", n)
+	}
+	if !strings.Contains(contents["/etc/passwd"], "nonroot:x:65532:65532:") || !strings.Contains(contents["/etc/group"], "nonroot:x:65532:") {
+		t.Errorf("/etc/passwd or /etc/group lacks nonroot 65532:\n%s%s", contents["/etc/passwd"], contents["/etc/group"])
+	}
+	bin, ok := files[im.BinaryPath()]
+	if !ok {
+		t.Fatalf("%s missing from the image", im.BinaryPath())
+	}
+	if bin.Uid != 0 || bin.Mode&0o022 != 0 {
+		t.Errorf("%s: owner %d mode %o, want root-owned and not writable by others", im.BinaryPath(), bin.Uid, bin.Mode)
+	}
+	if tmp, ok := files["/tmp"]; !ok || tmp.Mode&0o1777 != 0o1777 {
+		t.Errorf("/tmp missing or not sticky and world-writable")
+	}
 }
