@@ -37,7 +37,12 @@ spire: $(SPIRE) ## build SPIRE v1.13.3 from the Go module proxy (about 6 minutes
 $(SPIRE): tools/spire/go.mod tools/spire/go.sum
 	@echo "==> building SPIRE v1.13.3 as a Go tool (first build takes ~6 minutes on 2 cores; cached after)"
 	@mkdir -p $(BIN)
-	@cd tools/spire && GOWORK=off $(GO) build -v -o ../../$(BIN)/ \
+	@# The same flags as the static SPIRE images (tools/images): one compile serves both,
+	@# and the image build only relinks. netgo/osusergo/static: see ADR 0900.
+	@cd tools/spire && CGO_ENABLED=1 GOWORK=off $(GO) build -v -trimpath -buildvcs=false \
+		-tags=netgo,osusergo,sqlite_omit_load_extension \
+		-ldflags='-s -w -X github.com/spiffe/spire/pkg/common/version.gittag=1.13.3 -linkmode=external -extldflags=-static' \
+		-o ../../$(BIN)/ \
 		github.com/spiffe/spire/cmd/spire-server github.com/spiffe/spire/cmd/spire-agent 2>&1 \
 		| awk '{n++; if (n % 25 == 0) printf "    ... %d packages compiled (%s)\n", n, $$0; fflush()}'
 	@test -x $(BIN)/spire-server && test -x $(BIN)/spire-agent
