@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"embed"
 	"fmt"
@@ -67,17 +68,20 @@ func forward(p *server.Peer) http.HandlerFunc {
 	}
 }
 
-// api holds each tenant's OpenAPI document, committed next to the routes it describes.
+// api holds the OpenAPI document of each half of the catalogue's public API, committed next
+// to the routes it describes, with {tenant} where the tenant's name goes: the binary carries
+// no tenant's name, and any tenant the topology gives it gets its own document.
 //
 //go:embed api
 var api embed.FS
 
-func openAPIDocument(tenant string) ([]byte, error) {
-	b, err := fs.ReadFile(api, "api/"+tenant+"/openapi.yaml")
+// openAPIDocument is the document of half ("retail" or "payments") for tenant.
+func openAPIDocument(half, tenant string) ([]byte, error) {
+	b, err := fs.ReadFile(api, "api/"+half+".yaml")
 	if err != nil {
-		return nil, fmt.Errorf("no OpenAPI document for tenant %s (services/gateway/api/%s/openapi.yaml): %w", tenant, tenant, err)
+		return nil, fmt.Errorf("no OpenAPI document for the %s API (services/gateway/api/%s.yaml): %w", half, half, err)
 	}
-	return b, nil
+	return bytes.ReplaceAll(b, []byte("{tenant}"), []byte(tenant)), nil
 }
 
 func serveDocument(doc []byte) http.HandlerFunc {

@@ -16,6 +16,7 @@ import (
 	"github.com/ztbank/ztbank/libs/demo"
 	"github.com/ztbank/ztbank/libs/server"
 	"github.com/ztbank/ztbank/libs/server/servertest"
+	"github.com/ztbank/ztbank/libs/topology"
 )
 
 // seen is what a backend received from the gateway.
@@ -185,9 +186,16 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			doc, err := openAPIDocument(tenant)
+			half, err := apiHalf(s.Runtime)
 			if err != nil {
 				t.Fatal(err)
+			}
+			doc, err := openAPIDocument(half, tenant)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.Contains(string(doc), "{tenant}") {
+				t.Errorf("%s document still holds a {tenant} placeholder", half)
 			}
 			var spec struct {
 				OpenAPI string                               `yaml:"openapi"`
@@ -224,5 +232,37 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestGatewayRefusesBothHalves: a gateway whose tenant runs all five services refuses to
+// start with one line instead of serving one half of the API and hiding the other.
+func TestGatewayRefusesBothHalves(t *testing.T) {
+	src := string(topology.Embedded())
+	edited := strings.Replace(src, "    calls: [bank-a/user, bank-a/account]\n", "    calls: [bank-a/user, bank-a/account, bank-a/payment, bank-a/ledger]\n", 1)
+	edited += `
+  - name: bank-a/payment
+    tenant: bank-a
+    service: payment
+    listen: 127.0.0.1:8702
+    health: 127.0.0.1:9422
+    database_role: payment_svc
+    calls: [bank-a/ledger]
+  - name: bank-a/ledger
+    tenant: bank-a
+    service: ledger
+    listen: 127.0.0.1:8703
+    health: 127.0.0.1:9423
+    database_role: ledger_svc
+`
+	topo, err := topology.Parse("full.yaml", []byte(edited))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := servertest.NewIn(t, topo, "bank-a/gateway")
+	_, err = NewServer(h.Runtime, nil)
+	want := "gateway bank-a/gateway: tenant bank-a runs both halves of the catalogue (user+account and payment+ledger); one public API for both is not built yet"
+	if err == nil || err.Error() != want {
+		t.Errorf("NewServer() error = %v, want %q", err, want)
 	}
 }
