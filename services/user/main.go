@@ -7,6 +7,8 @@ import (
 	"io"
 	"net/http"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/ztbank/ztbank/libs/dbcred/fromenv"
 	"github.com/ztbank/ztbank/libs/server"
 	"github.com/ztbank/ztbank/services/user/config"
@@ -22,19 +24,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	return server.RunConfig(ctx, cfg.Server, args, stderr, func(ctx context.Context, rt *server.Runtime) (http.Handler, []server.ReadyCheck, error) {
-		peers, err := rt.Peers()
-		if err != nil {
-			return nil, nil, err
-		}
+	return fromenv.Run(ctx, cfg, args, stderr, func(rt *server.Runtime, peers []*server.Peer, pool *pgxpool.Pool) (http.Handler, error) {
 		accounts, err := rt.SameTenantPeer("account")
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
-		pool, ping, err := fromenv.Attach(ctx, rt, cfg.DB)
-		if err != nil {
-			return nil, nil, err
-		}
-		return NewServer(rt, peers, store.New(pool), accounts), []server.ReadyCheck{ping}, nil
+		return NewServer(rt, peers, store.New(pool), accounts), nil
 	})
 }

@@ -6,6 +6,8 @@ package fromenv
 
 import (
 	"context"
+	"io"
+	"net/http"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -66,4 +68,29 @@ func Attach(ctx context.Context, rt *server.Runtime, db dbcred.EnvConfig) (*pgxp
 	}
 	rt.AtClose(pool.Close)
 	return pool, pool.Ping, nil
+}
+
+// Build assembles a database-backed service's API once its runtime, its peers (every
+// workload the topology lets it call) and its pool exist.
+type Build func(rt *server.Runtime, peers []*server.Peer, pool *pgxpool.Pool) (http.Handler, error)
+
+// Run is the body of a database-backed tenant service's run function, for the configuration
+// its own loader read: set up, open the peers and the pool (closed with the runtime, pinged
+// by /readyz), build the API and serve it until ctx is done (server.RunConfig).
+func Run(ctx context.Context, cfg Config, args []string, stderr io.Writer, build Build) error {
+	return server.RunConfig(ctx, cfg.Server, args, stderr, func(ctx context.Context, rt *server.Runtime) (http.Handler, []server.ReadyCheck, error) {
+		peers, err := rt.Peers()
+		if err != nil {
+			return nil, nil, err
+		}
+		pool, ping, err := Attach(ctx, rt, cfg.DB)
+		if err != nil {
+			return nil, nil, err
+		}
+		api, err := build(rt, peers, pool)
+		if err != nil {
+			return nil, nil, err
+		}
+		return api, []server.ReadyCheck{ping}, nil
+	})
 }
