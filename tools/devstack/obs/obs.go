@@ -319,37 +319,22 @@ func spawn(bin, logPath string, args ...string) (*process, error) {
 
 // waitHTTP polls url until it answers 200, the process exits, or timeout passes.
 func waitHTTP(ctx context.Context, url string, timeout time.Duration, p *process) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		resp, err := http.Get(url)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		select {
-		case <-p.exited:
-			return errors.New("exited during start-up")
-		default:
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s not ready after %s", url, timeout)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
+	return waitFor(ctx, url, timeout, p, func() (*http.Response, error) { return http.Get(url) })
 }
 
 // waitOTLP posts an empty OTLP/HTTP export to url until it is accepted, the process exits,
-// or timeout passes.
+// or timeout passes: the receiver, not the UI, is what the stack needs ready.
 func waitOTLP(ctx context.Context, url string, timeout time.Duration, p *process) error {
+	return waitFor(ctx, "OTLP receiver "+url, timeout, p, func() (*http.Response, error) {
+		return http.Post(url, "application/json", strings.NewReader("{}"))
+	})
+}
+
+// waitFor repeats do until it answers 200, the process exits, or timeout passes.
+func waitFor(ctx context.Context, what string, timeout time.Duration, p *process, do func() (*http.Response, error)) error {
 	deadline := time.Now().Add(timeout)
 	for {
-		resp, err := http.Post(url, "application/json", strings.NewReader("{}"))
+		resp, err := do()
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -362,7 +347,7 @@ func waitOTLP(ctx context.Context, url string, timeout time.Duration, p *process
 		default:
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("OTLP receiver %s not ready after %s", url, timeout)
+			return fmt.Errorf("%s not ready after %s", what, timeout)
 		}
 		select {
 		case <-ctx.Done():
