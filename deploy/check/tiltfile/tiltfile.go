@@ -272,15 +272,22 @@ func (r *Run) dockerBuild(_ *starlark.Thread, b *starlark.Builtin, args starlark
 		dockerfile = filepath.Join(context, "Dockerfile")
 	}
 	img := Image{Ref: ref, Context: context, Dockerfile: dockerfile, Target: target}
+	img.Syncs = syncsOf(liveUpdate)
+	r.Images = append(r.Images, img)
+	return starlark.None, nil
+}
+
+// syncsOf returns the sync steps of a live_update list (docker_build and custom_build alike).
+func syncsOf(liveUpdate starlark.Value) [][2]string {
+	var syncs [][2]string
 	if l, ok := liveUpdate.(*starlark.List); ok {
 		for i := 0; i < l.Len(); i++ {
 			if s, ok := l.Index(i).(step); ok && s.kind == "sync" {
-				img.Syncs = append(img.Syncs, [2]string{s.src, s.dst})
+				syncs = append(syncs, [2]string{s.src, s.dst})
 			}
 		}
 	}
-	r.Images = append(r.Images, img)
-	return starlark.None, nil
+	return syncs
 }
 
 func (r *Run) customBuild(_ *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
@@ -292,13 +299,7 @@ func (r *Run) customBuild(_ *starlark.Thread, b *starlark.Builtin, args starlark
 		return nil, err
 	}
 	img := Image{Ref: ref, Command: stringOf(command), Deps: stringsOf(deps)}
-	if l, ok := liveUpdate.(*starlark.List); ok {
-		for i := 0; i < l.Len(); i++ {
-			if s, ok := l.Index(i).(step); ok && s.kind == "sync" {
-				img.Syncs = append(img.Syncs, [2]string{s.src, s.dst})
-			}
-		}
-	}
+	img.Syncs = syncsOf(liveUpdate)
 	r.Images = append(r.Images, img)
 	return starlark.None, nil
 }
