@@ -6,18 +6,14 @@ require (
 	github.com/go-chi/chi/v5 v5.5.0
 	github.com/google/go-cmp v0.7.0
 	github.com/google/uuid v1.6.0
-	github.com/jackc/pgx/v5 v5.12.0
+	github.com/jackc/pgx/v5 v5.13.0
 	github.com/prometheus/client_golang v1.25.0
 	github.com/prometheus/client_model v0.6.3
 	github.com/prometheus/common v0.72.0
 	github.com/spiffe/go-spiffe/v2 v2.9.0
+	github.com/ztbank/ztbank/devkit v0.0.0
 	github.com/ztbank/ztbank/libs v0.0.0
-	github.com/ztbank/ztbank/services/account v0.0.0
-	github.com/ztbank/ztbank/services/edge v0.0.0
-	github.com/ztbank/ztbank/services/gateway v0.0.0
-	github.com/ztbank/ztbank/services/ledger v0.0.0
-	github.com/ztbank/ztbank/services/payment v0.0.0
-	github.com/ztbank/ztbank/services/user v0.0.0
+	github.com/ztbank/ztbank/services v0.0.0
 	github.com/ztbank/ztbank/tools v0.0.0
 	go.opentelemetry.io/proto/otlp v1.11.1
 	go.yaml.in/yaml/v3 v3.0.6
@@ -77,6 +73,7 @@ require (
 	github.com/jackc/pgpassfile v1.0.0 // indirect
 	github.com/jackc/pgservicefile v0.0.0-20240606120523-5a60cdf6a761 // indirect
 	github.com/jackc/puddle/v2 v2.2.3 // indirect
+	github.com/kylelemons/godebug v1.1.0 // indirect
 	github.com/lestrrat-go/blackmagic v1.0.4 // indirect
 	github.com/lestrrat-go/dsig v1.4.0 // indirect
 	github.com/lestrrat-go/dsig-secp256k1 v1.0.0 // indirect
@@ -111,11 +108,11 @@ require (
 	go.opentelemetry.io/otel/sdk v1.47.0 // indirect
 	go.opentelemetry.io/otel/trace v1.47.0 // indirect
 	go.yaml.in/yaml/v2 v2.4.4 // indirect
-	golang.org/x/net v0.60.0 // indirect
+	golang.org/x/net v0.62.0 // indirect
 	golang.org/x/oauth2 v0.38.0 // indirect
-	golang.org/x/sync v0.24.0 // indirect
+	golang.org/x/sync v0.25.0 // indirect
 	golang.org/x/sys v0.49.0 // indirect
-	golang.org/x/text v0.43.0 // indirect
+	golang.org/x/text v0.44.0 // indirect
 	google.golang.org/genproto/googleapis/api v0.0.0-20260928230214-8a89bd6388cc // indirect
 	google.golang.org/genproto/googleapis/rpc v0.0.0-20260928230214-8a89bd6388cc // indirect
 	google.golang.org/grpc v1.85.0 // indirect
@@ -125,12 +122,8 @@ require (
 )
 
 replace (
+	github.com/ztbank/ztbank/devkit => ../devkit
 	github.com/ztbank/ztbank/libs => ../libs
-	github.com/ztbank/ztbank/services/account => ../services/account
-	github.com/ztbank/ztbank/services/edge => ../services/edge
-	github.com/ztbank/ztbank/services/gateway => ../services/gateway
-	github.com/ztbank/ztbank/services/ledger => ../services/ledger
-	github.com/ztbank/ztbank/services/payment => ../services/payment
-	github.com/ztbank/ztbank/services/user => ../services/user
+	github.com/ztbank/ztbank/services => ../services
 	github.com/ztbank/ztbank/tools => ../tools
 )

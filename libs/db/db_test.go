@@ -11,8 +11,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/ztbank/ztbank/devkit/localpg/pgtest"
 	"github.com/ztbank/ztbank/libs/db"
-	"github.com/ztbank/ztbank/libs/localpg/pgtest"
 )
 
 var pool *pgxpool.Pool

@@ -14,10 +14,10 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/ztbank/ztbank/devkit/localpg/pgtest"
 	"github.com/ztbank/ztbank/libs/db"
 	"github.com/ztbank/ztbank/libs/dbcred"
 	"github.com/ztbank/ztbank/libs/dbcred/passwordfile"
-	"github.com/ztbank/ztbank/libs/localpg/pgtest"
 )
 
 var env *pgtest.Env

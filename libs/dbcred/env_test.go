@@ -7,9 +7,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/ztbank/ztbank/devkit/localpg/pgtest"
 	"github.com/ztbank/ztbank/libs/dbcred"
 	"github.com/ztbank/ztbank/libs/dbcred/passwordfile"
-	"github.com/ztbank/ztbank/libs/localpg/pgtest"
 )
 
 func envOf(m map[string]string) func(string) string { return func(k string) string { return m[k] } }

@@ -11,10 +11,10 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/uuid"
 
-	"github.com/ztbank/ztbank/libs/demo"
-	"github.com/ztbank/ztbank/libs/demo/seed"
-	"github.com/ztbank/ztbank/libs/localpg/pgtest"
-	"github.com/ztbank/ztbank/libs/server/servertest"
+	"github.com/ztbank/ztbank/devkit/demo"
+	"github.com/ztbank/ztbank/devkit/demo/seed"
+	"github.com/ztbank/ztbank/devkit/localpg/pgtest"
+	"github.com/ztbank/ztbank/devkit/servertest"
 	"github.com/ztbank/ztbank/services/account/store"
 )
 

@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ztbank/ztbank/libs/demo"
-	"github.com/ztbank/ztbank/libs/devca"
-	"github.com/ztbank/ztbank/libs/devoidc"
+	"github.com/ztbank/ztbank/devkit/demo"
+	"github.com/ztbank/ztbank/devkit/devca"
+	"github.com/ztbank/ztbank/devkit/devoidc"
 )
 
 // TestWithDevProvider runs the edge against the real development provider on loopback:

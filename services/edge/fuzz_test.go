@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/ztbank/ztbank/libs/demo"
+	"github.com/ztbank/ztbank/devkit/demo"
 	"github.com/ztbank/ztbank/libs/usertoken"
 )
 

@@ -23,7 +23,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
-	"github.com/ztbank/ztbank/libs/demo"
+	"github.com/ztbank/ztbank/devkit/demo"
 	"github.com/ztbank/ztbank/libs/topology"
 	"github.com/ztbank/ztbank/libs/transport"
 	"github.com/ztbank/ztbank/libs/usertoken"

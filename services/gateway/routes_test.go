@@ -13,9 +13,9 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"gopkg.in/yaml.v3"
 
-	"github.com/ztbank/ztbank/libs/demo"
+	"github.com/ztbank/ztbank/devkit/demo"
+	"github.com/ztbank/ztbank/devkit/servertest"
 	"github.com/ztbank/ztbank/libs/server"
-	"github.com/ztbank/ztbank/libs/server/servertest"
 	"github.com/ztbank/ztbank/libs/topology"
 )
 

@@ -8,7 +8,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/uuid"
 
-	"github.com/ztbank/ztbank/libs/server/servertest"
+	"github.com/ztbank/ztbank/devkit/servertest"
 	"github.com/ztbank/ztbank/libs/topology"
 )
 

@@ -21,9 +21,9 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/uuid"
 
-	"github.com/ztbank/ztbank/libs/demo"
-	"github.com/ztbank/ztbank/libs/devoidc"
-	"github.com/ztbank/ztbank/libs/localspire"
+	"github.com/ztbank/ztbank/devkit/demo"
+	"github.com/ztbank/ztbank/devkit/devoidc"
+	"github.com/ztbank/ztbank/devkit/localspire"
 	"github.com/ztbank/ztbank/tools/devstack/stack"
 )
 

@@ -15,7 +15,7 @@ import (
 
 	"github.com/ztbank/ztbank/libs/db"
 	"github.com/ztbank/ztbank/libs/dbcred/passwordfile"
-	"github.com/ztbank/ztbank/libs/demo"
+	"github.com/ztbank/ztbank/devkit/demo"
 	"github.com/ztbank/ztbank/tests/internal/load"
 	"github.com/ztbank/ztbank/tools/devstack/stack"
 )

@@ -11,7 +11,7 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/ztbank/ztbank/libs/demo"
+	"github.com/ztbank/ztbank/devkit/demo"
 )
 
 // Load shape for the fault tests: a few concurrent clients at a modest fixed rate, which a

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/ztbank/ztbank/libs/localspire"
+	"github.com/ztbank/ztbank/devkit/localspire"
 	"github.com/ztbank/ztbank/tools/devstack/stack"
 )
 

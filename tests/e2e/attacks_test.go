@@ -14,7 +14,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/ztbank/ztbank/libs/demo"
+	"github.com/ztbank/ztbank/devkit/demo"
 )
 
 // internalToken obtains the internal JWT the edge mints for username on tenant through its

@@ -14,8 +14,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/ztbank/ztbank/libs/demo"
-	"github.com/ztbank/ztbank/libs/localspire"
+	"github.com/ztbank/ztbank/devkit/demo"
+	"github.com/ztbank/ztbank/devkit/localspire"
 )
 
 // TestIsolation runs every generated case against the deployment and compares the observed

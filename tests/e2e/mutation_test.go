@@ -13,7 +13,7 @@ import (
 
 	"github.com/ztbank/ztbank/libs/authz"
 	"github.com/ztbank/ztbank/libs/problem"
-	"github.com/ztbank/ztbank/libs/server/servertest"
+	"github.com/ztbank/ztbank/devkit/servertest"
 	"github.com/ztbank/ztbank/libs/topology"
 )
 

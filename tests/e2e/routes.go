@@ -7,7 +7,7 @@ package e2e
 import (
 	"strings"
 
-	"github.com/ztbank/ztbank/libs/demo"
+	"github.com/ztbank/ztbank/devkit/demo"
 )
 
 // ResourceKind is what a route's path parameter (or body) names.

@@ -4,7 +4,7 @@ import (
 	"net/http"
 	"slices"
 
-	"github.com/ztbank/ztbank/libs/demo"
+	"github.com/ztbank/ztbank/devkit/demo"
 	"github.com/ztbank/ztbank/libs/problem"
 	"github.com/ztbank/ztbank/libs/topology"
 )

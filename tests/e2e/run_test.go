@@ -14,7 +14,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ztbank/ztbank/libs/demo"
+	"github.com/ztbank/ztbank/devkit/demo"
 )
 
 // Observed is what the deployment did with one request.

@@ -29,7 +29,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
-	"github.com/ztbank/ztbank/libs/localspire"
+	"github.com/ztbank/ztbank/devkit/localspire"
 	"github.com/ztbank/ztbank/tools/devstack/stack"
 )
 

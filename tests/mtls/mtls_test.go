@@ -16,7 +16,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 
 	"github.com/ztbank/ztbank/libs/identity"
-	"github.com/ztbank/ztbank/libs/localspire"
+	"github.com/ztbank/ztbank/devkit/localspire"
 	"github.com/ztbank/ztbank/libs/transport"
 	"github.com/ztbank/ztbank/tests/internal/load"
 	"github.com/ztbank/ztbank/tools/devstack/stack"

@@ -16,7 +16,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 
-	"github.com/ztbank/ztbank/libs/devoidc"
+	"github.com/ztbank/ztbank/devkit/devoidc"
 )
 
 // devCAClient trusts the stack's development CA, which signed both the OIDC provider's

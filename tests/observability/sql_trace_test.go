@@ -10,7 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 
-	"github.com/ztbank/ztbank/libs/demo"
+	"github.com/ztbank/ztbank/devkit/demo"
 )
 
 // TestTraceReachesPostgreSQL sends one real user request that runs a real SQL query (bob

@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strings"
 	"testing"
 
@@ -17,18 +16,8 @@ import (
 	"github.com/ztbank/ztbank/libs/topology"
 )
 
-// localOnly are the libs/ packages that are local-only tooling, not the production library:
-// they may name the demo tenants. They are moving out of libs/ in issue 13; each entry must
-// still exist, so the list shrinks as they move.
-var localOnly = []string{
-	"libs/demo",       // local-only, moving out in issue 13: the demo users and accounts
-	"libs/devoidc",    // local-only, moving out in issue 13: the development OIDC provider
-	"libs/localpg",    // local-only, moving out in issue 13: the local PostgreSQL runner
-	"libs/localspire", // local-only, moving out in issue 13: the local SPIRE runner
-	"libs/devca",      // local-only, moving out in issue 13: the development CA
-}
-
-// scanned are the trees whose non-test Go code must be tenant-agnostic.
+// scanned are the trees whose non-test Go code must be tenant-agnostic: the services and the
+// production library. Local-only tooling (devkit/) may name the demo tenants.
 var scanned = []string{"services", "libs"}
 
 // TestNoTenantLiterals reads every tenant, and its database name, from the committed
@@ -42,11 +31,6 @@ func TestNoTenantLiterals(t *testing.T) {
 		t.Fatal(err)
 	}
 	literals := tenantLiterals(topo)
-	for _, dir := range localOnly {
-		if _, err := os.Stat(filepath.Join(root, dir)); err != nil {
-			t.Errorf("exempt package %s: %v; remove it from localOnly", dir, err)
-		}
-	}
 	var found []string
 	files := 0
 	for _, top := range scanned {
@@ -56,7 +40,7 @@ func TestNoTenantLiterals(t *testing.T) {
 			}
 			rel := filepath.ToSlash(strings.TrimPrefix(path, root+string(filepath.Separator)))
 			if d.IsDir() {
-				if d.Name() == "testdata" || slices.Contains(localOnly, rel) {
+				if d.Name() == "testdata" {
 					return filepath.SkipDir
 				}
 				return nil

@@ -12,7 +12,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"gopkg.in/yaml.v3"
 
-	"github.com/ztbank/ztbank/libs/localspire"
+	"github.com/ztbank/ztbank/devkit/localspire"
 	"github.com/ztbank/ztbank/libs/topology"
 )
 

@@ -18,7 +18,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/ztbank/ztbank/libs/devca"
+	"github.com/ztbank/ztbank/devkit/devca"
 	"github.com/ztbank/ztbank/libs/topology"
 )
 

@@ -2,7 +2,7 @@
 // and reverting migrations, seeding the demo data and rotating a service role's password.
 //
 //	dbadmin migrate up|down [-steps N]   apply (or revert N) migrations in every tenant database
-//	dbadmin seed                         load the demo users and accounts (libs/demo)
+//	dbadmin seed                         load the demo users and accounts (devkit/demo)
 //	dbadmin rotate -role R -file F       give R a new password valid for -ttl and write it to F
 //
 // Every subcommand takes -dsn (or $ZTBANK_DB_ADMIN_DSN): an admin connection URL with
@@ -28,7 +28,7 @@ import (
 
 	"github.com/ztbank/ztbank/libs/dbcred"
 	"github.com/ztbank/ztbank/libs/dbcred/passwordfile"
-	"github.com/ztbank/ztbank/libs/demo/seed"
+	"github.com/ztbank/ztbank/devkit/demo/seed"
 	"github.com/ztbank/ztbank/libs/migrate"
 	"github.com/ztbank/ztbank/libs/topology"
 	"github.com/ztbank/ztbank/tools/dbadmin/config"

@@ -12,7 +12,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/jackc/pgx/v5"
 
-	"github.com/ztbank/ztbank/libs/localpg/pgtest"
+	"github.com/ztbank/ztbank/devkit/localpg/pgtest"
 	"github.com/ztbank/ztbank/libs/topology"
 )
 

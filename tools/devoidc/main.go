@@ -7,7 +7,7 @@
 //
 // In a container (docker-compose, kind) serve takes DEVOIDC_LISTEN, DEVOIDC_ISSUER and
 // DEVOIDC_STATE_DIR from the environment; an http:// issuer there is the explicit opt-in to
-// plain HTTP on a non-loopback address (see libs/devoidc Config.Insecure). With no command
+// plain HTTP on a non-loopback address (see devkit/devoidc Config.Insecure). With no command
 // at all the binary serves, as a container entrypoint.
 //
 // serve prints the issuer URL on one line once it accepts connections, writes provider.json

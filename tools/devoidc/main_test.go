@@ -16,8 +16,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/ztbank/ztbank/libs/devca"
-	"github.com/ztbank/ztbank/libs/devoidc"
+	"github.com/ztbank/ztbank/devkit/devca"
+	"github.com/ztbank/ztbank/devkit/devoidc"
 )
 
 // syncBuffer lets the test read what serve writes from its own goroutine.

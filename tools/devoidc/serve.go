@@ -14,8 +14,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ztbank/ztbank/libs/devca"
-	"github.com/ztbank/ztbank/libs/devoidc"
+	"github.com/ztbank/ztbank/devkit/devca"
+	"github.com/ztbank/ztbank/devkit/devoidc"
 	"github.com/ztbank/ztbank/tools/devoidc/config"
 )
 

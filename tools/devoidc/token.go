@@ -14,7 +14,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/ztbank/ztbank/libs/devoidc"
+	"github.com/ztbank/ztbank/devkit/devoidc"
 )
 
 // endpointFlags are the flags shared by token and client-token: where the provider is and

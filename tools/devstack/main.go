@@ -18,8 +18,8 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/ztbank/ztbank/libs/localpg"
-	"github.com/ztbank/ztbank/libs/localspire"
+	"github.com/ztbank/ztbank/devkit/localpg"
+	"github.com/ztbank/ztbank/devkit/localspire"
 	"github.com/ztbank/ztbank/libs/migrate"
 	"github.com/ztbank/ztbank/libs/topology"
 	"github.com/ztbank/ztbank/tools/devstack/obs"

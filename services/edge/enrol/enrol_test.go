@@ -8,7 +8,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
-	"github.com/ztbank/ztbank/libs/demo"
+	"github.com/ztbank/ztbank/devkit/demo"
 	"github.com/ztbank/ztbank/libs/usertoken"
 	"github.com/ztbank/ztbank/services/edge/enrol"
 )

@@ -11,9 +11,9 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/ztbank/ztbank/libs/demo"
-	"github.com/ztbank/ztbank/libs/demo/seed"
-	"github.com/ztbank/ztbank/libs/localpg/pgtest"
+	"github.com/ztbank/ztbank/devkit/demo"
+	"github.com/ztbank/ztbank/devkit/demo/seed"
+	"github.com/ztbank/ztbank/devkit/localpg/pgtest"
 	"github.com/ztbank/ztbank/services/user/store"
 )
 

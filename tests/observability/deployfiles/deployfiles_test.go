@@ -22,7 +22,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"go.yaml.in/yaml/v3"
 
-	"github.com/ztbank/ztbank/libs/localspire"
+	"github.com/ztbank/ztbank/devkit/localspire"
 )
 
 func repoRoot(t *testing.T) string {

@@ -19,7 +19,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/ztbank/ztbank/libs/localports"
+	"github.com/ztbank/ztbank/devkit/localports"
 )
 
 // Endpoints says where the started backends listen.

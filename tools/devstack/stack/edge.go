@@ -7,8 +7,8 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/ztbank/ztbank/libs/devca"
-	"github.com/ztbank/ztbank/libs/devoidc"
+	"github.com/ztbank/ztbank/devkit/devca"
+	"github.com/ztbank/ztbank/devkit/devoidc"
 )
 
 // EdgeInfo is the client-facing part of stack.json: where to send requests and which CA

@@ -5,7 +5,7 @@ import (
 	"net"
 	"time"
 
-	"github.com/ztbank/ztbank/libs/localspire"
+	"github.com/ztbank/ztbank/devkit/localspire"
 )
 
 // FreePorts returns n distinct loopback ports that were free a moment ago.

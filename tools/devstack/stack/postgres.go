@@ -10,8 +10,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ztbank/ztbank/libs/dbcred/passwordfile"
-	"github.com/ztbank/ztbank/libs/demo/seed"
-	"github.com/ztbank/ztbank/libs/localpg"
+	"github.com/ztbank/ztbank/devkit/demo/seed"
+	"github.com/ztbank/ztbank/devkit/localpg"
 	"github.com/ztbank/ztbank/libs/migrate"
 )
 

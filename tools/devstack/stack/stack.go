@@ -20,8 +20,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/ztbank/ztbank/libs/localpg"
-	"github.com/ztbank/ztbank/libs/localspire"
+	"github.com/ztbank/ztbank/devkit/localpg"
+	"github.com/ztbank/ztbank/devkit/localspire"
 	"github.com/ztbank/ztbank/libs/topology"
 )
 

@@ -25,7 +25,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/ztbank/ztbank/libs/localports"
+	"github.com/ztbank/ztbank/devkit/localports"
 )
 
 // Superuser is the name of the cluster's bootstrap superuser.

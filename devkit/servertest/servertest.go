@@ -15,8 +15,8 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/ztbank/ztbank/devkit/demo"
 	"github.com/ztbank/ztbank/libs/authz"
-	"github.com/ztbank/ztbank/libs/demo"
 	"github.com/ztbank/ztbank/libs/server"
 	"github.com/ztbank/ztbank/libs/topology"
 	"github.com/ztbank/ztbank/libs/transport"

@@ -23,7 +23,7 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
-	"github.com/ztbank/ztbank/libs/localports"
+	"github.com/ztbank/ztbank/devkit/localports"
 )
 
 // Config describes where and how to run SPIRE.

@@ -33,7 +33,7 @@ import (
 	"github.com/zitadel/oidc/v3/pkg/op"
 	"golang.org/x/text/language"
 
-	"github.com/ztbank/ztbank/libs/devca"
+	"github.com/ztbank/ztbank/devkit/devca"
 )
 
 // Defaults for Config fields left zero.

@@ -9,9 +9,9 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/jackc/pgx/v5"
 
-	"github.com/ztbank/ztbank/libs/demo"
-	"github.com/ztbank/ztbank/libs/demo/seed"
-	"github.com/ztbank/ztbank/libs/localpg/pgtest"
+	"github.com/ztbank/ztbank/devkit/demo"
+	"github.com/ztbank/ztbank/devkit/demo/seed"
+	"github.com/ztbank/ztbank/devkit/localpg/pgtest"
 )
 
 var env *pgtest.Env

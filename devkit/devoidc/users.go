@@ -11,7 +11,7 @@ import (
 	"os"
 	"strings"
 
-	"github.com/ztbank/ztbank/libs/demo"
+	"github.com/ztbank/ztbank/devkit/demo"
 )
 
 // Roles a demo user can hold. The edge copies them into the internal token and the policies
@@ -49,15 +49,15 @@ func (u User) Email() string { return u.Username }
 
 // UserID returns the subject identifier the provider issues for username.
 func UserID(username string) string {
-	// One derivation for the whole platform (libs/demo), so the seed data, this provider
+	// One derivation for the whole platform (devkit/demo), so the seed data, this provider
 	// and the edge's enrolment agree on alice's ID without sharing state.
 	return demo.UserID(username).String()
 }
 
-// DemoUsers returns the seeded users of the local stack (libs/demo): two tenants, each with
+// DemoUsers returns the seeded users of the local stack (devkit/demo): two tenants, each with
 // customers and a member of staff, so that every isolation case (own data, neighbour's data,
 // other tenant, staff within and across tenants) has someone to play it. Deriving them from
-// libs/demo keeps the provider and the seed data from drifting apart.
+// devkit/demo keeps the provider and the seed data from drifting apart.
 func DemoUsers() []User {
 	var users []User
 	for _, u := range demo.Users() {

@@ -18,9 +18,9 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/ztbank/ztbank/devkit/localpg"
 	"github.com/ztbank/ztbank/libs/dbcred"
 	"github.com/ztbank/ztbank/libs/dbcred/passwordfile"
-	"github.com/ztbank/ztbank/libs/localpg"
 	"github.com/ztbank/ztbank/libs/migrate"
 	"github.com/ztbank/ztbank/libs/topology"
 )
@@ -42,7 +42,7 @@ func Main(m *testing.M, setup func(*Env) error) int {
 	flag.Parse()
 	switch {
 	case testing.Short():
-		skipReason = "integration test skipped in -short mode: it needs a PostgreSQL server (libs/localpg)"
+		skipReason = "integration test skipped in -short mode: it needs a PostgreSQL server (devkit/localpg)"
 	case flag.Lookup("test.fuzz") != nil && flag.Lookup("test.fuzz").Value.String() != "":
 		skipReason = "integration test skipped while fuzzing"
 	}

@@ -17,8 +17,8 @@ import (
 	gooidc "github.com/coreos/go-oidc/v3/oidc"
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/ztbank/ztbank/libs/demo"
-	"github.com/ztbank/ztbank/libs/devca"
+	"github.com/ztbank/ztbank/devkit/demo"
+	"github.com/ztbank/ztbank/devkit/devca"
 )
 
 // startProvider starts a real provider on loopback, with its own CA and state directory.
@@ -224,7 +224,7 @@ func TestLoginIssuesVerifiableAccessTokens(t *testing.T) {
 func TestUserIDsAreStable(t *testing.T) {
 	// Seed data, fixtures and the isolation suite may name users by these IDs: they must
 	// never change, whatever machine or run the provider starts on, and must be the IDs the
-	// seed step (libs/demo) writes to the databases.
+	// seed step (devkit/demo) writes to the databases.
 	want := map[string]string{
 		"alice@bank-a": "bf6e9a70-7d48-5448-8742-29e2c62555ea",
 		"carol@bank-a": "e10841f0-37e0-5946-b236-e2eae75b19d4",

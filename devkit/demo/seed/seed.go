@@ -1,4 +1,4 @@
-// Package seed loads the demo users and accounts (libs/demo) into the tenant databases. It is
+// Package seed loads the demo users and accounts (devkit/demo) into the tenant databases. It is
 // a separate step from migrations: schemas are the same in every environment, demo people
 // are not. It runs as each database's owner role and is idempotent, so `make dev` can run it
 // on every start.
@@ -12,7 +12,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
-	"github.com/ztbank/ztbank/libs/demo"
+	"github.com/ztbank/ztbank/devkit/demo"
 	"github.com/ztbank/ztbank/libs/migrate"
 	"github.com/ztbank/ztbank/libs/topology"
 )
