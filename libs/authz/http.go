@@ -186,21 +186,32 @@ type guard struct {
 	opts routeOptions
 }
 
+// middleware returns a named handler type rather than a closure so RoutePermissions can read
+// the permission back from a built route without serving a request.
 func (g *guard) middleware(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx := r.Context()
-		in := g.e.inputFrom(ctx, g.perm, g.opts)
-		if rec := recordFrom(ctx); rec != nil {
-			rec.mu.Lock()
-			rec.route, rec.hasRoute = g.opts, true
-			rec.mu.Unlock()
-		}
-		if err := g.e.enforce(ctx, in); err != nil {
-			problem.Write(w, r, err)
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
+	return &guardedHandler{g: g, next: next}
+}
+
+// guardedHandler is a route's handler behind its Require.
+type guardedHandler struct {
+	g    *guard
+	next http.Handler
+}
+
+func (h *guardedHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	g := h.g
+	ctx := r.Context()
+	in := g.e.inputFrom(ctx, g.perm, g.opts)
+	if rec := recordFrom(ctx); rec != nil {
+		rec.mu.Lock()
+		rec.route, rec.hasRoute = g.opts, true
+		rec.mu.Unlock()
+	}
+	if err := g.e.enforce(ctx, in); err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	h.next.ServeHTTP(w, r)
 }
 
 // Check decides perm on a resource the handler has loaded, for the request in ctx. It

@@ -9,6 +9,8 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ztbank/ztbank/libs/authz"
 )
 
 // RouteInfoMetric names the gauge that publishes a service's route table on its health
@@ -80,6 +82,40 @@ func (rt *Runtime) publishRoutes(api http.Handler) {
 	for _, r := range routes {
 		g.WithLabelValues(r.Method, r.Pattern).Set(1)
 	}
+	if chiRoutes, ok := api.(chi.Routes); ok {
+		perms, err := authz.RoutePermissions(chiRoutes)
+		if err != nil {
+			rt.Log.Warn("route permissions not published", "err", err.Error())
+			return
+		}
+		pg := RoutePermissionInfo()
+		for _, p := range perms {
+			pg.WithLabelValues(p.Method, p.Pattern, p.Permission, strings.Join(p.From, ",")).Set(1)
+		}
+	}
+}
+
+// RoutePermissionMetric names the gauge that publishes, beside the route table, the
+// permission each route's Require demands and the workloads it is restricted to, read from
+// the built router (authz.RoutePermissions). The console shows it when a workload is hovered.
+const RoutePermissionMetric = "ztbank_route_permission"
+
+var (
+	routePermOnce sync.Once
+	routePerm     *prometheus.GaugeVec
+)
+
+// RoutePermissionInfo is the gauge behind RoutePermissionMetric, registered on the default
+// registry the first time it is needed.
+func RoutePermissionInfo() *prometheus.GaugeVec {
+	routePermOnce.Do(func() {
+		routePerm = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: RoutePermissionMetric,
+			Help: "Permission each route of this service's API requires, and the workloads it is restricted to (comma-separated, empty: any the allowlist admits); value 1.",
+		}, []string{"method", "route", "permission", "from"})
+		_ = prometheus.DefaultRegisterer.Register(routePerm)
+	})
+	return routePerm
 }
 
 // Handle registers h on mux under a ServeMux pattern ("GET /healthz", or a path prefix like
