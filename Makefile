@@ -12,7 +12,7 @@ FUZZTIME ?= 50000x
 # TEST_EXTRA, so the areas do not edit one shared rule.
 TEST_EXTRA :=
 include $(sort $(wildcard mk/*.mk))
-.PHONY: help dev up down status test unit vet deps-check deploy-check generate fuzz bench \
+.PHONY: help dev up down status test unit vet deploy-check generate fuzz bench \
         spire tidy fmt token migrate e2e demo clean obs-tools
 
 help: ## list targets
@@ -48,7 +48,7 @@ $(SPIRE): tools/spire/go.mod tools/spire/go.sum
 	@test -x $(BIN)/spire-server && test -x $(BIN)/spire-agent
 	@touch $(SPIRE)
 
-test: spire obs-tools deps-check vet unit deploy-check $(TEST_EXTRA) fuzz ## every test: unit, integration (real SPIRE, PostgreSQL), deploy checks, fuzz smoke
+test: spire obs-tools vet unit deploy-check $(TEST_EXTRA) fuzz ## every test: unit, integration (real SPIRE, PostgreSQL), deploy checks, fuzz smoke
 	@echo "==> all tests passed"
 	@cat $(TEST_SKIPS)
 
@@ -57,9 +57,6 @@ obs-tools: ## install promtool (Debian package prometheus) if missing; the alert
 		echo "==> installing the Debian package prometheus (for promtool)"; \
 		SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
-
-deps-check: ## fail when modules disagree on a shared dependency version
-	@$(GO) run ./tools/depcheck .
 
 vet: ## go vet every workspace module
 	@$(GO) vet work
@@ -110,8 +107,8 @@ demo-local:
 	@[ -x $(BIN)/devstack ] && $(BIN)/devstack status >/dev/null 2>&1 || $(MAKE) --no-print-directory up
 	@$(GO) run ./tools/demo
 
-tidy: ## tidy every module and align shared versions across the workspace
-	@for m in libs services/* tools tests; do (cd $$m && $(GO) mod tidy); done
+tidy: ## tidy every workspace module and align their requirements with the workspace build list
+	@for m in libs services devkit tools tests; do (cd $$m && $(GO) mod tidy); done
 	@$(GO) work sync
 
 fmt: ## gofmt everything

@@ -1,6 +1,6 @@
 // Package envvar is how ztbank binaries read their environment: every variable a binary may
 // read is declared once (name, default, meaning), read through a Reader that records what it
-// was asked for, and rendered into docs/env.md from the same declarations. The deploy
+// was asked for, and rendered into docs/configuration.md from the same declarations. The deploy
 // contract test uses the record to prove that every variable a manifest sets is one the
 // binary reads, and the declarations to prove that the documentation lists every one.
 package envvar

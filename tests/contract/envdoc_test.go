@@ -11,7 +11,7 @@ import (
 	"github.com/ztbank/ztbank/libs/envvar"
 )
 
-var update = flag.Bool("update", false, "rewrite docs/env.md from the loaders' declarations")
+var update = flag.Bool("update", false, "rewrite docs/configuration.md from the loaders' declarations")
 
 const envDocHeader = `# Environment variables
 
@@ -31,14 +31,14 @@ connection settings the DSN leaves out from ` + "`PG*`" + ` variables (` + "`PGH
 deployments set neither; keep it that way, so the DSN alone says where a service connects.
 `
 
-// TestEnvDoc keeps docs/env.md equal to what the loaders declare.
+// TestEnvDoc keeps docs/configuration.md equal to what the loaders declare.
 func TestEnvDoc(t *testing.T) {
 	var bins []envvar.Binary
 	for _, b := range Binaries {
 		bins = append(bins, envvar.Binary{Name: b.Name, Summary: b.Summary, Vars: b.Vars})
 	}
 	want := envvar.Markdown(envDocHeader, bins)
-	path := filepath.Join(repo, "docs", "env.md")
+	path := filepath.Join(repo, "docs", "configuration.md")
 	if *update {
 		if err := os.WriteFile(path, []byte(want), 0o644); err != nil {
 			t.Fatal(err)
@@ -49,7 +49,7 @@ func TestEnvDoc(t *testing.T) {
 		t.Fatalf("%v (run go test ./tests/contract -run TestEnvDoc -update)", err)
 	}
 	if diff := cmp.Diff(want, string(got)); diff != "" {
-		t.Errorf("docs/env.md is stale; run go test ./tests/contract -run TestEnvDoc -update. mismatch (-want +got):\n%s", diff)
+		t.Errorf("docs/configuration.md is stale; run go test ./tests/contract -run TestEnvDoc -update. mismatch (-want +got):\n%s", diff)
 	}
 }
 

@@ -1,7 +1,7 @@
 // Package config is the edge binary's whole configuration, read from its environment in one
 // place: the shared service part (libs/server) and the edge's own settings. main uses Load;
 // the deploy contract test (tests/contract) runs the same Load on the environment every
-// manifest gives the container, and docs/env.md is generated from Vars.
+// manifest gives the container, and docs/configuration.md is generated from Vars.
 package config
 
 import (

@@ -1,6 +1,6 @@
 // Package config is the gateway binary's whole configuration, read from its environment in
 // one place. main uses Load; the deploy contract test (tests/contract) runs the same Load on
-// the environment every manifest gives the container, and docs/env.md is generated from Vars.
+// the environment every manifest gives the container, and docs/configuration.md is generated from Vars.
 package config
 
 import (
