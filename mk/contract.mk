@@ -7,5 +7,5 @@
 contract: ## the deploy contract test alone (also part of make unit)
 	@$(GO) test -count=1 ./tests/contract
 
-env-doc: ## regenerate docs/env.md from the binaries' config loaders
+env-doc: ## regenerate docs/configuration.md from the binaries' config loaders
 	@$(GO) test -count=1 ./tests/contract -run TestEnvDoc -update

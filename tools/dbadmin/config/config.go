@@ -1,6 +1,6 @@
 // Package config is the dbadmin binary's environment, read in one place; command-line flags
 // override it. main uses Load; the deploy contract test runs the same Load on the environment
-// compose and the manifests give the migration container, and docs/env.md is generated from
+// compose and the manifests give the migration container, and docs/configuration.md is generated from
 // Vars.
 package config
 

@@ -1,6 +1,6 @@
 // Package config is the devoidc binary's environment, read in one place. Flags given on the
 // command line override it. main uses Load; the deploy contract test runs the same Load on
-// the environment the kind overlay and compose give the container, and docs/env.md is
+// the environment the kind overlay and compose give the container, and docs/configuration.md is
 // generated from Vars.
 package config
 
