@@ -26,6 +26,13 @@ var UpstreamCRDSources = []CRDSource{
 	{Module: "istio.io/istio", Globs: []string{"manifests/charts/base/files/crd-all.gen.yaml"}},
 	{Module: "github.com/spiffe/spire-controller-manager", Globs: []string{"config/crd/bases/spire.spiffe.io_*.yaml"}},
 	{Module: "github.com/external-secrets/external-secrets", Globs: []string{"config/crds/bases/external-secrets.io_*.yaml"}},
+	// The three monitoring.coreos.com kinds the overlays ship for kube-prometheus-stack (ADR
+	// 0975); the operator's other CRDs (Prometheus, Alertmanager, ...) belong to the chart.
+	{Module: "github.com/prometheus-operator/prometheus-operator", Globs: []string{
+		"example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml",
+		"example/prometheus-operator-crd/monitoring.coreos.com_podmonitors.yaml",
+		"example/prometheus-operator-crd/monitoring.coreos.com_prometheusrules.yaml",
+	}},
 }
 
 // ModuleDir returns the module cache directory of module at the version pinned in the Go module

@@ -8,6 +8,9 @@ go 1.26.0
 require (
 	// config/crds/bases: the external-secrets.io v1 CRDs.
 	github.com/external-secrets/external-secrets v1.3.2
+	// example/prometheus-operator-crd: ServiceMonitor, PodMonitor and PrometheusRule (the
+	// monitoring.coreos.com CRDs kube-prometheus-stack installs), ADR 0975.
+	github.com/prometheus-operator/prometheus-operator v0.85.0
 	// config/crd/bases: ClusterSPIFFEID and the other spire.spiffe.io CRDs.
 	github.com/spiffe/spire-controller-manager v0.6.3
 	// Istio's full CRD file: manifests/charts/base/files/crd-all.gen.yaml. The proxy serves
