@@ -126,7 +126,7 @@ func dev(ctx context.Context, root, state string, freePorts, withObs bool, stdou
 	if withObs {
 		var targets []obs.Target
 		for _, svc := range s.Services {
-			targets = append(targets, obs.Target{Workload: svc.Workload.Name, Tenant: svc.Workload.Tenant, Addr: svc.Health})
+			targets = append(targets, obs.Target{Workload: svc.Workload.Name, Namespace: svc.Workload.Namespace, Service: svc.Workload.Service, Addr: svc.Health})
 		}
 		if err := ep.SetTargets(targets); err != nil {
 			return err

@@ -39,9 +39,25 @@ func (e Endpoints) Env() []string {
 
 // Target is one service's plain health port, scraped for /metrics.
 type Target struct {
-	Workload string // topology name, e.g. bank-a/gateway
-	Tenant   string // empty for platform workloads
-	Addr     string // host:port of the health listener
+	Workload  string // topology name, e.g. bank-a/gateway
+	Namespace string // topology namespace: the tenant, or the platform namespace
+	Service   string // topology service name, e.g. gateway
+	Addr      string // host:port of the health listener
+}
+
+// TargetLabels are the labels a Prometheus Operator ServiceMonitor scrape gives a target
+// (namespace, service, job = the Service's name, pod, container, endpoint = the port's name),
+// so the dashboards and alert rules read the same labels locally and in a cluster (ADR 0975).
+// A local process has no pod; namespace-service stands in.
+func TargetLabels(t Target) map[string]string {
+	return map[string]string{
+		"namespace": t.Namespace,
+		"service":   t.Service,
+		"job":       t.Service,
+		"pod":       t.Namespace + "-" + t.Service,
+		"container": t.Service,
+		"endpoint":  "http-health",
+	}
 }
 
 // SetTargets replaces the scrape targets. Prometheus re-reads the file on its own, so the
@@ -54,11 +70,7 @@ func (e Endpoints) SetTargets(targets []Target) error {
 	}
 	groups := []group{}
 	for _, t := range targets {
-		tenant := t.Tenant
-		if tenant == "" {
-			tenant = "platform"
-		}
-		groups = append(groups, group{Targets: []string{t.Addr}, Labels: map[string]string{"workload": t.Workload, "tenant": tenant}})
+		groups = append(groups, group{Targets: []string{t.Addr}, Labels: TargetLabels(t)})
 	}
 	b, err := json.MarshalIndent(groups, "", "  ")
 	if err != nil {

@@ -17,7 +17,7 @@ import (
 
 // TestPrometheusScrapesTargets starts the real Prometheus with the repository's alert
 // rules, points it at a stand-in service's /metrics through SetTargets, and waits until
-// Prometheus reports the target up with the workload and tenant labels.
+// Prometheus reports the target up with the labels a cluster scrape gives it.
 func TestPrometheusScrapesTargets(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts Prometheus")
@@ -39,7 +39,7 @@ func TestPrometheusScrapesTargets(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer stop()
-	if err := ep.SetTargets([]Target{{Workload: "bank-a/user", Tenant: "bank-a", Addr: svc.Listener.Addr().String()}}); err != nil {
+	if err := ep.SetTargets([]Target{{Workload: "bank-a/user", Namespace: "bank-a", Service: "user", Addr: svc.Listener.Addr().String()}}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -65,7 +65,10 @@ func TestPrometheusScrapesTargets(t *testing.T) {
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
-	want := map[string]string{"job": "ztbank", "workload": "bank-a/user", "tenant": "bank-a", "instance": svc.Listener.Addr().String()}
+	// The labels a ServiceMonitor scrape would give the same target (ADR 0975); job is the
+	// target's own label, not the scrape job's name.
+	want := map[string]string{"namespace": "bank-a", "service": "user", "job": "user", "pod": "bank-a-user",
+		"container": "user", "endpoint": "http-health", "instance": svc.Listener.Addr().String()}
 	if diff := cmp.Diff(want, got.Labels); diff != "" {
 		t.Errorf("target labels mismatch (-want +got):\n%s", diff)
 	}
