@@ -6,6 +6,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/uuid"
+
+	"github.com/ztbank/ztbank/libs/topology"
 )
 
 // uuidV5 recomputes RFC 9562 §5.5 by hand so the test does not only trust the library it checks.
@@ -79,5 +81,53 @@ func TestUsersReturnsCopy(t *testing.T) {
 	u[0].Username = "mallory"
 	if Users()[0].Username == "mallory" {
 		t.Error("Users() exposes package state")
+	}
+}
+
+// TestCastFollowsTopology: a tenant without a reference cast gets the standard one (no edit
+// here when a tenant is added), and a reference tenant missing from the topology gets none.
+func TestCastFollowsTopology(t *testing.T) {
+	topo, err := topology.Parse("test.yaml", []byte(`trust_domain: ztbank.local
+platform_namespace: ztbank-system
+tenants:
+  - {name: bank-a, database: bank_a}
+  - {name: bank-q, database: bank_q}
+workloads:
+  - {name: bank-a/gateway, listen: "127.0.0.1:8701", health: "127.0.0.1:9701", tenant: bank-a, service: gateway, calls: [bank-a/user, bank-a/account]}
+  - {name: bank-a/user, listen: "127.0.0.1:8702", health: "127.0.0.1:9702", tenant: bank-a, service: user, calls: [bank-a/account]}
+  - {name: bank-a/account, listen: "127.0.0.1:8703", health: "127.0.0.1:9703", tenant: bank-a, service: account}
+  - {name: bank-q/gateway, listen: "127.0.0.1:8704", health: "127.0.0.1:9704", tenant: bank-q, service: gateway, calls: [bank-q/user, bank-q/account]}
+  - {name: bank-q/user, listen: "127.0.0.1:8705", health: "127.0.0.1:9705", tenant: bank-q, service: user, calls: [bank-q/account]}
+  - {name: bank-q/account, listen: "127.0.0.1:8706", health: "127.0.0.1:9706", tenant: bank-q, service: account}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	us, as := castOf(topo)
+	type row struct{ Username, Tenant, Role, Display string }
+	var got []row
+	for _, u := range us {
+		got = append(got, row{u.Username, u.Tenant, u.Role, u.DisplayName})
+		if u.ID != UserID(u.Username) {
+			t.Errorf("%s: ID not derived from the username", u.Username)
+		}
+	}
+	want := []row{
+		{"alice@bank-a", "bank-a", RoleCustomer, "Alice Anders"},
+		{"carol@bank-a", "bank-a", RoleStaff, "Carol Chen"},
+		{"alice@bank-q", "bank-q", RoleCustomer, "Alice of bank-q"},
+		{"bob@bank-q", "bank-q", RoleCustomer, "Bob of bank-q"},
+		{"carol@bank-q", "bank-q", RoleStaff, "Carol of bank-q"},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("castOf users mismatch (-want +got):\n%s", diff)
+	}
+	var owners []string
+	for _, a := range as {
+		owners = append(owners, a.Owner+"/"+a.Name)
+	}
+	wantOwners := []string{"alice@bank-a/current", "alice@bank-a/savings", "alice@bank-q/current", "alice@bank-q/savings", "bob@bank-q/current"}
+	if diff := cmp.Diff(wantOwners, owners); diff != "" {
+		t.Errorf("castOf accounts mismatch (-want +got):\n%s", diff)
 	}
 }
