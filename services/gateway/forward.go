@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"time"
 
+	"gopkg.in/yaml.v3"
+
 	"github.com/ztbank/ztbank/libs/problem"
 	"github.com/ztbank/ztbank/libs/server"
 )
@@ -75,13 +77,78 @@ func forward(p *server.Peer) http.HandlerFunc {
 //go:embed api
 var api embed.FS
 
-// openAPIDocument is the document of half ("retail" or "payments") for tenant.
-func openAPIDocument(half, tenant string) ([]byte, error) {
-	b, err := fs.ReadFile(api, "api/"+half+".yaml")
-	if err != nil {
-		return nil, fmt.Errorf("no OpenAPI document for the %s API (services/gateway/api/%s.yaml): %w", half, half, err)
+// openAPIDocument is the description of the halves this gateway serves, for its tenant.
+// One half is its file as written. Both halves are one document: the retail file with the
+// payments file's paths (operations added per method: both have a /v1/accounts) and its
+// components added; a component both define is taken from the payments file, whose Problem
+// is the superset (it adds a rejected payment's reason).
+func openAPIDocument(halves []string, tenant string) ([]byte, error) {
+	var docs []*yaml.Node
+	var raw []byte
+	for _, half := range halves {
+		b, err := fs.ReadFile(api, "api/"+half+".yaml")
+		if err != nil {
+			return nil, fmt.Errorf("no OpenAPI document for the %s API (services/gateway/api/%s.yaml): %w", half, half, err)
+		}
+		raw = b
+		var n yaml.Node
+		if err := yaml.Unmarshal(b, &n); err != nil || len(n.Content) != 1 {
+			return nil, fmt.Errorf("services/gateway/api/%s.yaml: not one YAML document: %v", half, err)
+		}
+		docs = append(docs, n.Content[0])
 	}
-	return bytes.ReplaceAll(b, []byte("{tenant}"), []byte(tenant)), nil
+	if len(docs) > 1 {
+		base := docs[0]
+		for _, d := range docs[1:] {
+			mergeInto(mapValue(base, "paths"), mapValue(d, "paths"), 1)
+			mergeInto(mapValue(base, "components"), mapValue(d, "components"), 1)
+		}
+		if info := mapValue(base, "info"); info != nil {
+			if desc := mapValue(info, "description"); desc != nil {
+				desc.Value = "Users, accounts, payments and the ledger of tenant {tenant}: both halves of the\n" +
+					"catalogue's public API, served by one gateway.\n\n" + desc.Value
+			}
+		}
+		var err error
+		if raw, err = yaml.Marshal(base); err != nil {
+			return nil, fmt.Errorf("merge OpenAPI documents: %w", err)
+		}
+	}
+	return bytes.ReplaceAll(raw, []byte("{tenant}"), []byte(tenant)), nil
+}
+
+// mapValue is the value of key in mapping node m, or nil.
+func mapValue(m *yaml.Node, key string) *yaml.Node {
+	if m == nil || m.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == key {
+			return m.Content[i+1]
+		}
+	}
+	return nil
+}
+
+// mergeInto adds src's keys to dst. Below depth levels a key both hold is merged one level
+// further (a path's methods, a component section's names); at depth 0 src's value replaces
+// dst's.
+func mergeInto(dst, src *yaml.Node, depth int) {
+	if dst == nil || src == nil {
+		return
+	}
+	for i := 0; i+1 < len(src.Content); i += 2 {
+		k, v := src.Content[i], src.Content[i+1]
+		existing := mapValue(dst, k.Value)
+		switch {
+		case existing == nil:
+			dst.Content = append(dst.Content, k, v)
+		case depth > 0 && existing.Kind == yaml.MappingNode && v.Kind == yaml.MappingNode:
+			mergeInto(existing, v, depth-1)
+		default:
+			*existing = *v
+		}
+	}
 }
 
 func serveDocument(doc []byte) http.HandlerFunc {

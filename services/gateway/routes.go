@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"net/http"
+	"slices"
 
 	"github.com/go-chi/chi/v5"
 
@@ -12,47 +13,47 @@ import (
 
 // NewServer returns the tenant's public API. The edge has already exchanged the client's
 // token and stripped the tenant prefix, so routes are /v1/...; which API a gateway serves
-// follows from the backends the topology lets it call (users and accounts, or payments and
-// the ledger), keeping the binary tenant-agnostic. The gateway decides each route on role
-// and tenant only; the backend that loads the resource decides ownership, and re-verifies
-// the forwarded token itself.
+// follows from the backends the topology lets it call (users and accounts, payments and the
+// ledger, or both), keeping the binary tenant-agnostic. The gateway decides each route on
+// role and tenant only; the backend that loads the resource decides ownership, and
+// re-verifies the forwarded token itself.
 func NewServer(rt *server.Runtime, peers []*server.Peer) (http.Handler, error) {
-	half, err := apiHalf(rt)
+	halves, err := apiHalves(rt)
 	if err != nil {
 		return nil, err
 	}
-	doc, err := openAPIDocument(half, rt.Self.Tenant)
+	doc, err := openAPIDocument(halves, rt.Self.Tenant)
 	if err != nil {
 		return nil, err
 	}
 	r := rt.Router()
-	addRoutes(r, rt, peers, half, doc)
+	addRoutes(r, rt, peers, halves, doc)
 	return r, nil
 }
 
-// apiHalf names the half of the catalogue's public API this gateway fronts, from the
-// backends of its own tenant the topology lets it call: "retail" (user and account) or
-// "payments" (payment and ledger).
-func apiHalf(rt *server.Runtime) (string, error) {
+// apiHalves names the halves of the catalogue's public API this gateway fronts, from the
+// backends of its own tenant the topology lets it call: "retail" (user and account),
+// "payments" (payment and ledger), or both for a tenant that runs all five services. The
+// two halves' routes are disjoint (method and pattern), so one router serves both.
+func apiHalves(rt *server.Runtime) ([]string, error) {
 	calls := func(service string) bool {
 		w, ok := rt.Topology.TenantWorkload(rt.Self.Tenant, service)
 		return ok && rt.Topology.MayCall(rt.Self.Name, w.Name)
 	}
-	retail, payments := calls("user") && calls("account"), calls("payment") && calls("ledger")
-	switch {
-	case retail && payments:
-		// Both halves have a /v1/accounts of their own; serving one and hiding the other
-		// would be a silent failure, so the gateway refuses until one API covers both.
-		return "", fmt.Errorf("gateway %s: tenant %s runs both halves of the catalogue (user+account and payment+ledger); one public API for both is not built yet", rt.Self.Name, rt.Self.Tenant)
-	case retail:
-		return "retail", nil
-	case payments:
-		return "payments", nil
+	var halves []string
+	if calls("user") && calls("account") {
+		halves = append(halves, "retail")
 	}
-	return "", fmt.Errorf("gateway %s: the topology gives it no known backends (want user+account or payment+ledger)", rt.Self.Name)
+	if calls("payment") && calls("ledger") {
+		halves = append(halves, "payments")
+	}
+	if len(halves) == 0 {
+		return nil, fmt.Errorf("gateway %s: the topology gives it no known backends (want user+account and/or payment+ledger)", rt.Self.Name)
+	}
+	return halves, nil
 }
 
-func addRoutes(r chi.Router, rt *server.Runtime, peers []*server.Peer, half string, doc []byte) {
+func addRoutes(r chi.Router, rt *server.Runtime, peers []*server.Peer, halves []string, doc []byte) {
 	az := rt.Authz
 	// The front door: the edge proxies to the gateway locally and in compose; in Kubernetes
 	// Emissary-ingress forwards after the edge, as its AuthService, exchanged the token.
@@ -73,15 +74,15 @@ func addRoutes(r chi.Router, rt *server.Runtime, peers []*server.Peer, half stri
 		return nil
 	}
 	user, account, payment, ledger := peer("user"), peer("account"), peer("payment"), peer("ledger")
-	switch half {
-	case "retail":
+	if slices.Contains(halves, "retail") {
 		r.With(rt.UserToken, az.Require("users:read", front)).Get("/v1/users/me", forward(user))
 		r.With(rt.UserToken, az.Require("users:read", front)).Get("/v1/users/{userID}", forward(user))
 		r.With(rt.UserToken, az.Require("accounts:read", front)).Get("/v1/users/{userID}/accounts", forward(user))
 		r.With(rt.UserToken, az.Require("accounts:read", front)).Get("/v1/accounts/{accountID}", forward(account))
 		// Through the user service, which checks the owner is a customer of the tenant.
 		r.With(rt.UserToken, az.Require("accounts:open", front)).Post("/v1/accounts", forward(user))
-	case "payments":
+	}
+	if slices.Contains(halves, "payments") {
 		r.With(rt.UserToken, az.Require("accounts:read", front)).Get("/v1/accounts", forward(ledger))
 		r.With(rt.UserToken, az.Require("accounts:read", front)).Get("/v1/accounts/{accountID}/balance", forward(ledger))
 		r.With(rt.UserToken, az.Require("ledger:read", front)).Get("/v1/accounts/{accountID}/entries", forward(ledger))

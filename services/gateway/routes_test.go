@@ -68,7 +68,13 @@ type stack struct {
 
 func newStack(t *testing.T, tenant string) stack {
 	t.Helper()
-	h := servertest.New(t, tenant+"/gateway")
+	return newStackIn(t, topology.Default(), tenant)
+}
+
+// newStackIn is newStack for a tenant of topo.
+func newStackIn(t *testing.T, topo *topology.Topology, tenant string) stack {
+	t.Helper()
+	h := servertest.NewIn(t, topo, tenant+"/gateway")
 	s := stack{Harness: h, backends: map[string]*backend{}}
 	var peers []*server.Peer
 	for _, name := range h.Runtime.Self.Calls {
@@ -173,9 +179,17 @@ func TestOnlyEdgeMayCall(t *testing.T) {
 // TestOpenAPIMatchesRoutes: every API route of each tenant's gateway is in its OpenAPI
 // document and every operation of the document is a route, so the document cannot drift.
 func TestOpenAPIMatchesRoutes(t *testing.T) {
-	for _, tenant := range []string{"bank-a", "bank-b"} {
-		t.Run(tenant, func(t *testing.T) {
-			s := newStack(t, tenant)
+	for _, tc := range []struct {
+		name, tenant, customer string
+		topo                   *topology.Topology
+	}{
+		{"bank-a", "bank-a", "alice@bank-a", topology.Default()},
+		{"bank-b", "bank-b", "bob@bank-b", topology.Default()},
+		{"bank-a running all five", "bank-a", "alice@bank-a", fullServiceTopology(t)},
+	} {
+		tenant := tc.tenant
+		t.Run(tc.name, func(t *testing.T) {
+			s := newStackIn(t, tc.topo, tenant)
 			var routes []string
 			err := chi.Walk(s.router, func(method, route string, _ http.Handler, _ ...func(http.Handler) http.Handler) error {
 				if !strings.HasPrefix(route, "/internal/") { // diagnostics, not the tenant API
@@ -186,7 +200,7 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			half, err := apiHalf(s.Runtime)
+			half, err := apiHalves(s.Runtime)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -224,7 +238,7 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 			}
 
 			// Served to the edge without a user, and with one of the tenant's users.
-			customer := map[string]string{"bank-a": "alice@bank-a", "bank-b": "bob@bank-b"}[tenant]
+			customer := tc.customer
 			for _, tok := range []string{"", s.Token(customer)} {
 				resp, body := s.do("edge", tok, "GET", "/v1/openapi.yaml", nil, "")
 				if resp.Status != 200 || body != string(doc) {
@@ -235,9 +249,9 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 	}
 }
 
-// TestGatewayRefusesBothHalves: a gateway whose tenant runs all five services refuses to
-// start with one line instead of serving one half of the API and hiding the other.
-func TestGatewayRefusesBothHalves(t *testing.T) {
+// fullServiceTopology is the embedded topology with bank-a running all five services.
+func fullServiceTopology(t *testing.T) *topology.Topology {
+	t.Helper()
 	src := string(topology.Embedded())
 	edited := strings.Replace(src, "    calls: [bank-a/user, bank-a/account]\n", "    calls: [bank-a/user, bank-a/account, bank-a/payment, bank-a/ledger]\n", 1)
 	edited += `
@@ -259,10 +273,37 @@ func TestGatewayRefusesBothHalves(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := servertest.NewIn(t, topo, "bank-a/gateway")
-	_, err = NewServer(h.Runtime, nil)
-	want := "gateway bank-a/gateway: tenant bank-a runs both halves of the catalogue (user+account and payment+ledger); one public API for both is not built yet"
-	if err == nil || err.Error() != want {
-		t.Errorf("NewServer() error = %v, want %q", err, want)
+	return topo
+}
+
+// TestGatewayServesBothHalves: a gateway whose tenant runs all five services serves the
+// retail and the payments API on one router, each route forwarded to the backend that owns
+// it, the three /v1/accounts routes included.
+func TestGatewayServesBothHalves(t *testing.T) {
+	s := newStackIn(t, fullServiceTopology(t), "bank-a")
+	customer, staff := s.Token("alice@bank-a"), s.Token("carol@bank-a")
+	acct := demo.AccountID("alice@bank-a", "current").String()
+	for _, tc := range []struct{ method, path, body, backend string }{
+		{"GET", "/v1/users/me", "", "user"},
+		{"POST", "/v1/accounts", `{"owner_id":"x","name":"n","currency":"EUR"}`, "user"},
+		{"GET", "/v1/accounts/" + acct, "", "account"},
+		{"GET", "/v1/accounts", "", "ledger"},
+		{"GET", "/v1/accounts/" + acct + "/balance", "", "ledger"},
+		{"GET", "/v1/accounts/" + acct + "/entries", "", "ledger"},
+		{"POST", "/v1/payments", `{}`, "payment"},
+		{"GET", "/v1/payments/" + acct, "", "payment"},
+	} {
+		hdr := map[string]string{}
+		if tc.method == "POST" {
+			hdr["Idempotency-Key"] = "k-" + tc.backend
+		}
+		tok := customer
+		if tc.path == "/v1/accounts" && tc.method == "POST" {
+			tok = staff // accounts:open is a staff permission
+		}
+		resp, body := s.do("edge", tok, tc.method, tc.path, hdr, tc.body)
+		if want := `{"backend":"` + tc.backend + `"}`; resp.Status != http.StatusTeapot || body != want {
+			t.Errorf("%s %s: %d %s, want %d from the %s backend", tc.method, tc.path, resp.Status, body, http.StatusTeapot, tc.backend)
+		}
 	}
 }
