@@ -4,11 +4,12 @@
 package money
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
+
+	"github.com/ztbank/ztbank/libs/jsonbody"
 )
 
 // MaxAmount bounds every amount (in minor units, either sign): 10^15 is ten trillion euros,
@@ -126,10 +127,9 @@ func (m Money) MarshalJSON() ([]byte, error) {
 // UnmarshalJSON accepts exactly {"amount": <integer>, "currency": "<code>"}. A fraction,
 // exponent, quoted number, null or unknown field is refused rather than rounded or guessed.
 func (m *Money) UnmarshalJSON(b []byte) error {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
+	// The platform's strict decoder: no member twice, none in another letter case.
 	var w wire
-	if err := dec.Decode(&w); err != nil {
+	if err := jsonbody.Unmarshal(b, &w); err != nil {
 		return fmt.Errorf("%w: %w", ErrSyntax, err)
 	}
 	if w.Amount == nil || w.Currency == "" {

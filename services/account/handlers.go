@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -12,6 +10,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/ztbank/ztbank/libs/authz"
+	"github.com/ztbank/ztbank/libs/jsonbody"
 	"github.com/ztbank/ztbank/libs/problem"
 	"github.com/ztbank/ztbank/libs/server"
 	"github.com/ztbank/ztbank/services/account/store"
@@ -91,15 +90,9 @@ type openRequest struct {
 }
 
 func decodeOpen(r io.Reader) (uuid.UUID, store.OpenRequest, error) {
-	b, err := io.ReadAll(io.LimitReader(r, store.MaxRequestBytes+1))
-	if err != nil || len(b) > store.MaxRequestBytes {
-		return uuid.Nil, store.OpenRequest{}, problem.Errorf(problem.ErrBadRequest, "body unreadable or too large")
-	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
 	var req openRequest
-	if err := dec.Decode(&req); err != nil || dec.More() {
-		return uuid.Nil, store.OpenRequest{}, problem.Errorf(problem.ErrBadRequest, "body must be one JSON object with owner_id, name and currency")
+	if err := jsonbody.Read(r, store.MaxRequestBytes, &req); err != nil {
+		return uuid.Nil, store.OpenRequest{}, err
 	}
 	if req.OwnerID == uuid.Nil {
 		return uuid.Nil, store.OpenRequest{}, problem.Errorf(problem.ErrBadRequest, "owner_id is required")

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +14,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/ztbank/ztbank/libs/authz"
+	"github.com/ztbank/ztbank/libs/jsonbody"
 	"github.com/ztbank/ztbank/libs/money"
 	"github.com/ztbank/ztbank/libs/problem"
 	"github.com/ztbank/ztbank/libs/server"
@@ -181,15 +180,9 @@ func (h *handlers) entries(w http.ResponseWriter, r *http.Request) {
 }
 
 func decodePosting(r io.Reader) (store.Transaction, error) {
-	b, err := io.ReadAll(io.LimitReader(r, maxPostingBytes+1))
-	if err != nil || len(b) > maxPostingBytes {
-		return store.Transaction{}, problem.Errorf(problem.ErrBadRequest, "posting body unreadable or too large")
-	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
 	var req ledgerapi.PostingRequest
-	if err := dec.Decode(&req); err != nil || dec.More() {
-		return store.Transaction{}, problem.Errorf(problem.ErrBadRequest, "posting must be one JSON object with reference, description, currency and entries; amounts integer minor units")
+	if err := jsonbody.Read(r, maxPostingBytes, &req); err != nil {
+		return store.Transaction{}, err
 	}
 	t := store.Transaction{Reference: req.Reference, Description: req.Description, Currency: money.Currency(req.Currency)}
 	for _, e := range req.Entries {

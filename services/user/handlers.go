@@ -14,6 +14,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/ztbank/ztbank/libs/authz"
+	"github.com/ztbank/ztbank/libs/jsonbody"
 	"github.com/ztbank/ztbank/libs/problem"
 	"github.com/ztbank/ztbank/libs/server"
 	"github.com/ztbank/ztbank/services/user/store"
@@ -87,9 +88,9 @@ func (h *handlers) accountsOf(w http.ResponseWriter, r *http.Request) {
 // service holds the users; the account service does not) and asks the account service to
 // open it, which decides accounts:open again.
 func (h *handlers) openAccount(w http.ResponseWriter, r *http.Request) {
-	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<10+1))
-	if err != nil || len(body) > 1<<10 {
-		problem.Write(w, r, problem.Errorf(problem.ErrBadRequest, "body unreadable or too large"))
+	body, err := jsonbody.ReadAll(r.Body, 1<<10)
+	if err != nil {
+		problem.Write(w, r, err)
 		return
 	}
 	ownerID, err := openAccountOwner(body)
@@ -119,11 +120,19 @@ func (h *handlers) openAccount(w http.ResponseWriter, r *http.Request) {
 // the account service parses the whole body strictly, and the owner it reads must be the
 // one decided on here (FuzzOpenAccountOwner).
 func openAccountOwner(body []byte) (uuid.UUID, error) {
+	// Decoded with the platform's strict decoder, so the owner decided on here is the one the
+	// account service reads: a duplicate or case-folded owner_id is refused on both sides.
+	// The other members are the account service's to validate.
 	var req struct {
-		OwnerID uuid.UUID `json:"owner_id"`
+		OwnerID  uuid.UUID       `json:"owner_id"`
+		Name     json.RawMessage `json:"name"`
+		Currency json.RawMessage `json:"currency"`
 	}
-	if err := json.Unmarshal(body, &req); err != nil || req.OwnerID == uuid.Nil {
-		return uuid.Nil, problem.Errorf(problem.ErrBadRequest, "body must be a JSON object with owner_id, name and currency")
+	if err := jsonbody.Unmarshal(body, &req); err != nil {
+		return uuid.Nil, err
+	}
+	if req.OwnerID == uuid.Nil {
+		return uuid.Nil, problem.Errorf(problem.ErrBadRequest, "request body: owner_id is required")
 	}
 	return req.OwnerID, nil
 }

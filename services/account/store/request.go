@@ -1,13 +1,12 @@
 package store
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"regexp"
 
+	"github.com/ztbank/ztbank/libs/jsonbody"
 	"github.com/ztbank/ztbank/libs/money"
 )
 
@@ -26,24 +25,12 @@ type OpenRequest struct {
 	Currency string `json:"currency"`
 }
 
-// DecodeOpenRequest reads one strict JSON OpenRequest: bounded size, no unknown fields, no
-// trailing data, then Validate.
+// DecodeOpenRequest reads one strict JSON OpenRequest (jsonbody: bounded size, no unknown,
+// duplicate or case-folded members, no trailing data), then Validate.
 func DecodeOpenRequest(r io.Reader) (OpenRequest, error) {
-	b, err := io.ReadAll(io.LimitReader(r, MaxRequestBytes+1))
-	if err != nil {
-		return OpenRequest{}, fmt.Errorf("%w: %w", ErrInvalidRequest, err)
-	}
-	if len(b) > MaxRequestBytes {
-		return OpenRequest{}, fmt.Errorf("%w: body larger than %d bytes", ErrInvalidRequest, MaxRequestBytes)
-	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
 	var req OpenRequest
-	if err := dec.Decode(&req); err != nil {
+	if err := jsonbody.Read(r, MaxRequestBytes, &req); err != nil {
 		return OpenRequest{}, fmt.Errorf("%w: %w", ErrInvalidRequest, err)
-	}
-	if dec.More() {
-		return OpenRequest{}, fmt.Errorf("%w: trailing data after the JSON object", ErrInvalidRequest)
 	}
 	return req, req.Validate()
 }

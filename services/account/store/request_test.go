@@ -25,6 +25,9 @@ func TestDecodeOpenRequest(t *testing.T) {
 		{"trailing", `{"name":"x","currency":"EUR"} 1`, OpenRequest{}, true},
 		{"too large", `{"name":"` + strings.Repeat(" ", MaxRequestBytes) + `"}`, OpenRequest{}, true},
 		{"not an object", `"x"`, OpenRequest{}, true},
+		{"duplicate member", `{"name":"x","name":"y","currency":"EUR"}`, OpenRequest{}, true},
+		{"member in upper case", `{"NAME":"x","currency":"EUR"}`, OpenRequest{}, true},
+		{"trailing closing bracket", `{"name":"x","currency":"EUR"}]`, OpenRequest{}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := DecodeOpenRequest(strings.NewReader(tc.body))

@@ -1,10 +1,8 @@
 package store
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +11,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/ztbank/ztbank/libs/jsonbody"
 	"github.com/ztbank/ztbank/libs/money"
 )
 
@@ -34,29 +33,17 @@ type Request struct {
 	Reference string      `json:"reference,omitempty"`
 }
 
-// DecodeRequest reads one JSON payment request of at most MaxRequestBytes: unknown fields,
-// trailing data, float or string amounts and missing fields are refused, then Validate runs.
+// DecodeRequest reads one JSON payment request of at most MaxRequestBytes with the
+// platform's strict decoder (jsonbody): unknown, duplicate or case-folded members, trailing data, float or string amounts and missing fields are refused, then Validate runs.
 func DecodeRequest(r io.Reader) (Request, error) {
-	b, err := io.ReadAll(io.LimitReader(r, MaxRequestBytes+1))
-	if err != nil {
-		return Request{}, fmt.Errorf("%w: %w", ErrInvalidRequest, err)
-	}
-	if len(b) > MaxRequestBytes {
-		return Request{}, fmt.Errorf("%w: body larger than %d bytes", ErrInvalidRequest, MaxRequestBytes)
-	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
 	var req struct {
 		From      *uuid.UUID   `json:"from_account"`
 		To        *uuid.UUID   `json:"to_account"`
 		Amount    *money.Money `json:"amount"`
 		Reference string       `json:"reference"`
 	}
-	if err := dec.Decode(&req); err != nil {
+	if err := jsonbody.Read(r, MaxRequestBytes, &req); err != nil {
 		return Request{}, fmt.Errorf("%w: %w", ErrInvalidRequest, err)
-	}
-	if dec.More() {
-		return Request{}, fmt.Errorf("%w: trailing data after the JSON object", ErrInvalidRequest)
 	}
 	if req.From == nil || req.To == nil || req.Amount == nil {
 		return Request{}, fmt.Errorf("%w: from_account, to_account and amount are required", ErrInvalidRequest)

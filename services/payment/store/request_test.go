@@ -41,6 +41,13 @@ func TestDecodeRequest(t *testing.T) {
 		{"long reference", strings.Replace(valid, "rent", strings.Repeat("r", MaxReferenceLen+1), 1), Request{}, true},
 		{"control character", strings.Replace(valid, "rent", `re\u0000nt`, 1), Request{}, true},
 		{"array", `[]`, Request{}, true},
+		{"duplicate member", strings.Replace(valid, `"reference":"rent"`, `"reference":"rent","reference":"rent"`, 1), Request{}, true},
+		{"duplicate to_account", strings.Replace(valid, `"reference"`, `"to_account":"`+acctB+`","reference"`, 1), Request{}, true},
+		{"member in upper case", strings.Replace(valid, `"reference"`, `"REFERENCE"`, 1), Request{}, true},
+		{"member in mixed case", strings.Replace(valid, `"from_account"`, `"From_Account"`, 1), Request{}, true},
+		{"money member in upper case", strings.Replace(valid, `"currency"`, `"Currency"`, 1), Request{}, true},
+		{"trailing closing bracket", valid + `]`, Request{}, true},
+		{"trailing closing brace", valid + `}`, Request{}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := DecodeRequest(strings.NewReader(tc.body))
