@@ -48,7 +48,9 @@ const (
 
 // Names of the files the provider writes to its state directory.
 const (
-	PasswordsFile     = "passwords.json"
+	PasswordsFile = "passwords.json"
+	// EnrolmentFile is the edge's enrolment table for the provider's users (EDGE_ENROLMENT).
+	EnrolmentFile     = "enrolment.json"
 	ClientSecretsFile = "client-secrets.json"
 )
 
@@ -90,6 +92,7 @@ type Provider struct {
 	pool       *x509.CertPool
 	passwords  string
 	secrets    string
+	enrolment  string
 	srv        *http.Server
 	serveErr   chan error
 	stopOnDone func() bool
@@ -117,6 +120,7 @@ func Start(ctx context.Context, cfg Config) (*Provider, error) {
 	p := &Provider{
 		passwords: filepath.Join(cfg.StateDir, PasswordsFile),
 		secrets:   filepath.Join(cfg.StateDir, ClientSecretsFile),
+		enrolment: filepath.Join(cfg.StateDir, EnrolmentFile),
 		serveErr:  make(chan error, 1),
 	}
 	if cfg.CA != nil {
@@ -126,6 +130,9 @@ func Start(ctx context.Context, cfg Config) (*Provider, error) {
 		return nil, err
 	}
 	if err := writeSecrets(p.secrets, map[string]string{ServiceClientID: serviceSecret}); err != nil {
+		return nil, err
+	}
+	if err := WriteEnrolment(p.enrolment, cfg.Users); err != nil {
 		return nil, err
 	}
 	store := newStorage(cfg, key, passwords,
@@ -270,6 +277,9 @@ func (p *Provider) Issuer() string { return p.issuer }
 // Pool returns the roots a client needs to verify the provider's certificate; nil for a
 // plain-HTTP provider.
 func (p *Provider) Pool() *x509.CertPool { return p.pool }
+
+// EnrolmentFile returns the path of the edge's enrolment table for the provider's users.
+func (p *Provider) EnrolmentFile() string { return p.enrolment }
 
 // PasswordsFile returns the path of the demo users' passwords (see ReadSecrets).
 func (p *Provider) PasswordsFile() string { return p.passwords }

@@ -437,6 +437,21 @@ func TestSecretFiles(t *testing.T) {
 			t.Errorf("%s has mode %v, want 0600", path, fi.Mode().Perm())
 		}
 	}
+	// The edge's enrolment table for the same users lies next to their passwords.
+	if filepath.Dir(p.EnrolmentFile()) != stateDir {
+		t.Errorf("%s is outside the state directory %s", p.EnrolmentFile(), stateDir)
+	}
+	wantTable, err := EnrolmentTable(DemoUsers())
+	if err != nil {
+		t.Fatal(err)
+	}
+	gotTable, err := os.ReadFile(p.EnrolmentFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(string(wantTable), string(gotTable)); diff != "" {
+		t.Errorf("enrolment.json mismatch (-want +got):\n%s", diff)
+	}
 	pw, err := ReadSecrets(p.PasswordsFile())
 	if err != nil {
 		t.Fatal(err)

@@ -154,3 +154,50 @@ func writeSecrets(path string, secrets map[string]string) error {
 	}
 	return nil
 }
+
+// EnrolmentEntry is one row of the edge's enrolment table, in the JSON shape the edge reads
+// (services/edge/enrol.Entry; a test in the edge loads this provider's table with it). The
+// edge keeps no users of its own: the local stacks point EDGE_ENROLMENT at this table.
+type EnrolmentEntry struct {
+	Key    string   `json:"key"`
+	Tenant string   `json:"tenant"`
+	UserID string   `json:"user_id"`
+	Roles  []string `json:"roles"`
+}
+
+// EnrolmentTable enrols users by their email claim, with the IDs the provider issues as
+// sub (the same the seed data holds), as the edge's EDGE_ENROLMENT_CLAIM=email expects.
+func EnrolmentTable(users []User) ([]byte, error) {
+	if err := validateUsers(users); err != nil {
+		return nil, err
+	}
+	entries := make([]EnrolmentEntry, 0, len(users))
+	for _, u := range users {
+		entries = append(entries, EnrolmentEntry{Key: u.Email(), Tenant: u.Tenant(), UserID: u.ID(), Roles: u.Roles})
+	}
+	b, err := json.MarshalIndent(entries, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("devoidc: encode enrolment table: %w", err)
+	}
+	return append(b, '\n'), nil
+}
+
+// WriteEnrolment writes EnrolmentTable(users) to path through a rename. The table holds no
+// secret (addresses, IDs, roles), so it is readable by the edge's user (mode 0644).
+func WriteEnrolment(path string, users []User) error {
+	b, err := EnrolmentTable(users)
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("devoidc: write %s: %w", path, err)
+	}
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return fmt.Errorf("devoidc: write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("devoidc: write %s: %w", path, err)
+	}
+	return nil
+}

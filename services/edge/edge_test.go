@@ -28,6 +28,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/ztbank/ztbank/devkit/demo"
+	"github.com/ztbank/ztbank/devkit/devoidc"
 	"github.com/ztbank/ztbank/libs/caller"
 	"github.com/ztbank/ztbank/libs/topology"
 	"github.com/ztbank/ztbank/libs/usertoken"
@@ -158,13 +159,18 @@ func newTestEdgeFor(t testing.TB, issuer string, client *http.Client, opts ...us
 		t.Fatal(err)
 	}
 	tenants := tenantNames(topo)
-	mapper, err := enrol.DemoTable(tenants)
+	trusted := enrol.Issuers{}
+	for _, tn := range tenants {
+		trusted[tn] = []string{issuer}
+	}
+	// The demo users, enrolled through the table the development provider writes.
+	table, err := devoidc.EnrolmentTable(devoidc.DemoUsers())
 	if err != nil {
 		t.Fatal(err)
 	}
-	trusted := map[string][]string{}
-	for _, tn := range tenants {
-		trusted[tn] = []string{issuer}
+	mapper, err := enrol.ParseTable(table, "email", trusted)
+	if err != nil {
+		t.Fatal(err)
 	}
 	te.ext, te.mapper, te.trusted = ext, mapper, trusted
 	d := deps{

@@ -62,7 +62,7 @@ func listeners(ctx context.Context, rt *server.Runtime, cfg config.Edge, stdout 
 	if err != nil {
 		return nil, err
 	}
-	mapper, err := newMapper(cfg, tenantNames(rt.Topology))
+	mapper, err := newMapper(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -148,15 +148,14 @@ func newHTTPServer(ctx context.Context, h http.Handler, rt *server.Runtime) *htt
 	return srv
 }
 
-func newMapper(cfg config.Edge, tenants []string) (enrol.Mapper, error) {
-	switch cfg.Enrolment {
-	case "demo":
-		return enrol.DemoTable(tenants)
-	case "claims":
-		return enrol.Claims{Tenants: tenants}, nil
-	default:
-		return enrol.LoadTable(cfg.Enrolment, cfg.EnrolmentClaim, tenants)
+// newMapper maps users through the tenants' own issuers: from the tokens' claims, or through
+// an enrolment table file (the local stacks write theirs from the demo users; the edge
+// itself knows no users).
+func newMapper(cfg config.Edge) (enrol.Mapper, error) {
+	if cfg.Enrolment == "claims" {
+		return enrol.Claims{Issuers: cfg.Issuers}, nil
 	}
+	return enrol.LoadTable(cfg.Enrolment, cfg.EnrolmentClaim, cfg.Issuers)
 }
 
 // providerClient is the client for OIDC discovery and JWKS, trusting the system roots plus

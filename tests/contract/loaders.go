@@ -215,7 +215,7 @@ func (l Loaded) paths() map[string]string {
 		add("EDGE_TLS_CERT", e.TLSCert)
 		add("EDGE_TLS_KEY", e.TLSKey)
 		add("EDGE_OIDC_CA_FILE", e.OIDCCAFile)
-		if e.Enrolment != "demo" && e.Enrolment != "claims" {
+		if e.Enrolment != "claims" {
 			add("EDGE_ENROLMENT", e.Enrolment)
 		}
 	}

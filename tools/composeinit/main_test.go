@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
+	"github.com/ztbank/ztbank/devkit/devoidc"
 	"github.com/ztbank/ztbank/libs/topology"
 )
 
@@ -20,7 +21,7 @@ import (
 func volumes(t *testing.T, topo *topology.Topology) string {
 	t.Helper()
 	out := t.TempDir()
-	dirs := []string{publicDir, edgeDir, devCADir, pgCADir}
+	dirs := []string{publicDir, edgeDir, devCADir, pgCADir, edgeConfDir}
 	for _, tn := range topo.Tenants {
 		dirs = append(dirs, pgDir(tn.Name), adminDir(tn.Name))
 	}
@@ -46,6 +47,18 @@ func TestSecrets(t *testing.T) {
 	out := volumes(t, topo)
 	if _, err := secretsRun(t, out); err != nil {
 		t.Fatal(err)
+	}
+	// The edge's enrolment table is the development provider's, for its demo users.
+	want, err := devoidc.EnrolmentTable(devoidc.DemoUsers())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(filepath.Join(out, edgeConfDir, devoidc.EnrolmentFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(string(want), string(got)); diff != "" {
+		t.Errorf("enrolment table mismatch (-want +got):\n%s", diff)
 	}
 	roots := x509.NewCertPool()
 	ca, err := readCert(filepath.Join(out, publicDir, pgCAFile))

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/ztbank/ztbank/devkit/devca"
+	"github.com/ztbank/ztbank/devkit/devoidc"
 	"github.com/ztbank/ztbank/libs/topology"
 )
 
@@ -29,10 +30,11 @@ func PostgresHost(tenant string) string { return "postgres." + tenant }
 // Files the secrets step writes, relative to -out. Each directory is the named volume of the
 // same name, so a container mounts exactly the secrets it needs and nothing else.
 const (
-	publicDir   = "pki-public" // dev-ca.pem, pg-ca.pem: certificates only, mounted by everyone who verifies
-	edgeDir     = "pki-edge"   // tls.crt, tls.key: the edge's HTTPS certificate
-	devCADir    = "pki-devca"  // ca.pem, ca.key: for the OIDC provider, which issues its own leaf
-	pgCADir     = "pki-pgca"   // pg-ca.key: only this step ever mounts it
+	publicDir   = "pki-public"  // dev-ca.pem, pg-ca.pem: certificates only, mounted by everyone who verifies
+	edgeDir     = "pki-edge"    // tls.crt, tls.key: the edge's HTTPS certificate
+	devCADir    = "pki-devca"   // ca.pem, ca.key: for the OIDC provider, which issues its own leaf
+	pgCADir     = "pki-pgca"    // pg-ca.key: only this step ever mounts it
+	edgeConfDir = "edge-config" // enrolment.json: the demo users' enrolment, read by the edge
 	devCAFile   = "dev-ca.pem"
 	pgCAFile    = "pg-ca.pem"
 	pgPassFile  = "pgpass"             // libpq/pgx passfile for the superuser, in admin-<tenant>
@@ -63,6 +65,9 @@ func secrets(ctx context.Context, args []string, getenv func(string) string, std
 		return err
 	}
 	if err := frontDoor(*out, stdout); err != nil {
+		return err
+	}
+	if err := enrolment(*out, stdout); err != nil {
 		return err
 	}
 	return postgresSecrets(*out, topo, stdout)
@@ -102,6 +107,21 @@ func frontDoor(out string, stdout io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stdout, "dev CA and edge certificate issued (valid until %s)\n", ca.Certificate().NotAfter.UTC().Format(time.RFC3339))
+	return nil
+}
+
+// enrolment writes the edge's enrolment table for the development provider's demo users.
+// Here rather than by the provider at start-up: the provider shares the edge's network
+// namespace and so starts after it, and the edge needs its table when it starts.
+func enrolment(out string, stdout io.Writer) error {
+	dir := filepath.Join(out, edgeConfDir)
+	if err := requireDir(dir); err != nil {
+		return err
+	}
+	if err := devoidc.WriteEnrolment(filepath.Join(dir, devoidc.EnrolmentFile), devoidc.DemoUsers()); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, "edge enrolment table written for the demo users")
 	return nil
 }
 

@@ -33,7 +33,7 @@ var EdgeVars = []envvar.Var{
 	{Name: "ZTBANK_OIDC_ISSUER", Doc: "one issuer trusted for every tenant (local stack, compose, kind); read only when EDGE_ISSUERS is unset."},
 	{Name: "EDGE_ALLOW_HTTP_ISSUERS", Default: "false", Doc: "true permits plain-http issuers off loopback (a compose network or inside the mesh only)."},
 	{Name: "EDGE_AUDIENCE", Default: "ztbank", Doc: "the aud external tokens must carry."},
-	{Name: "EDGE_ENROLMENT", Doc: "how users map to platform users (required; the edge has no default): claims (tenant and user from each bank's IdP token), the path of a JSON table, or demo (the local stack's demo users; never in a deployment)."},
+	{Name: "EDGE_ENROLMENT", Doc: "how users map to platform users (required; the edge has no default): claims (tenant and user from each bank's IdP token) or the path of a JSON enrolment table (rows of key, tenant, user_id, roles; a row is reached only by a token from its tenant's issuer)."},
 	{Name: "EDGE_ENROLMENT_CLAIM", Default: "email", Doc: "the claim a JSON enrolment table is keyed by."},
 	{Name: "EDGE_OIDC_CA_FILE", Default: "the system roots only", Doc: "extra PEM roots for reaching the issuers (the dev CA locally)."},
 	{Name: "EDGE_TOKEN_TTL", Default: "5m (also the maximum)", Doc: "lifetime of the internal JWTs the edge mints."},
@@ -81,7 +81,7 @@ type Edge struct {
 	Issuers        map[string][]string // EDGE_ISSUERS: tenant=issuer-URL pairs, comma-separated; or ZTBANK_OIDC_ISSUER for every tenant
 	AllowHTTP      bool                // EDGE_ALLOW_HTTP_ISSUERS: permit plain-http issuers off loopback (compose network only)
 	Audience       string              // EDGE_AUDIENCE: required aud of external tokens; default ztbank
-	Enrolment      string              // EDGE_ENROLMENT: "claims", a JSON table path, or "demo" (local stack only); required
+	Enrolment      string              // EDGE_ENROLMENT: "claims" or a JSON table path; required
 	EnrolmentClaim string              // EDGE_ENROLMENT_CLAIM: table key claim; default email
 	OIDCCAFile     string              // EDGE_OIDC_CA_FILE: extra roots for reaching the providers
 	TokenTTL       time.Duration       // EDGE_TOKEN_TTL; default and maximum 5m
@@ -141,9 +141,10 @@ func loadEdge(getenv func(string) string, topo *topology.Topology) (Edge, error)
 		errs = append(errs, errors.New("EDGE_PUBLIC_LISTEN is not set and the topology has no public address for the edge"))
 	}
 	if c.Enrolment == "" {
-		// No default: a deployed edge that silently mapped users through the demo table would
-		// enrol made-up users at a real bank. Only the local stack chooses demo, explicitly.
-		errs = append(errs, errors.New("EDGE_ENROLMENT is not set (claims, the path of a JSON enrolment table, or demo for the local stack only)"))
+		// No default: a deployed edge that silently mapped users through some built-in table
+		// would enrol made-up users at a real bank. The local stacks point it at the table
+		// the development provider writes.
+		errs = append(errs, errors.New("EDGE_ENROLMENT is not set (claims, or the path of a JSON enrolment table)"))
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		errs = append(errs, errors.New("EDGE_TLS_CERT and EDGE_TLS_KEY must be set together"))

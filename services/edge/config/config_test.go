@@ -19,7 +19,7 @@ func TestLoadConfig(t *testing.T) {
 	got, err := loadEdge(envOf(map[string]string{
 		"EDGE_ISSUERS":      "bank-a=https://idp.example, bank-b=https://idp.example,bank-b=http://127.0.0.1:9000",
 		"EDGE_KEY_ROTATION": "30m",
-		"EDGE_ENROLMENT":    "demo",
+		"EDGE_ENROLMENT":    "/etc/ztbank/enrolment.json",
 	}), topo)
 	if err != nil {
 		t.Fatal(err)
@@ -28,7 +28,7 @@ func TestLoadConfig(t *testing.T) {
 		PublicListen:   "127.0.0.1:8443",
 		Issuers:        map[string][]string{"bank-a": {"https://idp.example"}, "bank-b": {"https://idp.example", "http://127.0.0.1:9000"}},
 		Audience:       "ztbank",
-		Enrolment:      "demo",
+		Enrolment:      "/etc/ztbank/enrolment.json",
 		EnrolmentClaim: "email",
 		TokenTTL:       5 * time.Minute,
 		KeyRotation:    30 * time.Minute,
@@ -50,7 +50,7 @@ func TestLoadConfigComposeNames(t *testing.T) {
 		"ZTBANK_OIDC_ISSUER":      "http://devoidc:9998",
 		"ZTBANK_PUBLIC_LISTEN":    ":8080",
 		"EDGE_ALLOW_HTTP_ISSUERS": "true",
-		"EDGE_ENROLMENT":          "demo",
+		"EDGE_ENROLMENT":          "claims",
 	}), topology.Default())
 	if err != nil {
 		t.Fatal(err)

@@ -143,10 +143,12 @@ func (e *Exchanger) Exchange(ctx context.Context, h http.Header, tenant string) 
 		}
 		return Grant{}, refuse(problem.ErrUnauthenticated, reason, err)
 	}
-	u, err := e.mapper.Map(tok.Claims)
+	u, err := e.mapper.Map(tok.Issuer, tok.Claims)
 	if err != nil {
 		return Grant{}, refuse(problem.ErrForbidden, enrol.ErrNotEnrolled, err)
 	}
+	// The mappers already consider only the tenants of tok.Issuer; checked again here so a
+	// mapper that forgets cannot let one bank's provider vouch for another bank's user.
 	if !slices.Contains(e.trusted[u.Tenant], tok.Issuer) {
 		return Grant{}, refuse(problem.ErrForbidden, ErrUntrustedIssuer,
 			fmt.Errorf("%s for %s: %w", tok.Issuer, u.Tenant, ErrUntrustedIssuer))

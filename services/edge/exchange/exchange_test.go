@@ -27,7 +27,14 @@ func TestIssuerTrustIsPerTenant(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	table, err := enrol.DemoTable([]string{"bank-a", "bank-b"})
+	trusted := enrol.Issuers{"bank-a": {idpA.URL}, "bank-b": {idpB.URL}}
+	// One address enrolled at both banks: two people, one at each bank's provider.
+	table, err := enrol.NewTable("email", trusted, []enrol.Entry{
+		{Key: "alice@bank-a", Tenant: "bank-a", UserID: "alice", Roles: []string{"customer"}},
+		{Key: "bob@bank-b", Tenant: "bank-b", UserID: "bob", Roles: []string{"customer"}},
+		{Key: "pat@example.com", Tenant: "bank-a", UserID: "pat-a", Roles: []string{"customer"}},
+		{Key: "pat@example.com", Tenant: "bank-b", UserID: "pat-b", Roles: []string{"customer"}},
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,34 +42,47 @@ func TestIssuerTrustIsPerTenant(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ex := exchange.New(ext, table, map[string][]string{"bank-a": {idpA.URL}, "bank-b": {idpB.URL}}, minter,
-		exchange.WithLogger(slog.New(slog.DiscardHandler)))
+	mappers := map[string]enrol.Mapper{"table": table, "claims": enrol.Claims{Issuers: trusted}}
 	now := time.Now()
-	claims := func(iss, email string) map[string]any {
-		return map[string]any{"iss": iss, "aud": "ztbank", "sub": "s", "email": email, "exp": now.Add(time.Hour).Unix()}
+	// claims carries both mappers' keys: the table reads email, the claims mapper tenant and sub.
+	claims := func(iss, email, tenant, sub string) map[string]any {
+		return map[string]any{"iss": iss, "aud": "ztbank", "sub": sub, "email": email, "tenant": tenant, "exp": now.Add(time.Hour).Unix()}
 	}
 	for _, tc := range []struct {
 		name   string
 		token  string
 		tenant string
 		want   error
+		user   string // the SPIFFE ID granted, when want is nil
 	}{
-		{"bank-a user from bank-a's provider", idpA.SignRS256(t, claims(idpA.URL, "alice@bank-a")), "bank-a", nil},
-		{"bank-b user from bank-b's provider", idpB.SignES256(t, claims(idpB.URL, "bob@bank-b")), "bank-b", nil},
-		{"bank-a user vouched for by bank-b's provider", idpB.SignRS256(t, claims(idpB.URL, "alice@bank-a")), "bank-a", exchange.ErrUntrustedIssuer},
+		{"bank-a user from bank-a's provider", idpA.SignRS256(t, claims(idpA.URL, "alice@bank-a", "bank-a", "alice")), "bank-a", nil, "spiffe://bank-a/user/alice"},
+		{"bank-b user from bank-b's provider", idpB.SignES256(t, claims(idpB.URL, "bob@bank-b", "bank-b", "bob")), "bank-b", nil, "spiffe://bank-b/user/bob"},
+		{"bank-b's pat from bank-b's provider", idpB.SignES256(t, claims(idpB.URL, "pat@example.com", "bank-b", "pat-b")), "bank-b", nil, "spiffe://bank-b/user/pat-b"},
+		{"bank-a's pat from bank-a's provider", idpA.SignES256(t, claims(idpA.URL, "pat@example.com", "bank-a", "pat-a")), "bank-a", nil, "spiffe://bank-a/user/pat-a"},
+		{"bank-b's provider vouching for a bank-a user", idpB.SignRS256(t, claims(idpB.URL, "alice@bank-a", "bank-a", "alice")), "bank-a", enrol.ErrNotEnrolled, ""},
+		{"bank-b's pat on bank-a's routes", idpB.SignRS256(t, claims(idpB.URL, "pat@example.com", "bank-b", "pat-b")), "bank-a", exchange.ErrWrongTenant, ""},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			_, err := ex.Exchange(context.Background(), http.Header{"Authorization": {"Bearer " + tc.token}}, tc.tenant)
-			if !errors.Is(err, tc.want) {
-				t.Fatalf("Exchange() = %v, want %v", err, tc.want)
-			}
-			if tc.want != nil && !errors.Is(err, problem.ErrForbidden) {
-				t.Errorf("Exchange() = %v, want a 403 category", err)
-			}
-			if d := problem.From(err); tc.want != nil && d.Type != problem.TypeEdge {
-				t.Errorf("Exchange() problem type %q, want the edge's refusal mark %s", d.Type, problem.TypeEdge)
-			}
-		})
+		for name, mapper := range mappers {
+			t.Run(name+"/"+tc.name, func(t *testing.T) {
+				ex := exchange.New(ext, mapper, trusted, minter, exchange.WithLogger(slog.New(slog.DiscardHandler)))
+				g, err := ex.Exchange(context.Background(), http.Header{"Authorization": {"Bearer " + tc.token}}, tc.tenant)
+				if !errors.Is(err, tc.want) {
+					t.Fatalf("Exchange() = %v, want %v", err, tc.want)
+				}
+				if tc.want == nil {
+					if g.User.ID.String() != tc.user {
+						t.Errorf("granted %s, want %s", g.User.ID, tc.user)
+					}
+					return
+				}
+				if !errors.Is(err, problem.ErrForbidden) {
+					t.Errorf("Exchange() = %v, want a 403 category", err)
+				}
+				if d := problem.From(err); d.Type != problem.TypeEdge {
+					t.Errorf("Exchange() problem type %q, want the edge's refusal mark %s", d.Type, problem.TypeEdge)
+				}
+			})
+		}
 	}
 }
 
@@ -74,7 +94,8 @@ func TestReuseUntilMargin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	table, err := enrol.DemoTable([]string{"bank-a", "bank-b"})
+	table, err := enrol.NewTable("email", enrol.Issuers{"bank-a": {idp.URL}, "bank-b": {idp.URL}},
+		[]enrol.Entry{{Key: "alice@bank-a", Tenant: "bank-a", UserID: "alice", Roles: []string{"customer"}}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -84,8 +84,9 @@ func (s *Stack) configureEdge() {
 	edge.Env = append(edge.Env,
 		"EDGE_TLS_CERT="+certFile, "EDGE_TLS_KEY="+keyFile,
 		"ZTBANK_OIDC_ISSUER="+s.OIDC.Issuer, "EDGE_OIDC_CA_FILE="+caFile,
-		// The local stack is the one place the demo users are enrolled; the edge has no default.
-		"EDGE_ENROLMENT=demo",
+		// The demo users are enrolled through the table the development provider writes next
+		// to their passwords; the edge itself knows no users and has no default.
+		"EDGE_ENROLMENT="+filepath.Join(s.opts.StateDir, "oidc", devoidc.EnrolmentFile),
 		"ZTBANK_PUBLIC_LISTEN="+edge.Public)
 }
 
