@@ -76,6 +76,9 @@ type Engine struct {
 	terms           termCache
 	now             func() time.Time
 	cache           *decisionCache // nil: every decision is evaluated
+	// policy and data are what the query was prepared from, kept for Bundle.
+	policy *policySource
+	data   map[string]any
 }
 
 type config struct {
@@ -206,6 +209,8 @@ func New(ctx context.Context, svc Service, topo *topology.Topology, opts ...Opti
 		workloads:   map[string]bool{},
 		audit:       newAuditor(cfg.auditW, counter, svc),
 		now:         cfg.now,
+		policy:      cfg.policy,
+		data:        data,
 	}
 	if ok, _ := deterministic(cfg.policy.modules); ok && !cfg.noCache {
 		e.cache = newDecisionCache()

@@ -48,7 +48,8 @@ type policySource struct {
 	origin      string // "embedded" or "override", for error messages
 	modules     map[string]*ast.Module
 	tests       map[string]*ast.Module
-	data        map[string]any // DataFile, decoded
+	sources     map[string][]byte // the modules' source text, for Bundle
+	data        map[string]any    // DataFile, decoded
 	permissions map[string]bool
 	revision    string
 }
@@ -60,7 +61,7 @@ func loadPolicy(fsys fs.FS, origin string) (*policySource, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: read %s policy directory: %w", ErrPolicy, origin, err)
 	}
-	src := &policySource{origin: origin, modules: map[string]*ast.Module{}, tests: map[string]*ast.Module{}}
+	src := &policySource{origin: origin, modules: map[string]*ast.Module{}, tests: map[string]*ast.Module{}, sources: map[string][]byte{}}
 	digest := sha256.New()
 	var names []string
 	for _, e := range entries {
@@ -91,6 +92,7 @@ func loadPolicy(fsys fs.FS, origin string) (*policySource, error) {
 				continue // tests do not change decisions, so they do not change the revision
 			}
 			src.modules[name] = m
+			src.sources[name] = b
 		}
 		fmt.Fprintf(digest, "%s\x00%d\x00", name, len(b))
 		digest.Write(b)
