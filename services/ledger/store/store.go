@@ -17,6 +17,7 @@ import (
 
 	"github.com/ztbank/ztbank/libs/db"
 	"github.com/ztbank/ztbank/libs/money"
+	"github.com/ztbank/ztbank/libs/textfield"
 )
 
 var (
@@ -108,11 +109,16 @@ func (s *Store) pool() poolLike { return s.db }
 
 // Validate checks t against the ledger rules that need no database.
 func (t Transaction) Validate() error {
-	if len(t.Reference) == 0 || len(t.Reference) > MaxReferenceLen {
-		return fmt.Errorf("%w: reference must be 1 to %d bytes", ErrInvalid, MaxReferenceLen)
+	// Lengths in characters, as the tables' CHECKs count them; the description carries a
+	// customer's payment reference, so it passes the same text rules as where it was typed.
+	if t.Reference == "" {
+		return fmt.Errorf("%w: reference is required", ErrInvalid)
 	}
-	if len(t.Description) > MaxDescriptionLen {
-		return fmt.Errorf("%w: description longer than %d bytes", ErrInvalid, MaxDescriptionLen)
+	if err := textfield.Check(t.Reference, MaxReferenceLen); err != nil {
+		return fmt.Errorf("%w: reference: %w", ErrInvalid, err)
+	}
+	if err := textfield.Check(t.Description, MaxDescriptionLen); err != nil {
+		return fmt.Errorf("%w: description: %w", ErrInvalid, err)
 	}
 	if _, err := money.ParseCurrency(string(t.Currency)); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalid, err)

@@ -83,6 +83,12 @@ func TestPostRules(t *testing.T) {
 		{"no reference", store.Transaction{Currency: "EUR", Postings: []store.Posting{{a, -1}, {b, 1}}}, store.ErrInvalid},
 		{"replay", store.Transaction{Reference: "r1", Currency: "EUR", Postings: []store.Posting{{c, 200}, {a, -300}, {b, 100}}}, nil},
 		{"reference reused", store.Transaction{Reference: "r1", Currency: "EUR", Postings: []store.Posting{{a, -1}, {b, 1}}}, store.ErrReferenceConflict},
+		// Lengths count characters, as the table's CHECK does; the two postings cancel out.
+		{"description of 200 two-byte characters", store.Transaction{Reference: "r8", Description: strings.Repeat("é", store.MaxDescriptionLen), Currency: "EUR", Postings: []store.Posting{{b, -1}, {c, 1}}}, nil},
+		{"description of 200 four-byte characters", store.Transaction{Reference: "r9", Description: strings.Repeat("😀", store.MaxDescriptionLen), Currency: "EUR", Postings: []store.Posting{{c, -1}, {b, 1}}}, nil},
+		{"description of 201 characters", store.Transaction{Reference: "r10", Description: strings.Repeat("é", store.MaxDescriptionLen+1), Currency: "EUR", Postings: []store.Posting{{b, -1}, {c, 1}}}, store.ErrInvalid},
+		{"description with a right-to-left override", store.Transaction{Reference: "r11", Description: "rent \u202efdp.exe", Currency: "EUR", Postings: []store.Posting{{b, -1}, {c, 1}}}, store.ErrInvalid},
+		{"description with a C1 control", store.Transaction{Reference: "r12", Description: "rent\u009b", Currency: "EUR", Postings: []store.Posting{{b, -1}, {c, 1}}}, store.ErrInvalid},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := s.Post(ctx, tc.tx)

@@ -6,19 +6,18 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
-	"unicode/utf8"
 
 	"github.com/google/uuid"
 
 	"github.com/ztbank/ztbank/libs/jsonbody"
 	"github.com/ztbank/ztbank/libs/money"
+	"github.com/ztbank/ztbank/libs/textfield"
 )
 
 // Request bounds.
 const (
 	MaxRequestBytes      = 4 << 10
-	MaxReferenceLen      = 140
+	MaxReferenceLen      = 140 // characters, as the API's maxLength counts them
 	MaxIdempotencyKeyLen = 255
 )
 
@@ -53,7 +52,8 @@ func DecodeRequest(r io.Reader) (Request, error) {
 }
 
 // Validate checks the rules every payment must meet: a positive amount in a supported
-// currency, two distinct accounts and a short printable reference.
+// currency, two distinct accounts and a reference that passes textfield.Check (at most
+// MaxReferenceLen characters, no control or bidirectional formatting character).
 func (r Request) Validate() error {
 	if err := r.Amount.Positive(); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidRequest, err)
@@ -64,13 +64,11 @@ func (r Request) Validate() error {
 	if r.From == r.To {
 		return fmt.Errorf("%w: from_account and to_account must differ", ErrInvalidRequest)
 	}
-	if len(r.Reference) > MaxReferenceLen || !utf8.ValidString(r.Reference) || strings.ContainsFunc(r.Reference, isControl) {
-		return fmt.Errorf("%w: reference must be at most %d bytes of printable UTF-8", ErrInvalidRequest, MaxReferenceLen)
+	if err := textfield.Check(r.Reference, MaxReferenceLen); err != nil {
+		return fmt.Errorf("%w: reference: %w", ErrInvalidRequest, err)
 	}
 	return nil
 }
-
-func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
 
 // Hash identifies the request's meaning, not its spelling: field order or whitespace in the
 // JSON do not change it, any field's value does. Each field is length-prefixed so no two
