@@ -1,0 +1,464 @@
+// Command authzbench measures one policy decision three ways in one interleaved run: the
+// embedded engine as services run it (memo on), the embedded engine without its memo, and a
+// real `opa run --server` (the OPA version libs pins, built as the Go tool tools/opa) loaded
+// with the same policy and data and asked over loopback HTTP with keep-alive. Inputs are
+// traffic-shaped (per-request resource IDs, many users, a tenth denied) and every OPA answer
+// is compared with the embedded one, so the two are proven to decide the same.
+//
+//	go run ./tools/authzbench -opa .dev/bin/opa -n 20000 -json .dev/bench/authz.json -md docs/performance.md
+//
+// It writes the results as JSON, a Markdown page with a table, an SVG chart beside it and a
+// CPU profile's top costs of the embedded decision, and the machine it ran on.
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/ztbank/ztbank/devkit/localports"
+	"github.com/ztbank/ztbank/libs/authz"
+	"github.com/ztbank/ztbank/libs/topology"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args, os.Getenv, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintf(os.Stderr, "authzbench: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+// Goals from issue 14 for the embedded decision without the memo.
+const (
+	goalP50     = 15 * time.Microsecond
+	goalP99     = 100 * time.Microsecond
+	goalSpeedup = 20.0
+)
+
+type config struct {
+	opa      string
+	workload string
+	n        int
+	warmup   int
+	jsonOut  string
+	mdOut    string
+	seed     uint64
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cfg config
+	fs.StringVar(&cfg.opa, "opa", ".dev/bin/opa", "the opa binary (make opa builds it)")
+	fs.StringVar(&cfg.workload, "workload", "bank-a/account", "topology workload whose engine is measured")
+	fs.IntVar(&cfg.n, "n", 20000, "measured decisions per engine")
+	fs.IntVar(&cfg.warmup, "warmup", 1000, "unmeasured decisions per engine first")
+	fs.StringVar(&cfg.jsonOut, "json", "", "write the results as JSON here")
+	fs.StringVar(&cfg.mdOut, "md", "", "write the results page (Markdown, SVG chart beside it) here")
+	fs.Uint64Var(&cfg.seed, "seed", 14, "input generator seed")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	if cfg.n < 100 {
+		return errors.New("-n must be at least 100")
+	}
+	res, err := measure(ctx, cfg, stderr)
+	if err != nil {
+		return err
+	}
+	fmt.Fprint(stdout, res.table())
+	if cfg.jsonOut != "" {
+		b, _ := json.MarshalIndent(res, "", "  ")
+		if err := writeFile(cfg.jsonOut, append(b, '\n')); err != nil {
+			return err
+		}
+	}
+	if cfg.mdOut != "" {
+		if err := writePage(cfg.mdOut, res); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// dist is a latency distribution in microseconds.
+type dist struct {
+	Name string  `json:"name"`
+	N    int     `json:"n"`
+	P50  float64 `json:"p50_us"`
+	P90  float64 `json:"p90_us"`
+	P99  float64 `json:"p99_us"`
+	Mean float64 `json:"mean_us"`
+}
+
+func summarise(name string, d []time.Duration) dist {
+	s := slices.Clone(d)
+	slices.Sort(s)
+	q := func(p float64) float64 {
+		i := int(p*float64(len(s))+0.5) - 1
+		return float64(s[max(0, min(i, len(s)-1))].Nanoseconds()) / 1e3
+	}
+	var sum time.Duration
+	for _, x := range s {
+		sum += x
+	}
+	return dist{Name: name, N: len(s), P50: q(0.50), P90: q(0.90), P99: q(0.99),
+		Mean: float64(sum.Nanoseconds()) / 1e3 / float64(len(s))}
+}
+
+type results struct {
+	Workload   string   `json:"workload"`
+	OPAVersion string   `json:"opa_version"`
+	Allowed    int      `json:"allowed"`
+	Decisions  int      `json:"decisions"`
+	Dists      []dist   `json:"distributions"` // memo, no memo, OPA server
+	SpeedupP50 float64  `json:"speedup_p50_opa_over_nomemo"`
+	SpeedupP99 float64  `json:"speedup_p99_opa_over_nomemo"`
+	Machine    machine  `json:"machine"`
+	Profile    []string `json:"profile_top"`
+
+	AllocsPerDecision float64   `json:"allocs_per_decision_nomemo"`
+	BytesPerDecision  float64   `json:"bytes_per_decision_nomemo"`
+	When              time.Time `json:"when"`
+}
+
+func measure(ctx context.Context, cfg config, stderr io.Writer) (*results, error) {
+	topo := topology.Default()
+	w, ok := topo.Workload(cfg.workload)
+	if !ok {
+		return nil, fmt.Errorf("workload %q is not in the topology", cfg.workload)
+	}
+	svc := authz.Service{Workload: w.Name, Tenant: w.Tenant, ID: w.ID}
+	newEngine := func(opts ...authz.Option) (*authz.Engine, error) {
+		opts = append([]authz.Option{authz.WithAuditWriter(io.Discard), authz.WithRegisterer(prometheus.NewRegistry())}, opts...)
+		return authz.New(ctx, svc, topo, opts...)
+	}
+	memo, err := newEngine()
+	if err != nil {
+		return nil, err
+	}
+	plain, err := newEngine(authz.WithoutDecisionCache())
+	if err != nil {
+		return nil, err
+	}
+	inputs, err := trafficInputs(topo, w, cfg.n+cfg.warmup, cfg.seed)
+	if err != nil {
+		return nil, err
+	}
+	bodies := make([][]byte, len(inputs))
+	for i, in := range inputs {
+		doc, err := plain.InputDocument(in)
+		if err != nil {
+			return nil, err
+		}
+		// Encoded before timing: the OPA figure is the server's decision plus loopback
+		// HTTP, not the client's JSON encoding.
+		bodies[i], _ = json.Marshal(map[string]any{"input": doc})
+	}
+
+	opa, err := startOPA(ctx, cfg.opa, plain, stderr)
+	if err != nil {
+		return nil, err
+	}
+	defer opa.stop()
+
+	res := &results{Workload: w.Name, OPAVersion: opa.version, Machine: describeMachine(), When: time.Now().UTC()}
+	var lm, lp, lo []time.Duration
+	for i, in := range inputs {
+		measured := i >= cfg.warmup
+		// Rotate which engine goes first so none always runs on a cache warmed by another.
+		var dm, dp authz.Decision
+		var tm, tp, to time.Duration
+		var od opaDecision
+		for k := range 3 {
+			switch (i + k) % 3 {
+			case 0:
+				t0 := time.Now()
+				dm = memo.Decide(ctx, in)
+				tm = time.Since(t0)
+			case 1:
+				t0 := time.Now()
+				dp = plain.Decide(ctx, in)
+				tp = time.Since(t0)
+			case 2:
+				t0 := time.Now()
+				od, err = opa.decide(ctx, bodies[i])
+				to = time.Since(t0)
+				if err != nil {
+					return nil, err
+				}
+			}
+		}
+		if dm != dp || dp.Allow != od.Allow || dp.Reason != od.Reason {
+			return nil, fmt.Errorf("decision %d differs: memo %+v, no memo %+v, OPA server %+v", i, dm, dp, od)
+		}
+		if measured {
+			lm, lp, lo = append(lm, tm), append(lp, tp), append(lo, to)
+			res.Decisions++
+			if dp.Allow {
+				res.Allowed++
+			}
+		}
+	}
+	res.Dists = []dist{summarise("embedded, memo on", lm), summarise("embedded, no memo", lp), summarise("opa run --server (loopback HTTP)", lo)}
+	res.SpeedupP50 = res.Dists[2].P50 / res.Dists[1].P50
+	res.SpeedupP99 = res.Dists[2].P99 / res.Dists[1].P99
+	// A separate phase, embedded engine without the memo alone, so the profile and the
+	// allocation count belong to the decision and not to the HTTP client of the OPA rows.
+	prof := new(bytes.Buffer)
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	if err := pprof.StartCPUProfile(prof); err != nil {
+		return nil, err
+	}
+	for _, in := range inputs[cfg.warmup:] {
+		plain.Decide(ctx, in)
+	}
+	pprof.StopCPUProfile()
+	runtime.ReadMemStats(&after)
+	n := float64(len(inputs) - cfg.warmup)
+	res.AllocsPerDecision = float64(after.Mallocs-before.Mallocs) / n
+	res.BytesPerDecision = float64(after.TotalAlloc-before.TotalAlloc) / n
+	res.Profile = topCosts(prof.Bytes(), 5)
+	return res, nil
+}
+
+// trafficInputs mirrors what a service sees: its allowed callers, read routes three times in
+// four, customers reading their own resources with a fresh resource ID every request, a few
+// staff, and about one request in ten refused (a neighbour's or another tenant's resource,
+// staff moving money).
+func trafficInputs(topo *topology.Topology, w topology.Workload, n int, seed uint64) ([]authz.Input, error) {
+	callers := topo.AllowedCallers(w.Name)
+	if len(callers) == 0 {
+		return nil, fmt.Errorf("no workload may call %s", w.Name)
+	}
+	other := ""
+	for _, t := range topo.Tenants {
+		if t.Name != w.Tenant {
+			other = t.Name
+		}
+	}
+	read, write := "", ""
+	for _, p := range []string{"accounts:read", "payments:read", "ledger:read", "users:read"} {
+		if read == "" && strings.HasPrefix(w.Service, strings.TrimSuffix(strings.Split(p, ":")[0], "s")) {
+			read = p
+		}
+	}
+	if read == "" {
+		read = "accounts:read"
+	}
+	write = "payments:create"
+	user := func(tenant, id string) spiffeid.ID {
+		return spiffeid.RequireFromPath(spiffeid.RequireTrustDomainFromString(tenant), "/user/"+id)
+	}
+	rnd := rand.New(rand.NewPCG(seed, seed^0xa11ce))
+	out := make([]authz.Input, n)
+	for i := range out {
+		action, method, route := read, http.MethodGet, "/v1/resources/{id}"
+		if rnd.IntN(4) == 0 {
+			action, method, route = write, http.MethodPost, "/v1/resources/{id}/transfers"
+		}
+		u, roles := user(w.Tenant, fmt.Sprintf("c-%06d", rnd.IntN(100000))), []string{authz.RoleCustomer}
+		if rnd.IntN(20) == 0 {
+			u, roles = user(w.Tenant, fmt.Sprintf("s-%03d", rnd.IntN(50))), []string{authz.RoleStaff}
+		}
+		id := strconv.FormatUint(rnd.Uint64(), 16)
+		owner, tenant := u, w.Tenant
+		switch rnd.IntN(20) {
+		case 0:
+			owner = user(w.Tenant, fmt.Sprintf("c-%06d", rnd.IntN(100000)))
+		case 1:
+			if other != "" {
+				owner, tenant = user(other, fmt.Sprintf("c-%06d", rnd.IntN(100000))), other
+			}
+		}
+		out[i] = authz.Input{Caller: callers[rnd.IntN(len(callers))], User: u, Tenant: w.Tenant, Roles: roles,
+			Action: action, Method: method, Route: route, Params: map[string]string{"id": id},
+			Resource: &authz.Resource{Kind: "resource", ID: id, Owner: owner, Tenant: tenant}}
+	}
+	return out, nil
+}
+
+type opaServer struct {
+	cmd     *exec.Cmd
+	url     string
+	client  *http.Client
+	version string
+	dir     string
+}
+
+type opaDecision struct {
+	Allow  bool   `json:"allow"`
+	Reason string `json:"reason"`
+}
+
+// startOPA writes the engine's policy and data to a temporary directory, starts `opa run
+// --server` on a reserved loopback port and waits until it reports healthy.
+func startOPA(ctx context.Context, bin string, e *authz.Engine, stderr io.Writer) (*opaServer, error) {
+	if _, err := os.Stat(bin); err != nil {
+		return nil, fmt.Errorf("opa binary: %w (make opa builds it)", err)
+	}
+	out, err := exec.CommandContext(ctx, bin, "version").Output()
+	if err != nil {
+		return nil, fmt.Errorf("opa version: %w", err)
+	}
+	version := strings.TrimPrefix(strings.SplitN(string(out), "\n", 2)[0], "Version: ")
+	dir, err := os.MkdirTemp("", "authzbench-")
+	if err != nil {
+		return nil, err
+	}
+	if err := e.WriteBundle(dir); err != nil {
+		return nil, err
+	}
+	ports, err := localports.Reserve(1)
+	if err != nil {
+		return nil, err
+	}
+	addr := "127.0.0.1:" + strconv.Itoa(ports[0])
+	cmd := exec.CommandContext(ctx, bin, "run", "--server", "--addr", addr, "--log-level", "error",
+		"--skip-version-check", dir)
+	cmd.Stdout, cmd.Stderr = stderr, stderr
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start opa: %w", err)
+	}
+	s := &opaServer{cmd: cmd, url: "http://" + addr, version: version, dir: dir,
+		client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4, DisableCompression: true}}}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := s.client.Get(s.url + "/health")
+		if err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return s, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			s.stop()
+			return nil, fmt.Errorf("opa at %s not healthy after 30 s: %v", addr, err)
+		}
+		select {
+		case <-ctx.Done():
+			s.stop()
+			return nil, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func (s *opaServer) decide(ctx context.Context, body []byte) (opaDecision, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.url+"/v1/data/ztbank/authz/decision", bytes.NewReader(body))
+	if err != nil {
+		return opaDecision{}, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return opaDecision{}, fmt.Errorf("ask opa: %w", err)
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Result *opaDecision `json:"result"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != http.StatusOK || out.Result == nil {
+		return opaDecision{}, fmt.Errorf("opa answered %s: %v", resp.Status, err)
+	}
+	return *out.Result, nil
+}
+
+func (s *opaServer) stop() {
+	if s.cmd.Process != nil {
+		s.cmd.Process.Signal(os.Interrupt)
+		s.cmd.Wait()
+	}
+	os.RemoveAll(s.dir)
+}
+
+// topCosts runs `go tool pprof -top` on the profile of this binary and returns the n
+// functions with the most time of their own; a pprof failure is reported, not fatal.
+func topCosts(profile []byte, n int) []string {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil
+	}
+	f, err := os.CreateTemp("", "authzbench-*.pprof")
+	if err != nil {
+		return nil
+	}
+	defer os.Remove(f.Name())
+	f.Write(profile)
+	f.Close()
+	out, err := exec.Command("go", "tool", "pprof", "-top", "-nodecount="+strconv.Itoa(n), exe, f.Name()).Output()
+	if err != nil {
+		return []string{"pprof failed: " + err.Error()}
+	}
+	var lines []string
+	inTable := false
+	for _, l := range strings.Split(string(out), "\n") {
+		if strings.Contains(l, "flat%") {
+			inTable = true
+			continue
+		}
+		if inTable && strings.TrimSpace(l) != "" {
+			lines = append(lines, strings.Join(strings.Fields(l), " "))
+		}
+	}
+	return lines
+}
+
+type machine struct {
+	CPU     string `json:"cpu"`
+	Cores   int    `json:"cores"`
+	Load    string `json:"loadavg_at_end"`
+	Go      string `json:"go"`
+	OS      string `json:"os"`
+	MemInfo string `json:"mem_total"`
+}
+
+func describeMachine() machine {
+	m := machine{Cores: runtime.NumCPU(), Go: runtime.Version(), OS: runtime.GOOS + "/" + runtime.GOARCH}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(l, "model name") {
+				m.CPU = strings.TrimSpace(strings.SplitN(l, ":", 2)[1])
+				break
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		m.Load = strings.Join(strings.Fields(string(b))[:3], " ")
+	}
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		m.MemInfo = strings.TrimSpace(strings.TrimPrefix(strings.SplitN(string(b), "\n", 2)[0], "MemTotal:"))
+	}
+	return m
+}
+
+func writeFile(path string, b []byte) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(path, b, 0o644)
+}
