@@ -65,6 +65,12 @@ func (h *handlers) createPayment(w http.ResponseWriter, r *http.Request) error {
 	if errors.Is(err, errUnknownAccount) {
 		return problem.With(problem.ErrUnprocessable, "the source account does not exist", map[string]any{"reason": "unknown_account"})
 	}
+	// The payer's own account, so its currency may be told; every later ledger refusal
+	// other than insufficient funds is then about to_account (customerReason).
+	if src.Balance.Currency != req.Amount.Currency {
+		return problem.With(problem.ErrUnprocessable, "from_account is not in the payment's currency",
+			map[string]any{"reason": ReasonCurrencyMismatch})
+	}
 	out, err := h.payments.Pay(ctx, principal, key, req, h.ledger)
 	switch {
 	case errors.Is(err, store.ErrKeyReused):

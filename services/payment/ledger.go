@@ -28,6 +28,28 @@ func NewLedgerClient(p *server.Peer) *LedgerClient { return &LedgerClient{peer: 
 // errUnknownAccount is returned by Account for an account the ledger does not hold.
 var errUnknownAccount = errors.New("unknown ledger account")
 
+// The reasons a customer reads in a rejected payment. The payer sees its own account (the
+// handler checked it exists, is the payer's and is in the payment's currency) but not the
+// account it pays, so the ledger's unknown_account and currency_mismatch, which by then can
+// only be about to_account, are told to the customer as one reason: the API promises that
+// account IDs cannot be probed, and a payment refused for an unknown payee must read exactly
+// like one refused for a payee in another currency. The ledger checks the debited account's
+// funds before it looks at the credited one, so insufficient_funds says nothing about the
+// payee either.
+const (
+	ReasonInsufficientFunds = "insufficient_funds"
+	ReasonCurrencyMismatch  = "currency_mismatch" // from_account is not in the payment's currency
+	ReasonPayeeRefused      = "payee_refused"     // to_account does not exist or holds another currency
+)
+
+// customerReason is the reason stored and shown for the ledger's refusal reason.
+func customerReason(ledgerReason string) string {
+	if ledgerReason == ReasonInsufficientFunds {
+		return ReasonInsufficientFunds
+	}
+	return ReasonPayeeRefused
+}
+
 // Account looks up who owns account id.
 func (c *LedgerClient) Account(ctx context.Context, id uuid.UUID) (ledgerapi.Account, error) {
 	var a ledgerapi.Account
@@ -77,7 +99,7 @@ func (c *LedgerClient) Transfer(ctx context.Context, reference string, from, to 
 	case http.StatusUnprocessableEntity:
 		var p ledgerapi.Refusal
 		if json.Unmarshal(resp, &p) == nil && p.Reason != "" {
-			return uuid.Nil, &store.RejectedError{Reason: p.Reason}
+			return uuid.Nil, &store.RejectedError{Reason: customerReason(p.Reason)}
 		}
 	case http.StatusForbidden:
 		return uuid.Nil, problem.Errorf(problem.ErrForbidden, "the ledger refused the posting")

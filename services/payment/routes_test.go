@@ -94,11 +94,15 @@ func ledgerPeer(t *testing.T, verifier *usertoken.Verifier, paymentID string) (*
 			tx.Postings = append(tx.Postings, ledgerstore.Posting{AccountID: e.AccountID, Amount: e.Amount})
 		}
 		out, err := ledgerStore.Post(r.Context(), tx)
-		if errors.Is(err, ledgerstore.ErrInsufficientFunds) {
-			w.Header().Set("Content-Type", "application/problem+json")
-			w.WriteHeader(422)
-			io.WriteString(w, `{"status":422,"reason":"insufficient_funds"}`)
-			return
+		// The real ledger's refusal reasons (services/ledger handlers.go post).
+		for reason, e := range map[string]error{"insufficient_funds": ledgerstore.ErrInsufficientFunds,
+			"unknown_account": ledgerstore.ErrNotFound, "currency_mismatch": ledgerstore.ErrCurrencyMismatch} {
+			if errors.Is(err, e) {
+				w.Header().Set("Content-Type", "application/problem+json")
+				w.WriteHeader(422)
+				io.WriteString(w, `{"status":422,"reason":"`+reason+`"}`)
+				return
+			}
 		}
 		if err != nil {
 			http.Error(w, err.Error(), 500)

@@ -203,15 +203,28 @@ func (s *Store) Post(ctx context.Context, t Transaction) (Transaction, error) {
 		if err != nil {
 			return fmt.Errorf("read accounts: %w", err)
 		}
-		if len(accts) != len(ids) {
-			return fmt.Errorf("posting to %d accounts, %d exist: %w", len(ids), len(accts), ErrNotFound)
+		byID := make(map[uuid.UUID]balance, len(accts))
+		for _, a := range accts {
+			byID[a.ID] = a
 		}
-		for i, a := range accts { // both sorted by ID
-			if a.Currency != string(t.Currency) {
-				return fmt.Errorf("account %s is %s, entry is %s: %w", a.ID, a.Currency, t.Currency, ErrCurrencyMismatch)
-			}
-			if a.Kind == KindCustomer && a.Balance+amounts[i] < 0 {
-				return fmt.Errorf("account %s: %w", a.ID, ErrInsufficientFunds)
+		// Debited accounts are checked first, credited ones after: the payer can see the
+		// accounts it debits, not the ones it credits, so a refusal about the payer's own
+		// account (insufficient funds) must never depend on whether the account credited
+		// exists or which currency it holds (an account-ID oracle otherwise).
+		for _, debits := range []bool{true, false} {
+			for _, p := range t.Postings {
+				if (p.Amount < 0) != debits {
+					continue
+				}
+				a, ok := byID[p.AccountID]
+				switch {
+				case !ok:
+					return fmt.Errorf("account %s: %w", p.AccountID, ErrNotFound)
+				case a.Currency != string(t.Currency):
+					return fmt.Errorf("account %s is %s, entry is %s: %w", a.ID, a.Currency, t.Currency, ErrCurrencyMismatch)
+				case a.Kind == KindCustomer && a.Balance+p.Amount < 0:
+					return fmt.Errorf("account %s: %w", a.ID, ErrInsufficientFunds)
+				}
 			}
 		}
 		out = t
