@@ -56,6 +56,9 @@ func NewIssuer(id spiffeid.ID, opts ...Option) (*Issuer, error) {
 		return nil, fmt.Errorf("usertoken: overlap %v shorter than ttl %v would refuse live tokens", o.overlap, o.ttl)
 	}
 	i := &Issuer{id: id, opts: o}
+	if o.ring != nil {
+		return i, nil // keys, rotation and publication are the ring's
+	}
 	k, err := newSigningKey(o.now())
 	if err != nil {
 		return nil, err
@@ -152,13 +155,20 @@ func (i *Issuer) Issue(ctx context.Context, c Claims) (Token, error) {
 	if err != nil {
 		return Token{}, err
 	}
-	i.mu.Lock()
-	if err := i.rotateLocked(now); err != nil {
+	var signer jose.Signer
+	if i.opts.ring != nil {
+		if signer, err = i.ringSigner(); err != nil {
+			return Token{}, err
+		}
+	} else {
+		i.mu.Lock()
+		if err := i.rotateLocked(now); err != nil {
+			i.mu.Unlock()
+			return Token{}, err
+		}
+		signer = i.cur.signer
 		i.mu.Unlock()
-		return Token{}, err
 	}
-	signer := i.cur.signer
-	i.mu.Unlock()
 
 	wc := wireClaims{
 		Claims: jwt.Claims{
@@ -200,6 +210,10 @@ func newTokenID() (string, error) {
 // JWKS returns the published public keys: the current one and, during its overlap, the
 // previous one.
 func (i *Issuer) JWKS() jose.JSONWebKeySet {
+	if i.opts.ring != nil {
+		set, _ := i.opts.ring.Published() // an empty set when the ring cannot vouch for its view
+		return set
+	}
 	i.mu.Lock()
 	defer i.mu.Unlock()
 	_ = i.rotateLocked(i.opts.now()) // on failure keep publishing the keys we have
@@ -225,10 +239,24 @@ func (i *Issuer) JWKSHandler() http.Handler {
 			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 			return
 		}
-		i.mu.Lock()
-		_ = i.rotateLocked(i.opts.now())
-		b := i.jwks
-		i.mu.Unlock()
+		var b []byte
+		if i.opts.ring != nil {
+			// A ring that cannot vouch for its view answers 503 rather than a key set that may
+			// lack a key another replica signs with: the verifier retries elsewhere.
+			set, err := i.opts.ring.Published()
+			if err == nil {
+				b, err = json.Marshal(set)
+			}
+			if err != nil {
+				http.Error(w, "signing keys unavailable", http.StatusServiceUnavailable)
+				return
+			}
+		} else {
+			i.mu.Lock()
+			_ = i.rotateLocked(i.opts.now())
+			b = i.jwks
+			i.mu.Unlock()
+		}
 		w.Header().Set("Content-Type", "application/jwk-set+json")
 		w.Header().Set("Cache-Control", "public, max-age=30")
 		_, _ = w.Write(b)

@@ -20,6 +20,7 @@ type options struct {
 	maxAge      time.Duration
 	log         *slog.Logger
 	fetchBudget time.Duration
+	ring        KeyRing
 }
 
 func defaults() options {

@@ -28,6 +28,7 @@ import (
 	"github.com/ztbank/ztbank/services/edge/enrol"
 	"github.com/ztbank/ztbank/services/edge/exchange"
 	"github.com/ztbank/ztbank/services/edge/extoken"
+	"github.com/ztbank/ztbank/services/edge/keys"
 )
 
 func main() { server.Main(config.Service, run) }
@@ -49,8 +50,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 // listeners builds the edge's exchange core and its three listeners.
 func listeners(ctx context.Context, rt *server.Runtime, cfg config.Edge, stdout io.Writer) ([]server.Listener, error) {
-	minter, err := usertoken.NewIssuer(rt.Self.ID, usertoken.WithTTL(cfg.TokenTTL),
-		usertoken.WithRotation(cfg.KeyRotation, cfg.KeyOverlap))
+	minterOpts := []usertoken.Option{usertoken.WithTTL(cfg.TokenTTL), usertoken.WithRotation(cfg.KeyRotation, cfg.KeyOverlap)}
+	if cfg.KeyStore != "" {
+		ring, err := keyRing(ctx, cfg, rt)
+		if err != nil {
+			return nil, err
+		}
+		minterOpts = append(minterOpts, usertoken.WithKeyRing(ring))
+	}
+	minter, err := usertoken.NewIssuer(rt.Self.ID, minterOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -134,6 +142,25 @@ func listeners(ctx context.Context, rt *server.Runtime, cfg config.Edge, stdout 
 		{Name: "internal", Addr: rt.Env.Listen, Server: internal},
 		{Name: "health", Addr: rt.Env.HealthListen, Server: &http.Server{Handler: healthMux, ReadHeaderTimeout: 5 * time.Second}},
 	}, nil
+}
+
+// keyRing opens the shared signing-key store (ADR 0985), reads it once so the edge starts
+// with the replicas' keys (or writes the first one), and keeps re-reading it until ctx ends.
+func keyRing(ctx context.Context, cfg config.Edge, rt *server.Runtime) (*keys.Ring, error) {
+	store, err := keys.Open(ctx, cfg.KeyStore, cfg.KeyStoreEndpoint)
+	if err != nil {
+		return nil, fmt.Errorf("EDGE_KEY_STORE: %w", err)
+	}
+	ring, err := keys.New(store, keys.Schedule{Rotation: cfg.KeyRotation, PublishAhead: cfg.KeyAhead,
+		Overlap: cfg.KeyOverlap, Refresh: cfg.KeyRefresh, MaxStale: cfg.MaxStale()}, time.Now, rt.Log)
+	if err != nil {
+		return nil, err
+	}
+	if err := ring.Sync(ctx); err != nil {
+		return nil, fmt.Errorf("EDGE_KEY_STORE: %w", err)
+	}
+	go ring.Run(ctx)
+	return ring, nil
 }
 
 // newHTTPServer is the platform's API server with the edge's longer limits: it proxies to

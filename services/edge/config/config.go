@@ -39,6 +39,10 @@ var EdgeVars = []envvar.Var{
 	{Name: "EDGE_TOKEN_TTL", Default: "5m (also the maximum)", Doc: "lifetime of the internal JWTs the edge mints."},
 	{Name: "EDGE_KEY_ROTATION", Default: "1h", Doc: "how often the internal-JWT signing key changes."},
 	{Name: "EDGE_KEY_OVERLAP", Default: "EDGE_TOKEN_TTL + 1m", Doc: "how long a retired key stays in the JWKS."},
+	{Name: "EDGE_KEY_STORE", Default: "none: keys in this replica's memory (one replica only)", Doc: "where the signing keys every replica shares live (ADR 0985): dir:<path> (a directory shared by the replicas, compose) or secretsmanager:<secret name or ARN> (EKS; AWS SDK default credentials and region, endpoint from AWS_ENDPOINT_URL_SECRETS_MANAGER or AWS_ENDPOINT_URL)."},
+	{Name: "EDGE_KEY_STORE_ENDPOINT", Default: "the SDK's regional endpoint", Doc: "Secrets Manager endpoint URL for a secretsmanager: key store (a VPC endpoint)."},
+	{Name: "EDGE_KEY_REFRESH", Default: "10s", Doc: "how often a replica re-reads EDGE_KEY_STORE; a view older than three refreshes neither signs nor publishes."},
+	{Name: "EDGE_KEY_PUBLISH_AHEAD", Default: "1m", Doc: "how long a new key is published before any replica signs with it; at least three refreshes plus 5s (the verifiers' minimum refetch interval)."},
 	{Name: "EDGE_AUTHZ_PREFIX", Default: "/authz", Doc: "the Emissary AuthService path_prefix of the ext_authz endpoint."},
 	{Name: "EDGE_MAX_HEADER_BYTES", Default: "16384", Doc: "request header limit, answered with problem+json."},
 	{Name: "EDGE_MAX_BODY_BYTES", Default: "1048576", Doc: "request body limit."},
@@ -75,21 +79,25 @@ func Load(getenv func(string) string) (Config, error) {
 // Edge is the edge's own configuration; the workload identity, transport mode and
 // topology come from the shared service configuration (libs/server).
 type Edge struct {
-	PublicListen   string              // EDGE_PUBLIC_LISTEN (or ZTBANK_PUBLIC_LISTEN); default: the topology's public address
-	TLSCert        string              // EDGE_TLS_CERT: client-facing certificate (dev CA locally)
-	TLSKey         string              // EDGE_TLS_KEY
-	Issuers        map[string][]string // EDGE_ISSUERS: tenant=issuer-URL pairs, comma-separated; or ZTBANK_OIDC_ISSUER for every tenant
-	AllowHTTP      bool                // EDGE_ALLOW_HTTP_ISSUERS: permit plain-http issuers off loopback (compose network only)
-	Audience       string              // EDGE_AUDIENCE: required aud of external tokens; default ztbank
-	Enrolment      string              // EDGE_ENROLMENT: "claims" or a JSON table path; required
-	EnrolmentClaim string              // EDGE_ENROLMENT_CLAIM: table key claim; default email
-	OIDCCAFile     string              // EDGE_OIDC_CA_FILE: extra roots for reaching the providers
-	TokenTTL       time.Duration       // EDGE_TOKEN_TTL; default and maximum 5m
-	KeyRotation    time.Duration       // EDGE_KEY_ROTATION; default 1h
-	KeyOverlap     time.Duration       // EDGE_KEY_OVERLAP; default TTL + 1m
-	AuthzPrefix    string              // EDGE_AUTHZ_PREFIX: Emissary AuthService path_prefix; default /authz
-	MaxHeaderBytes int                 // EDGE_MAX_HEADER_BYTES; default 16384
-	MaxBodyBytes   int64               // EDGE_MAX_BODY_BYTES; default 1048576
+	PublicListen     string              // EDGE_PUBLIC_LISTEN (or ZTBANK_PUBLIC_LISTEN); default: the topology's public address
+	TLSCert          string              // EDGE_TLS_CERT: client-facing certificate (dev CA locally)
+	TLSKey           string              // EDGE_TLS_KEY
+	Issuers          map[string][]string // EDGE_ISSUERS: tenant=issuer-URL pairs, comma-separated; or ZTBANK_OIDC_ISSUER for every tenant
+	AllowHTTP        bool                // EDGE_ALLOW_HTTP_ISSUERS: permit plain-http issuers off loopback (compose network only)
+	Audience         string              // EDGE_AUDIENCE: required aud of external tokens; default ztbank
+	Enrolment        string              // EDGE_ENROLMENT: "claims" or a JSON table path; required
+	EnrolmentClaim   string              // EDGE_ENROLMENT_CLAIM: table key claim; default email
+	OIDCCAFile       string              // EDGE_OIDC_CA_FILE: extra roots for reaching the providers
+	TokenTTL         time.Duration       // EDGE_TOKEN_TTL; default and maximum 5m
+	KeyRotation      time.Duration       // EDGE_KEY_ROTATION; default 1h
+	KeyOverlap       time.Duration       // EDGE_KEY_OVERLAP; default TTL + 1m
+	KeyStore         string              // EDGE_KEY_STORE: dir:<path> or secretsmanager:<id>; empty: in memory
+	KeyStoreEndpoint string              // EDGE_KEY_STORE_ENDPOINT: Secrets Manager BaseEndpoint; empty: the SDK's
+	KeyRefresh       time.Duration       // EDGE_KEY_REFRESH; default 10s
+	KeyAhead         time.Duration       // EDGE_KEY_PUBLISH_AHEAD; default 1m
+	AuthzPrefix      string              // EDGE_AUTHZ_PREFIX: Emissary AuthService path_prefix; default /authz
+	MaxHeaderBytes   int                 // EDGE_MAX_HEADER_BYTES; default 16384
+	MaxBodyBytes     int64               // EDGE_MAX_BODY_BYTES; default 1048576
 }
 
 func loadEdge(getenv func(string) string, topo *topology.Topology) (Edge, error) {
@@ -131,6 +139,13 @@ func loadEdge(getenv func(string) string, topo *topology.Topology) (Edge, error)
 	c.TokenTTL = dur("EDGE_TOKEN_TTL", usertoken.MaxTTL)
 	c.KeyRotation = dur("EDGE_KEY_ROTATION", time.Hour)
 	c.KeyOverlap = dur("EDGE_KEY_OVERLAP", c.TokenTTL+time.Minute)
+	c.KeyStore = getenv("EDGE_KEY_STORE")
+	c.KeyStoreEndpoint = getenv("EDGE_KEY_STORE_ENDPOINT")
+	c.KeyRefresh = dur("EDGE_KEY_REFRESH", 10*time.Second)
+	c.KeyAhead = dur("EDGE_KEY_PUBLISH_AHEAD", time.Minute)
+	if err := c.checkKeyStore(); err != nil {
+		errs = append(errs, err)
+	}
 	c.MaxHeaderBytes = int(num("EDGE_MAX_HEADER_BYTES", 16<<10))
 	c.MaxBodyBytes = num("EDGE_MAX_BODY_BYTES", 1<<20)
 
@@ -174,6 +189,35 @@ func loadEdge(getenv func(string) string, topo *topology.Topology) (Edge, error)
 	}
 	c.Issuers = iss
 	return c, oneLine(errs)
+}
+
+// VerifierRefetch is the verifiers' minimum interval between two JWKS fetches
+// (libs/usertoken's default): publish-ahead must leave a verifier that fetched a key set
+// just before a key appeared the time to fetch again before the key signs.
+const VerifierRefetch = 5 * time.Second
+
+// MaxStale is how old a replica's view of the key store may be before it stops signing and
+// publishing: three refreshes, so one or two failed reads do not take it out.
+func (c Edge) MaxStale() time.Duration { return 3 * c.KeyRefresh }
+
+func (c Edge) checkKeyStore() error {
+	if c.KeyStore == "" {
+		return nil
+	}
+	kind, arg, _ := strings.Cut(c.KeyStore, ":")
+	if (kind != "dir" && kind != "secretsmanager") || arg == "" {
+		return fmt.Errorf("EDGE_KEY_STORE %q: want dir:<path> or secretsmanager:<secret>", c.KeyStore)
+	}
+	if c.KeyAhead < c.MaxStale()+VerifierRefetch {
+		return fmt.Errorf("EDGE_KEY_PUBLISH_AHEAD %v: want at least three EDGE_KEY_REFRESH (%v) plus %v", c.KeyAhead, c.KeyRefresh, VerifierRefetch)
+	}
+	if c.KeyRotation <= c.KeyAhead {
+		return fmt.Errorf("EDGE_KEY_ROTATION %v: want longer than EDGE_KEY_PUBLISH_AHEAD %v", c.KeyRotation, c.KeyAhead)
+	}
+	if c.KeyOverlap < c.TokenTTL {
+		return fmt.Errorf("EDGE_KEY_OVERLAP %v: want at least EDGE_TOKEN_TTL %v", c.KeyOverlap, c.TokenTTL)
+	}
+	return nil
 }
 
 // parseIssuers reads "<tenant>=https://idp-1,<tenant>=https://idp-2". A tenant may appear more

@@ -33,6 +33,8 @@ func TestLoadConfig(t *testing.T) {
 		TokenTTL:       5 * time.Minute,
 		KeyRotation:    30 * time.Minute,
 		KeyOverlap:     6 * time.Minute,
+		KeyRefresh:     10 * time.Second,
+		KeyAhead:       time.Minute,
 		AuthzPrefix:    "/authz",
 		MaxHeaderBytes: 16 << 10,
 		MaxBodyBytes:   1 << 20,
@@ -80,6 +82,13 @@ func TestLoadConfigErrors(t *testing.T) {
 		{"http issuer in compose without opt-in", map[string]string{"ZTBANK_OIDC_ISSUER": "http://devoidc:9998"}, "EDGE_ALLOW_HTTP_ISSUERS"},
 		{"no enrolment: never the demo table by default", map[string]string{"EDGE_ISSUERS": "bank-a=https://idp"}, "EDGE_ENROLMENT is not set"},
 		{"bad prefix", map[string]string{"EDGE_ISSUERS": "bank-a=https://idp", "EDGE_AUTHZ_PREFIX": "authz/"}, "EDGE_AUTHZ_PREFIX"},
+		{"key store kind", map[string]string{"EDGE_ISSUERS": "bank-a=https://idp", "EDGE_KEY_STORE": "s3:bucket"}, "EDGE_KEY_STORE"},
+		{"key store without path", map[string]string{"EDGE_ISSUERS": "bank-a=https://idp", "EDGE_KEY_STORE": "dir:"}, "EDGE_KEY_STORE"},
+		// 3×10s + 5s = 35s: a key published 30s ahead could sign before a stale-but-serving
+		// replica or a verifier that just fetched has it.
+		{"publish-ahead under staleness", map[string]string{"EDGE_ISSUERS": "bank-a=https://idp", "EDGE_KEY_STORE": "dir:/k", "EDGE_KEY_PUBLISH_AHEAD": "30s"}, "EDGE_KEY_PUBLISH_AHEAD"},
+		{"rotation under publish-ahead", map[string]string{"EDGE_ISSUERS": "bank-a=https://idp", "EDGE_KEY_STORE": "dir:/k", "EDGE_KEY_ROTATION": "50s"}, "EDGE_KEY_ROTATION"},
+		{"overlap under ttl", map[string]string{"EDGE_ISSUERS": "bank-a=https://idp", "EDGE_KEY_STORE": "dir:/k", "EDGE_KEY_OVERLAP": "1m"}, "EDGE_KEY_OVERLAP"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := loadEdge(envOf(tc.env), topo)
