@@ -120,12 +120,21 @@ func LiveRoutes() []Route {
 	return out
 }
 
-// payee is the bank-b account a test payment from "from" goes to: dave's current account,
-// or bob's when dave pays.
+// payee is the account a test payment from "from" goes to: the current account of another
+// customer of the same tenant, the last in demo order (for bank-b: dave's, or bob's when
+// dave pays), so every tenant that runs payments pays within itself.
 func payee(from string) string {
-	to := demo.AccountID("dave@bank-b", "current").String()
-	if from == to {
-		to = demo.AccountID("bob@bank-b", "current").String()
+	var payer demo.Account
+	for _, a := range demo.Accounts() {
+		if a.ID.String() == from {
+			payer = a
+		}
+	}
+	to := ""
+	for _, a := range demo.Accounts() {
+		if a.Tenant == payer.Tenant && a.Owner != payer.Owner && a.Name == "current" {
+			to = a.ID.String()
+		}
 	}
 	return to
 }
