@@ -35,4 +35,8 @@ func addRoutes(r chi.Router, rt *server.Runtime, peers []*server.Peer, h *handle
 	// here, per debited account, against the user the payment speaks for.
 	r.With(rt.UserToken, az.Require("accounts:read", authz.FromSameTenant("payment"))).Get("/v1/accounts/{accountID}", h.accountOwner)
 	r.With(rt.UserToken, az.Require("ledger:post", authz.FromSameTenant("payment"))).Post("/v1/postings", h.post)
+	// Internal, no user: the payment service's recovery asks whether a pending payment's
+	// reference was posted (ADR 0996). Only the ledger's own payment service may ask.
+	r.With(rt.OptionalUserToken, az.Require("ledger:reconcile", authz.FromSameTenant("payment"), authz.WorkloadOnly())).
+		Get("/v1/postings/{reference}", h.postingByReference)
 }

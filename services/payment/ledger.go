@@ -107,6 +107,27 @@ func (c *LedgerClient) Transfer(ctx context.Context, reference string, from, to 
 	return uuid.Nil, fmt.Errorf("ledger posting: status %d", status)
 }
 
+// PostingByReference asks the ledger whether it holds a posting with reference, over the
+// same mTLS client but without a user token: recovery acts for no user, and the ledger's
+// route is workload-only and admits this tenant's payment service alone.
+func (c *LedgerClient) PostingByReference(ctx context.Context, reference string) (uuid.UUID, bool, error) {
+	status, resp, err := c.do(ctx, http.MethodGet, ledgerapi.PostingByReferencePath(reference), nil)
+	if err != nil {
+		return uuid.Nil, false, err
+	}
+	switch status {
+	case http.StatusOK:
+		var out ledgerapi.PostingResult
+		if err := json.Unmarshal(resp, &out); err != nil || out.TransactionID == uuid.Nil {
+			return uuid.Nil, false, fmt.Errorf("ledger posting lookup %s: bad answer (%v)", reference, err)
+		}
+		return out.TransactionID, true, nil
+	case http.StatusNotFound:
+		return uuid.Nil, false, nil
+	}
+	return uuid.Nil, false, fmt.Errorf("ledger posting lookup %s: status %d", reference, status)
+}
+
 func (c *LedgerClient) do(ctx context.Context, method, path string, body []byte) (int, []byte, error) {
 	var rd io.Reader
 	if body != nil {

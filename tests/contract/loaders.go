@@ -72,7 +72,12 @@ var Binaries = []Binary{
 		}},
 	dbService("user", usercfg.Load),
 	dbService("account", accountcfg.Load),
-	dbService("payment", paymentcfg.Load),
+	{Name: "payment", Vars: paymentcfg.Vars,
+		Summary: "The payment service: the shared service variables, its database, and its pending-payment recovery.",
+		Load: func(getenv func(string) string) (Loaded, error) {
+			c, err := paymentcfg.Load(getenv)
+			return Loaded{Read: c.Read, Server: &c.Server, DB: &c.DB}, err
+		}},
 	dbService("ledger", ledgercfg.Load),
 	{Name: "dbadmin", Vars: dbadmincfg.Vars,
 		Summary: "Migrations, demo seed and password rotation (`dbadmin migrate up|down`, `seed`, `rotate`). Flags override the environment.",

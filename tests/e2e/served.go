@@ -153,6 +153,9 @@ var ServiceRoutes = slices.Concat(
 		{Workload: "bank-b/ledger", Method: "POST", Pattern: "/v1/postings", From: []string{"bank-b/payment"}, Calls: []UserCall{
 			{User: "bob@bank-b", Relation: Own, Kind: AccountResource, Body: postingBody, Want: created},
 			{User: "bob@bank-b", Relation: SameTenantOther, Kind: AccountResource, Body: postingBody, Want: denied}}},
+		// Internal, no user: the payment service's recovery asks whether a reference was
+		// posted (ADR 0996).
+		{Workload: "bank-b/ledger", Method: "GET", Pattern: "/v1/postings/{reference}", From: []string{"bank-b/payment"}, WorkloadOnly: true},
 	},
 	// The edge's mTLS listener serves the internal-token JWKS to any workload of the trust
 	// domain (public data; mTLS there authenticates the edge to the client). It is an

@@ -5,6 +5,7 @@
 package ledgerapi
 
 import (
+	"net/url"
 	"time"
 
 	"github.com/google/uuid"
@@ -14,6 +15,15 @@ import (
 
 // PostingsPath is the route a posting is sent to.
 const PostingsPath = "/v1/postings"
+
+// PostingByReferencePath is the workload-only route that tells whether a posting with
+// reference exists (the payment service's recovery); the answer is a PostingResult or 404.
+func PostingByReferencePath(reference string) string {
+	return PostingsPath + "/" + url.PathEscape(reference)
+}
+
+// MaxReferenceBytes is the longest reference the ledger stores (its CHECK).
+const MaxReferenceBytes = 200
 
 // AccountPath is the route of one account's owner lookup.
 func AccountPath(id uuid.UUID) string { return "/v1/accounts/" + id.String() }

@@ -3,16 +3,63 @@
 // environment every manifest gives the container, and docs/configuration.md is generated from Vars.
 package config
 
-import "github.com/ztbank/ztbank/libs/dbcred/fromenv"
+import (
+	"fmt"
+	"time"
+
+	"github.com/ztbank/ztbank/libs/dbcred/fromenv"
+	"github.com/ztbank/ztbank/libs/envvar"
+	"github.com/ztbank/ztbank/services/payment/store"
+)
 
 // Service is the binary's name, which ZTBANK_WORKLOAD's topology entry must name.
 const Service = "payment"
 
-// Vars declares every variable the binary reads.
-var Vars = fromenv.Vars
+// FailAfterLedgerPost is the one failpoint: the process kills itself (SIGKILL, no clean-up)
+// after the ledger has accepted a posting and before the payment records the outcome, the
+// crash that recovery exists for. Only the crash tests set it.
+const FailAfterLedgerPost = "after-ledger-post"
 
-// Config is the binary's configuration: the shared service part and its database.
-type Config = fromenv.Config
+// PaymentVars declares the payment service's own variables.
+var PaymentVars = []envvar.Var{
+	{Name: "PAYMENT_RECOVER_EVERY", Default: store.DefaultRecoverEvery.String(), Doc: "how often pending payments nobody is working on are settled from the ledger (also once at start-up)."},
+	{Name: "PAYMENT_FAILPOINT", Default: "off", Doc: "tests only: " + FailAfterLedgerPost + " makes the process kill itself between the ledger's reply and the outcome write. Never set in a deployment."},
+}
+
+// Vars declares every variable the binary reads.
+var Vars = envvar.Join(fromenv.Vars, PaymentVars)
+
+// Config is the binary's configuration: the shared service part, its database and its own.
+type Config struct {
+	fromenv.Config
+	// RecoverEvery is the period of the pending-payment recovery.
+	RecoverEvery time.Duration
+	// Failpoint is "" (off) or FailAfterLedgerPost.
+	Failpoint string
+}
 
 // Load reads and checks the configuration; errors are one line naming the variable.
-func Load(getenv func(string) string) (Config, error) { return fromenv.Load(Service, getenv) }
+func Load(getenv func(string) string) (Config, error) {
+	base, err := fromenv.Load(Service, getenv)
+	if err != nil {
+		return Config{}, err
+	}
+	r := envvar.NewReader(getenv, PaymentVars)
+	cfg := Config{Config: base, RecoverEvery: store.DefaultRecoverEvery}
+	if v := r.Get("PAYMENT_RECOVER_EVERY"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return Config{}, fmt.Errorf("PAYMENT_RECOVER_EVERY %q: want a positive duration such as 15s", v)
+		}
+		cfg.RecoverEvery = d
+	}
+	switch v := r.Get("PAYMENT_FAILPOINT"); v {
+	case "", "off":
+	case FailAfterLedgerPost:
+		cfg.Failpoint = v
+	default:
+		return Config{}, fmt.Errorf("PAYMENT_FAILPOINT %q: want off or %s", v, FailAfterLedgerPost)
+	}
+	cfg.Read = append(cfg.Read, r.Read()...)
+	return cfg, r.Err()
+}

@@ -90,6 +90,10 @@ type Store struct {
 	retention time.Duration
 	lease     time.Duration
 	txOpts    []db.Option
+	// afterTransfer, when set, runs after the ledger accepted a posting and before the
+	// outcome is recorded: the one point where a crash leaves a posted payment pending. Only
+	// the payment binary's test failpoint sets it (config.FailAfterLedgerPost).
+	afterTransfer func()
 }
 
 // Option configures New.
@@ -103,6 +107,10 @@ func WithRetention(d time.Duration) Option {
 
 // WithLease sets how long a request holds its key before a retry may resume it.
 func WithLease(d time.Duration) Option { return func(s *Store) { s.lease = d } }
+
+// WithAfterTransfer runs fn between the ledger's successful reply and the outcome write
+// (a failpoint for crash tests; production never sets it).
+func WithAfterTransfer(fn func()) Option { return func(s *Store) { s.afterTransfer = fn } }
 
 // WithTxOptions passes options to every retrying transaction (libs/db).
 func WithTxOptions(opts ...db.Option) Option { return func(s *Store) { s.txOpts = opts } }
@@ -205,8 +213,15 @@ func (s *Store) Pay(ctx context.Context, principal uuid.UUID, key string, req Re
 		return *stored, nil
 	}
 
-	// 2. Move the money, outside any local transaction: the ledger is another service.
-	txID, lerr := ledger.Transfer(ctx, p.ID.String(), p.From, p.To, p.Amount, p.Reference)
+	// 2. Move the money, outside any local transaction: the ledger is another service. The
+	// call may not outlive the lease: once the lease has run out, a retry or the recovery
+	// (Recover) may decide this payment, and neither may race a posting still in flight.
+	tctx, cancel := context.WithTimeout(ctx, s.lease)
+	txID, lerr := ledger.Transfer(tctx, p.ID.String(), p.From, p.To, p.Amount, p.Reference)
+	cancel()
+	if lerr == nil && s.afterTransfer != nil {
+		s.afterTransfer()
+	}
 	var rejected *RejectedError
 	result := Result{StatusCode: http.StatusCreated}
 	switch {
@@ -220,7 +235,8 @@ func (s *Store) Pay(ctx context.Context, principal uuid.UUID, key string, req Re
 		// this payment at once instead of waiting out the lease.
 		release := context.WithoutCancel(ctx)
 		_ = db.Transact(release, s.pool, func(tx pgx.Tx) error {
-			_, err := tx.Exec(release, `UPDATE payments.idempotency_keys SET locked_until = NULL
+			// now(), not NULL: free at once for a retry, and the time Recover counts from.
+			_, err := tx.Exec(release, `UPDATE payments.idempotency_keys SET locked_until = now()
 				WHERE principal = $1 AND key = $2 AND state = 'in_progress'`, principal, key)
 			return err
 		}, s.txOpts...)
@@ -229,7 +245,15 @@ func (s *Store) Pay(ctx context.Context, principal uuid.UUID, key string, req Re
 	result.Payment = p
 
 	// 3. Record the outcome and store it as the key's response.
-	err = db.Transact(ctx, s.pool, func(tx pgx.Tx) error {
+	return s.recordOutcome(ctx, principal, key, p, result)
+}
+
+// recordOutcome writes a decided payment p and stores result as its key's response, unless
+// another holder of the key (a resumed retry, the recovery) finished first: then its stored
+// answer stands and is returned as a replay.
+func (s *Store) recordOutcome(ctx context.Context, principal uuid.UUID, key string, p Payment, result Result) (Result, error) {
+	var stored *Result
+	err := db.Transact(ctx, s.pool, func(tx pgx.Tx) error {
 		stored = nil
 		var state string
 		var response []byte
