@@ -76,6 +76,10 @@ type Engine struct {
 	terms           termCache
 	now             func() time.Time
 	cache           *decisionCache // nil: every decision is evaluated
+	// fast is the compiled residual policy (ADR 0980); nil when the policy is outside its
+	// fragment or WithoutResidual was given, and then OPA evaluates the full policy.
+	fast    *residual
+	fastErr error // why fast is nil, for tests
 	// policy and data are what the query was prepared from, kept for Bundle.
 	policy *policySource
 	data   map[string]any
@@ -88,6 +92,7 @@ type config struct {
 	now          func() time.Time
 	skipSelfTest bool
 	noCache      bool
+	noResidual   bool
 }
 
 // Option configures New.
@@ -140,6 +145,15 @@ func WithClock(now func() time.Time) Option {
 func WithoutDecisionCache() Option {
 	return func(c *config) error {
 		c.noCache = true
+		return nil
+	}
+}
+
+// WithoutResidual evaluates the full policy with OPA for every decision instead of the
+// compiled residual policy. Benchmarks and the equivalence tests use it as the reference.
+func WithoutResidual() Option {
+	return func(c *config) error {
+		c.noResidual = true
 		return nil
 	}
 }
@@ -212,7 +226,14 @@ func New(ctx context.Context, svc Service, topo *topology.Topology, opts ...Opti
 		policy:      cfg.policy,
 		data:        data,
 	}
-	if ok, _ := deterministic(cfg.policy.modules); ok && !cfg.noCache {
+	if cfg.noResidual {
+		e.fastErr = errors.New("WithoutResidual")
+	} else {
+		e.fast, e.fastErr = compileResidual(ctx, cfg.policy, data)
+	}
+	// The memo pays only where evaluation costs more than building its key, which is not
+	// the case for the compiled residual.
+	if ok, _ := deterministic(cfg.policy.modules); ok && !cfg.noCache && e.fast == nil {
 		e.cache = newDecisionCache()
 	}
 	e.terms = termCache{}
@@ -229,6 +250,11 @@ func New(ctx context.Context, svc Service, topo *topology.Topology, opts ...Opti
 	}
 	for _, t := range topo.Tenants {
 		e.terms.add(t.Name)
+	}
+	if e.fast != nil {
+		if err := e.checkResidual(ctx, topo); err != nil {
+			return nil, err
+		}
 	}
 	if !cfg.skipSelfTest {
 		if err := e.selfTest(ctx, topo); err != nil {
@@ -254,6 +280,9 @@ func (e *Engine) Decide(ctx context.Context, in Input) Decision {
 }
 
 func (e *Engine) decide(ctx context.Context, in Input) (Decision, error) {
+	if e.fast != nil {
+		return e.fast.decide(&in), nil
+	}
 	v := in.value(e.terms)
 	var key string
 	if e.cache != nil {

@@ -9,10 +9,14 @@ import (
 )
 
 // TestDecisionCacheAgreesWithEvaluation checks that a memoised decision is the decision
-// evaluation gives, for allows and for each kind of deny, on first sight and on repeat.
+// evaluation gives, for allows and for each kind of deny, on first sight and on repeat. The
+// memo serves OPA's evaluation of the full policy; the compiled residual needs none.
 func TestDecisionCacheAgreesWithEvaluation(t *testing.T) {
-	cached := newTestEngine(t, "bank-a/account")
-	uncached := newTestEngine(t, "bank-a/account", WithoutDecisionCache())
+	cached := newTestEngine(t, "bank-a/account", WithoutResidual())
+	uncached := newTestEngine(t, "bank-a/account", WithoutResidual(), WithoutDecisionCache())
+	if fast := newTestEngine(t, "bank-a/account"); fast.cache != nil || fast.fast == nil {
+		t.Fatalf("default engine: memo=%v residual=%v (%v), want the residual without a memo", fast.cache != nil, fast.fast != nil, fast.fastErr)
+	}
 	if cached.cache == nil || uncached.cache != nil {
 		t.Fatalf("cache wiring: cached=%v uncached=%v", cached.cache != nil, uncached.cache != nil)
 	}

@@ -17,6 +17,17 @@ import (
 // run repeatable.
 func realisticInputs(t testing.TB, sc serviceCase, n int, seed uint64) []Input {
 	t.Helper()
+	next := newTraffic(t, sc, seed)
+	out := make([]Input, n)
+	for i := range out {
+		out[i] = next()
+	}
+	return out
+}
+
+// newTraffic returns an endless generator of realisticInputs' decisions.
+func newTraffic(t testing.TB, sc serviceCase, seed uint64) func() Input {
+	t.Helper()
 	topo := topology.Default()
 	rnd := rand.New(rand.NewPCG(seed, seed^0x5eed))
 	callers := []spiffeid.ID{workloadID(t, sc.caller)}
@@ -25,8 +36,7 @@ func realisticInputs(t testing.TB, sc serviceCase, n int, seed uint64) []Input {
 			callers = append(callers, id)
 		}
 	}
-	out := make([]Input, n)
-	for i := range out {
+	return func() Input {
 		r := sc.read
 		if rnd.IntN(4) == 0 {
 			r = sc.write
@@ -49,11 +59,10 @@ func realisticInputs(t testing.TB, sc serviceCase, n int, seed uint64) []Input {
 		case 1:
 			owner, tenant = userID(sc.other, fmt.Sprintf("c-%06d", rnd.IntN(100000))), sc.other
 		}
-		out[i] = Input{Caller: caller, User: user, Tenant: sc.tenant, Roles: roles, Action: r.perm,
+		return Input{Caller: caller, User: user, Tenant: sc.tenant, Roles: roles, Action: r.perm,
 			Method: r.method, Route: r.pattern, Params: map[string]string{"id": id}, From: r.from,
 			Resource: &Resource{Kind: "resource", ID: id, Owner: owner, Tenant: tenant}}
 	}
-	return out
 }
 
 func firstOr(ss []string, def string) string {

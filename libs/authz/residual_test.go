@@ -2,11 +2,14 @@ package authz
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"maps"
 	"slices"
 	"strings"
 	"testing"
+	"testing/fstest"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -16,19 +19,10 @@ import (
 	"github.com/ztbank/ztbank/libs/topology"
 )
 
-// residualPolicy partially evaluates the engine's policy against the engine's own data (the
-// permission table, the topology and the service itself, all fixed after New) with the
-// whole input unknown, and returns the residual prepared for evaluation with its Rego text.
-//
-// OPA does not partially evaluate ordered rules (`else`): a query on the decision chain
-// comes back unchanged. So each condition of the chain is partially evaluated on its own,
-// and the residual is the same chain, in the same order, over the residual conditions. A
-// condition with no residual query can never hold and is left undefined; everything the
-// conditions read from data is folded into constants or enumerations by OPA.
-//
-// It is test code on purpose: ADR 0980 records that on this machine the residual is not
-// faster than the prepared full policy (OPA's per-expression evaluation cost dominates, not
-// its data lookups), so the engine does not use it; this keeps the measurement repeatable.
+// residualPolicy builds the residual policy as Rego text (the same partial evaluation as
+// compileResidual: each condition of the decision chain against the engine's fixed data,
+// the chain kept in order) and prepares it for OPA's own evaluator. Benchmarks use it to
+// show what evaluating the residual with OPA costs, the alternative ADR 0980 rejects.
 func residualPolicy(ctx context.Context, e *Engine) (rego.PreparedEvalQuery, string, error) {
 	var chain, def *ast.Rule
 	var modules []*ast.Module
@@ -100,8 +94,8 @@ func residualPolicy(ctx context.Context, e *Engine) (rego.PreparedEvalQuery, str
 	return prepared, strings.Join(sources, "\n"), nil
 }
 
-// residualEngine is e evaluating the residual policy instead of the full one, without the
-// memo, so every decision runs the residual.
+// residualEngine is e evaluating the residual policy with OPA, without memo or compiled
+// residual, so every decision runs OPA on the residual.
 func residualEngine(t testing.TB, e *Engine) *Engine {
 	t.Helper()
 	pq, _, err := residualPolicy(t.Context(), e)
@@ -109,13 +103,14 @@ func residualEngine(t testing.TB, e *Engine) *Engine {
 		t.Fatalf("residual policy for %s: %v", e.svc.Workload, err)
 	}
 	r := *e
-	r.query, r.cache = pq, nil
+	r.query, r.cache, r.fast = pq, nil, nil
 	return &r
 }
 
 // TestResidualPolicyDecidesAsFullPolicy proves the residual is the same policy: for every
-// banking workload it passes the start-up self-test, and over a generated set of inputs
-// that reaches every deny reason it returns exactly the full policy's decisions.
+// banking workload the compiled residual (what services run) and OPA's evaluation of the
+// residual pass the start-up self-test, and over a generated set of inputs that reaches
+// every outcome they return exactly the decisions of OPA evaluating the full policy.
 func TestResidualPolicyDecidesAsFullPolicy(t *testing.T) {
 	n := 600
 	if testing.Short() {
@@ -125,15 +120,24 @@ func TestResidualPolicyDecidesAsFullPolicy(t *testing.T) {
 	seen := map[string]int{}
 	for i, sc := range services {
 		t.Run(sc.workload, func(t *testing.T) {
-			full := newTestEngine(t, sc.workload, WithoutDecisionCache())
-			res := residualEngine(t, full)
-			if err := res.selfTest(t.Context(), topo); err != nil {
-				t.Fatalf("self-test on the residual policy: %v", err)
+			full := newTestEngine(t, sc.workload, WithoutResidual(), WithoutDecisionCache())
+			compiled := newTestEngine(t, sc.workload)
+			if compiled.fast == nil {
+				t.Fatalf("the embedded policy did not compile to a residual: %v", compiled.fastErr)
+			}
+			opaResidual := residualEngine(t, full)
+			for name, e := range map[string]*Engine{"compiled residual": compiled, "OPA on the residual": opaResidual} {
+				if err := e.selfTest(t.Context(), topo); err != nil {
+					t.Fatalf("self-test on the %s: %v", name, err)
+				}
 			}
 			for _, in := range sampledInputs(t, full, topo, sc.other, n, uint64(i+1)) {
-				want, got := full.Decide(t.Context(), in), res.Decide(t.Context(), in)
-				if diff := cmp.Diff(want, got); diff != "" {
-					t.Errorf("residual decision differs for %+v (-full +residual):\n%s", in, diff)
+				want := full.Decide(t.Context(), in)
+				if diff := cmp.Diff(want, compiled.Decide(t.Context(), in)); diff != "" {
+					t.Errorf("compiled residual differs for %+v (-full +residual):\n%s", in, diff)
+				}
+				if diff := cmp.Diff(want, opaResidual.Decide(t.Context(), in)); diff != "" {
+					t.Errorf("OPA on the residual differs for %+v (-full +residual):\n%s", in, diff)
 				}
 				seen[want.Reason]++
 			}
@@ -145,5 +149,84 @@ func TestResidualPolicyDecidesAsFullPolicy(t *testing.T) {
 		if seen[reason] == 0 {
 			t.Errorf("no generated input was decided %q; outcomes seen: %v", reason, seen)
 		}
+	}
+}
+
+// TestInputLookupMatchesInputDocument keeps Input.lookup, which the compiled residual reads,
+// in step with the document OPA sees (Input.value): same members, same values, same
+// omissions, for every path the policy could name.
+func TestInputLookupMatchesInputDocument(t *testing.T) {
+	e := newTestEngine(t, "bank-a/account")
+	paths := [][]string{{"caller"}, {"action"}, {"user"}, {"user", "id"}, {"user", "tenant"}, {"user", "roles"},
+		{"user", "name"}, {"route", "method"}, {"route", "pattern"}, {"route", "from"}, {"route", "workload_only"},
+		{"resource"}, {"resource", "tenant"}, {"resource", "owner"}, {"resource", "kind"}, {"resource", "id"},
+		{"resource", "owner", "x"}, {"nothing"}, {"caller", "x"}}
+	for _, in := range sampledInputs(t, e, topology.Default(), "bank-b", 300, 7) {
+		doc, err := e.InputDocument(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range paths {
+			want, wantOK := jsonAt(doc, p)
+			got, gotOK := in.lookup(p)
+			if _, isObj := got.(objectValue); isObj {
+				_, wantObj := want.(map[string]any)
+				if !wantObj {
+					t.Errorf("input.%s: lookup says object, document has %v", strings.Join(p, "."), want)
+				}
+				continue
+			}
+			if wantOK != gotOK || wantOK && cmp.Diff(want, toJSON(got)) != "" {
+				t.Errorf("input.%s of %+v: lookup = %v (%v), document = %v (%v)", strings.Join(p, "."), in, got, gotOK, want, wantOK)
+			}
+		}
+	}
+}
+
+func jsonAt(doc any, path []string) (any, bool) {
+	for _, k := range path {
+		m, ok := doc.(map[string]any)
+		if !ok {
+			return nil, false
+		}
+		if doc, ok = m[k]; !ok {
+			return nil, false
+		}
+	}
+	return doc, true
+}
+
+func toJSON(v any) any {
+	if ss, ok := v.([]string); ok {
+		out := make([]any, len(ss))
+		for i, s := range ss {
+			out[i] = s
+		}
+		return out
+	}
+	return v
+}
+
+// TestPolicyOutsideTheFragmentFallsBackToOPA: a policy whose residual the compiler does not
+// cover still starts and decides, with OPA evaluating the full policy.
+func TestPolicyOutsideTheFragmentFallsBackToOPA(t *testing.T) {
+	src, err := fs.ReadFile(embedded, "authz.rego")
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, _ := fs.ReadFile(embedded, DataFile)
+	// Same decisions, but the tenant check goes through sprintf, which the fragment lacks.
+	changed := strings.Replace(string(src), "input.user.tenant == service.tenant",
+		`sprintf("%s", [input.user.tenant]) == service.tenant`, 1)
+	if changed == string(src) {
+		t.Fatal("the tenant check moved; update this test")
+	}
+	e := newTestEngine(t, "bank-a/account", WithPolicy(fstest.MapFS{
+		"authz.rego": {Data: []byte(changed)}, DataFile: {Data: data}}))
+	if e.fast != nil || !errors.Is(e.fastErr, errUnsupported) {
+		t.Fatalf("residual = %v, error %v; want a fallback for sprintf", e.fast != nil, e.fastErr)
+	}
+	if d := e.Decide(t.Context(), typicalInput(t)); d != allow {
+		t.Errorf("fallback decision = %+v, want %+v", d, allow)
 	}
 }

@@ -50,6 +50,27 @@ func (e *Engine) selfTest(ctx context.Context, topo *topology.Topology) error {
 	return nil
 }
 
+// checkResidual compares the compiled residual with OPA's evaluation of the full policy on
+// every self-test sample, whether or not the self-test itself runs: a disagreement is a
+// fault in the compilation, and the service must not start on it.
+func (e *Engine) checkResidual(ctx context.Context, topo *topology.Topology) error {
+	samples, err := e.samples(topo)
+	if err != nil {
+		return nil // the self-test reports this when it runs; nothing to compare against
+	}
+	for _, s := range samples {
+		full, err := e.evaluate(ctx, s.in.value(e.terms))
+		if err != nil {
+			return fmt.Errorf("%w: residual check %q: %w", ErrPolicy, s.name, err)
+		}
+		if fast := e.fast.decide(&s.in); fast != full {
+			return fmt.Errorf("%w: compiled residual decides %+v for self-test sample %q, the full policy %+v",
+				ErrPolicy, fast, s.name, full)
+		}
+	}
+	return nil
+}
+
 func outcome(allow bool) string {
 	if allow {
 		return "allow"

@@ -1,0 +1,608 @@
+package authz
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/storage/inmem"
+)
+
+// The residual policy (ADR 0980).
+//
+// Everything the policy reads from data — the permission table, the topology, the service's
+// own name, tenant and identity — is fixed when New runs. New therefore asks OPA to
+// partially evaluate the decision against that data with the whole input unknown: what is
+// left (the residual) compares input fields with constants, nothing else. OPA does not
+// partially evaluate ordered rules, so each condition of the `decision` chain is partially
+// evaluated on its own and the chain is kept, in order, over the residual conditions.
+//
+// Evaluating that residual with OPA's general evaluator costs about as much as the full
+// policy (its per-expression overhead dominates, not data lookups). The residual uses a
+// small fragment of Rego, so New compiles it into the plain Go structure below, which reads
+// the Input struct directly instead of building an input document. Anything outside the
+// fragment makes compileResidual fail, and the engine then evaluates the full policy with
+// OPA as before: the fast path is an optimisation, never a different policy. New checks the
+// two agree on every self-test sample, and the unit tests check them over generated inputs.
+
+// errUnsupported marks a residual outside the compiled fragment.
+var errUnsupported = errors.New("outside the compiled residual fragment")
+
+// residual is the compiled decision chain: the first step whose condition holds decides;
+// if none holds, the default does.
+type residual struct {
+	steps []residualStep
+	def   Decision
+}
+
+type residualStep struct {
+	cond     *rule
+	decision Decision
+}
+
+// rule holds when any of its bodies does; a body holds when all its expressions do.
+type rule struct{ bodies [][]expr }
+
+type opKind uint8
+
+const (
+	opUnify opKind = iota // a = b (also a == b: the residual's operands are ground or local)
+	opNeq
+	opStartsWith
+	opMember // internal.member_2(x, collection)
+	opCount  // count(x, n): count(x) == n
+	opTruthy // a bare reference: defined and not false
+	opRule   // a support rule of the residual
+)
+
+type expr struct {
+	op      opKind
+	negated bool
+	args    [2]term
+	rule    *rule
+}
+
+type termKind uint8
+
+const (
+	termConst termKind = iota
+	termInput
+	termVar
+)
+
+// term is a constant, a local variable, or an input path optionally ending in a variable
+// index (input.user.roles[i]).
+type term struct {
+	kind  termKind
+	value any // termConst: string, bool, int, []string
+	path  []string
+	index string // termInput: the variable indexing the array at path, or ""
+	name  string // termVar
+}
+
+// compileResidual partially evaluates src's decision against data and compiles the result.
+func compileResidual(ctx context.Context, src *policySource, data map[string]any) (*residual, error) {
+	var chain, def *ast.Rule
+	var modules []*ast.Module
+	for _, name := range slices.Sorted(maps.Keys(src.modules)) {
+		m := src.modules[name]
+		modules = append(modules, m)
+		if !m.Package.Path.Equal(ast.MustParseRef("data.ztbank.authz")) {
+			continue
+		}
+		for _, r := range m.Rules {
+			if r.Head.Name.String() != "decision" {
+				continue
+			}
+			if r.Default {
+				def = r
+			} else if chain != nil {
+				return nil, fmt.Errorf("%w: decision has more than one definition", errUnsupported)
+			} else {
+				chain = r
+			}
+		}
+	}
+	if chain == nil || def == nil {
+		return nil, fmt.Errorf("%w: no default and chained decision rule", errUnsupported)
+	}
+	res := &residual{}
+	var err error
+	if res.def, err = constDecision(def.Head.Value); err != nil {
+		return nil, err
+	}
+	store := inmem.NewFromObjectWithOpts(data, inmem.OptReturnASTValuesOnRead(true))
+	i := 0
+	for step := chain; step != nil; step, i = step.Else, i+1 {
+		d, err := constDecision(step.Head.Value)
+		if err != nil {
+			return nil, err
+		}
+		opts := []func(*rego.Rego){
+			rego.ParsedQuery(step.Body.Copy()), rego.Package("ztbank.authz"),
+			rego.Store(store), rego.StoreReadAST(true), rego.SetRegoVersion(ast.RegoV1),
+			rego.Unknowns([]string{"input"}), rego.PartialNamespace(fmt.Sprintf("residual_c%d", i)),
+		}
+		for _, m := range modules {
+			opts = append(opts, rego.ParsedModule(m))
+		}
+		pq, err := rego.New(opts...).Partial(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("partially evaluate decision condition %d: %w", i, err)
+		}
+		c := compiler{rules: map[string]*rule{}}
+		if err := c.support(pq.Support); err != nil {
+			return nil, err
+		}
+		cond := &rule{}
+		for _, q := range pq.Queries {
+			body, err := c.body(q)
+			if err != nil {
+				return nil, err
+			}
+			cond.bodies = append(cond.bodies, body)
+		}
+		res.steps = append(res.steps, residualStep{cond: cond, decision: d})
+	}
+	return res, nil
+}
+
+// constDecision reads {"allow": bool, "reason": string} from a rule head.
+func constDecision(t *ast.Term) (Decision, error) {
+	obj, ok := t.Value.(ast.Object)
+	if !ok || obj.Len() != 2 {
+		return Decision{}, fmt.Errorf("%w: decision value %v is not a constant {allow, reason}", errUnsupported, t)
+	}
+	allow, okA := obj.Get(ast.StringTerm("allow")).Value.(ast.Boolean)
+	reason, okR := obj.Get(ast.StringTerm("reason")).Value.(ast.String)
+	if !okA || !okR || reason == "" {
+		return Decision{}, fmt.Errorf("%w: decision value %v is not a constant {allow, reason}", errUnsupported, t)
+	}
+	return Decision{Allow: bool(allow), Reason: string(reason)}, nil
+}
+
+type compiler struct{ rules map[string]*rule }
+
+// support compiles the support rules partial evaluation produced (boolean rules without
+// arguments, referenced as data.<namespace>.<name>). They are registered before their
+// bodies are compiled, since they may refer to one another.
+func (c *compiler) support(mods []*ast.Module) error {
+	type pending struct {
+		r    *rule
+		body ast.Body
+	}
+	var todo []pending
+	for _, m := range mods {
+		for _, r := range m.Rules {
+			if r.Default || r.Else != nil || len(r.Head.Args) > 0 || !r.Head.Value.Equal(ast.BooleanTerm(true)) {
+				return fmt.Errorf("%w: support rule %v", errUnsupported, r.Head)
+			}
+			path := r.Path().String()
+			if c.rules[path] == nil {
+				c.rules[path] = &rule{}
+			}
+			todo = append(todo, pending{c.rules[path], r.Body})
+		}
+	}
+	for _, p := range todo {
+		body, err := c.body(p.body)
+		if err != nil {
+			return err
+		}
+		p.r.bodies = append(p.r.bodies, body)
+	}
+	return nil
+}
+
+func (c *compiler) body(b ast.Body) ([]expr, error) {
+	out := make([]expr, 0, len(b))
+	for _, e := range b {
+		x, err := c.expr(e)
+		if err != nil {
+			return nil, fmt.Errorf("%w (in %v)", err, e)
+		}
+		out = append(out, x)
+	}
+	return out, nil
+}
+
+func (c *compiler) expr(e *ast.Expr) (expr, error) {
+	if len(e.With) > 0 {
+		return expr{}, fmt.Errorf("%w: with", errUnsupported)
+	}
+	x := expr{negated: e.Negated}
+	switch t := e.Terms.(type) {
+	case *ast.Term:
+		if ref, ok := t.Value.(ast.Ref); ok && ref.HasPrefix(ast.DefaultRootRef) {
+			r, ok := c.rules[ref.String()]
+			if !ok {
+				return expr{}, fmt.Errorf("%w: data reference %v", errUnsupported, ref)
+			}
+			x.op, x.rule = opRule, r
+			return x, nil
+		}
+		a, err := compileTerm(t)
+		if err != nil {
+			return expr{}, err
+		}
+		x.op, x.args[0] = opTruthy, a
+		return x, nil
+	case []*ast.Term:
+		ops := e.Operands()
+		name := e.Operator().String()
+		want := 2
+		switch name {
+		case ast.Equality.Name, ast.Equal.Name:
+			x.op = opUnify
+		case ast.NotEqual.Name:
+			x.op = opNeq
+		case ast.StartsWith.Name:
+			x.op = opStartsWith
+		case ast.Member.Name:
+			x.op = opMember
+		case ast.Count.Name:
+			x.op = opCount // count(x, n) with the result as the second operand
+		default:
+			return expr{}, fmt.Errorf("%w: call %s", errUnsupported, name)
+		}
+		if len(ops) != want {
+			return expr{}, fmt.Errorf("%w: %s with %d operands", errUnsupported, name, len(ops))
+		}
+		for i, op := range ops {
+			a, err := compileTerm(op)
+			if err != nil {
+				return expr{}, err
+			}
+			// Objects of the input are only ever tested for presence (or counted); the
+			// compiled residual does not compare them.
+			if a.kind == termInput && a.index == "" && objectPath(a.path) && x.op != opCount {
+				return expr{}, fmt.Errorf("%w: %s compares the object input.%s", errUnsupported, name, strings.Join(a.path, "."))
+			}
+			x.args[i] = a
+		}
+		// count's second operand is its result: binding it is outside the fragment.
+		if x.op == opCount && x.args[1].kind == termVar {
+			return expr{}, fmt.Errorf("%w: count into a variable", errUnsupported)
+		}
+		return x, nil
+	}
+	return expr{}, errUnsupported
+}
+
+func compileTerm(t *ast.Term) (term, error) {
+	switch v := t.Value.(type) {
+	case ast.String:
+		return term{kind: termConst, value: string(v)}, nil
+	case ast.Boolean:
+		return term{kind: termConst, value: bool(v)}, nil
+	case ast.Number:
+		n, ok := v.Int()
+		if !ok {
+			return term{}, fmt.Errorf("%w: number %v", errUnsupported, v)
+		}
+		return term{kind: termConst, value: n}, nil
+	case *ast.Array:
+		ss := make([]string, 0, v.Len())
+		for i := range v.Len() {
+			s, ok := v.Elem(i).Value.(ast.String)
+			if !ok {
+				return term{}, fmt.Errorf("%w: array %v", errUnsupported, v)
+			}
+			ss = append(ss, string(s))
+		}
+		return term{kind: termConst, value: ss}, nil
+	case ast.Var:
+		return term{kind: termVar, name: string(v)}, nil
+	case ast.Ref:
+		if !v[0].Equal(ast.InputRootDocument) {
+			return term{}, fmt.Errorf("%w: reference %v", errUnsupported, v)
+		}
+		out := term{kind: termInput}
+		for i, seg := range v[1:] {
+			switch s := seg.Value.(type) {
+			case ast.String:
+				out.path = append(out.path, string(s))
+			case ast.Var:
+				if i != len(v)-2 {
+					return term{}, fmt.Errorf("%w: variable inside %v", errUnsupported, v)
+				}
+				out.index = string(s)
+			default:
+				return term{}, fmt.Errorf("%w: reference %v", errUnsupported, v)
+			}
+		}
+		return out, nil
+	}
+	return term{}, fmt.Errorf("%w: term %v", errUnsupported, t)
+}
+
+// decide runs the chain on in.
+func (r *residual) decide(in *Input) Decision {
+	var env env
+	for _, s := range r.steps {
+		if s.cond.holds(in, &env) {
+			return s.decision
+		}
+	}
+	return r.def
+}
+
+// env holds the local variables bound so far; residual bodies bind a handful at most.
+type env struct {
+	names []string
+	vals  []any
+}
+
+func (e *env) get(name string) (any, bool) {
+	for i := len(e.names) - 1; i >= 0; i-- {
+		if e.names[i] == name {
+			return e.vals[i], true
+		}
+	}
+	return nil, false
+}
+
+func (e *env) push(name string, v any) { e.names, e.vals = append(e.names, name), append(e.vals, v) }
+
+func (e *env) truncate(n int) { e.names, e.vals = e.names[:n], e.vals[:n] }
+
+// holds reports whether any body holds. Rules are closed: a body starts from no bindings.
+func (r *rule) holds(in *Input, e *env) bool {
+	mark := len(e.names)
+	defer e.truncate(mark)
+	for _, b := range r.bodies {
+		if conj(in, b, e) {
+			return true
+		}
+		e.truncate(mark)
+	}
+	return false
+}
+
+// conj reports whether body holds from its first expression on, backtracking over the
+// solutions of each expression (an expression binds variables when it iterates an array).
+func conj(in *Input, body []expr, e *env) bool {
+	if len(body) == 0 {
+		return true
+	}
+	x, rest := &body[0], body[1:]
+	if x.negated {
+		mark := len(e.names)
+		found := x.solve(in, e, func() bool { return true })
+		e.truncate(mark)
+		return !found && conj(in, rest, e)
+	}
+	return x.solve(in, e, func() bool { return conj(in, rest, e) })
+}
+
+// solve calls k for each solution of x under e until k returns true, and reports whether
+// it did.
+func (x *expr) solve(in *Input, e *env, k func() bool) bool {
+	a, b := &x.args[0], &x.args[1]
+	switch x.op {
+	case opRule:
+		return x.rule.holds(in, e) && k()
+	case opTruthy:
+		return a.each(in, e, func(v any) bool { return v != false && k() })
+	case opUnify:
+		if a.kind == termVar && !e.bound(a.name) {
+			a, b = b, a
+		}
+		if b.kind == termVar && !e.bound(b.name) {
+			return a.each(in, e, func(v any) bool {
+				mark := len(e.names)
+				if b.name != "_" {
+					e.push(b.name, v)
+				}
+				ok := k()
+				e.truncate(mark)
+				return ok
+			})
+		}
+		return a.each(in, e, func(va any) bool {
+			return b.each(in, e, func(vb any) bool { return equal(va, vb) && k() })
+		})
+	case opNeq:
+		return a.each(in, e, func(va any) bool {
+			return b.each(in, e, func(vb any) bool { return !equal(va, vb) && k() })
+		})
+	case opStartsWith:
+		return a.each(in, e, func(va any) bool {
+			return b.each(in, e, func(vb any) bool {
+				s, ok1 := va.(string)
+				p, ok2 := vb.(string)
+				return ok1 && ok2 && strings.HasPrefix(s, p) && k()
+			})
+		})
+	case opMember:
+		return a.each(in, e, func(va any) bool {
+			return b.each(in, e, func(vb any) bool {
+				ss, ok := vb.([]string)
+				return ok && slices.ContainsFunc(ss, func(s string) bool { return equal(va, s) }) && k()
+			})
+		})
+	case opCount:
+		return a.each(in, e, func(va any) bool {
+			return b.each(in, e, func(vb any) bool {
+				n, ok := length(va)
+				return ok && equal(n, vb) && k()
+			})
+		})
+	}
+	return false
+}
+
+func (e *env) bound(name string) bool { _, ok := e.get(name); return ok }
+
+// each calls k with each value of t under e (none when undefined, one per array element
+// when t iterates with an unbound index).
+func (t *term) each(in *Input, e *env, k func(any) bool) bool {
+	switch t.kind {
+	case termConst:
+		return k(t.value)
+	case termVar:
+		v, ok := e.get(t.name)
+		return ok && k(v)
+	}
+	v, ok := in.lookup(t.path)
+	if !ok {
+		return false
+	}
+	if t.index == "" {
+		return k(v)
+	}
+	arr, ok := v.([]string)
+	if !ok {
+		return false
+	}
+	if iv, bound := e.get(t.index); bound {
+		i, ok := iv.(int)
+		return ok && i >= 0 && i < len(arr) && k(arr[i])
+	}
+	for i, s := range arr {
+		mark := len(e.names)
+		if t.index != "_" {
+			e.push(t.index, i)
+		}
+		ok := k(s)
+		e.truncate(mark)
+		if ok {
+			return true
+		}
+	}
+	return false
+}
+
+// objectValue stands for an object of the input document that is present; the residual
+// only ever tests such objects for being defined.
+type objectValue struct{}
+
+// lookup returns the value at path in the input document that value() builds for in,
+// with the same members omitted; it must stay in step with value (a test compares them).
+func (in *Input) lookup(path []string) (any, bool) {
+	if len(path) == 0 {
+		return objectValue{}, true
+	}
+	switch path[0] {
+	case "caller":
+		if in.Caller.IsZero() || len(path) > 1 {
+			return nil, false
+		}
+		return in.Caller.String(), true
+	case "action":
+		return in.Action, len(path) == 1
+	case "user":
+		if in.User.IsZero() {
+			return nil, false
+		}
+		return leaf(path[1:], func(k string) (any, bool) {
+			switch k {
+			case "id":
+				return in.User.String(), true
+			case "tenant":
+				return in.Tenant, true
+			case "roles":
+				return orEmpty(in.Roles), true
+			}
+			return nil, false
+		})
+	case "route":
+		return leaf(path[1:], func(k string) (any, bool) {
+			switch k {
+			case "method":
+				return in.Method, true
+			case "pattern":
+				return in.Route, true
+			case "params":
+				return in.Params, true
+			case "from":
+				return orEmpty(in.From), true
+			case "workload_only":
+				return in.WorkloadOnly, true
+			}
+			return nil, false
+		})
+	case "resource":
+		res := in.Resource
+		if res == nil {
+			return nil, false
+		}
+		return leaf(path[1:], func(k string) (any, bool) {
+			switch k {
+			case "tenant":
+				return res.Tenant, true
+			case "owner":
+				return res.Owner.String(), !res.Owner.IsZero()
+			case "kind":
+				return res.Kind, res.Kind != ""
+			case "id":
+				return res.ID, res.ID != ""
+			}
+			return nil, false
+		})
+	}
+	return nil, false
+}
+
+// objectPath reports whether path names an object of the input document.
+func objectPath(path []string) bool {
+	switch strings.Join(path, ".") {
+	case "", "user", "route", "resource", "route.params":
+		return true
+	}
+	return false
+}
+
+// leaf resolves a path of at most one member below an object.
+func leaf(rest []string, member func(string) (any, bool)) (any, bool) {
+	switch len(rest) {
+	case 0:
+		return objectValue{}, true
+	case 1:
+		return member(rest[0])
+	}
+	return nil, false
+}
+
+func orEmpty(ss []string) []string {
+	if ss == nil {
+		return []string{}
+	}
+	return ss
+}
+
+// equal compares two values of the residual's domain as Rego would.
+func equal(a, b any) bool {
+	switch x := a.(type) {
+	case string:
+		y, ok := b.(string)
+		return ok && x == y
+	case bool:
+		y, ok := b.(bool)
+		return ok && x == y
+	case int:
+		y, ok := b.(int)
+		return ok && x == y
+	case []string:
+		y, ok := b.([]string)
+		return ok && slices.Equal(x, y)
+	}
+	return false // objects are never compared by the residual; treat as unequal
+}
+
+func length(v any) (int, bool) {
+	switch x := v.(type) {
+	case string:
+		return len([]rune(x)), true
+	case []string:
+		return len(x), true
+	case map[string]string:
+		return len(x), true
+	}
+	return 0, false
+}
