@@ -50,6 +50,12 @@ func (s *Stack) startFrontDoor(ctx context.Context) error {
 	if err := ca.IssueFiles(certFile, keyFile, devca.LoopbackDNSNames, devca.LoopbackIPs); err != nil {
 		return err
 	}
+	// The console (tools/console) serves HTTPS with its own leaf from the same root, so one
+	// trusted dev-ca.pem covers the edge, the OIDC provider and the console; the root's key
+	// itself never leaves this process.
+	if err := ca.IssueFiles(filepath.Join(dir, "console.crt"), filepath.Join(dir, "console.key"), devca.LoopbackDNSNames, devca.LoopbackIPs); err != nil {
+		return err
+	}
 	listen := oidcListen
 	if s.opts.FreePorts {
 		listen = "127.0.0.1:0"
