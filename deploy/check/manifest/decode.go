@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"reflect"
 
+	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	networkingistio "istio.io/client-go/pkg/apis/networking/v1"
@@ -64,6 +65,11 @@ var crdTypes = map[schema.GroupVersionKind]func() any{
 	{Group: "getambassador.io", Version: "v3alpha1", Kind: "AuthService"}:            func() any { return new(AuthService) },
 	{Group: "external-secrets.io", Version: "v1", Kind: "ExternalSecret"}:            func() any { return new(ExternalSecret) },
 	{Group: "external-secrets.io", Version: "v1", Kind: "ClusterSecretStore"}:        func() any { return new(ClusterSecretStore) },
+	// The Prometheus Operator's own Go types, at the release whose CRDs the API-server test
+	// installs (v0.85.0; ADR 0975).
+	{Group: "monitoring.coreos.com", Version: "v1", Kind: "ServiceMonitor"}: func() any { return new(monitoringv1.ServiceMonitor) },
+	{Group: "monitoring.coreos.com", Version: "v1", Kind: "PodMonitor"}:     func() any { return new(monitoringv1.PodMonitor) },
+	{Group: "monitoring.coreos.com", Version: "v1", Kind: "PrometheusRule"}: func() any { return new(monitoringv1.PrometheusRule) },
 }
 
 // Decode strictly decodes o into its Go type and returns it. Unknown fields, duplicate
