@@ -7,12 +7,23 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"net"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/ztbank/ztbank/libs/problem"
 )
+
+// ErrUnavailable wraps an error that means the database cannot be reached or is not
+// accepting work right now (down, restarting, refusing the credential): a client's retry
+// later can succeed. It is a problem.ErrUnavailable, so handlers answer 503 with
+// Retry-After instead of 500. See ADR 0997.
+var ErrUnavailable = fmt.Errorf("database unavailable: %w", problem.ErrUnavailable)
 
 // ErrRetriesExhausted wraps the last error when every attempt hit a retryable conflict.
 var ErrRetriesExhausted = errors.New("transaction retries exhausted")
@@ -72,11 +83,14 @@ func Transact(ctx context.Context, db Beginner, fn func(pgx.Tx) error, opts ...O
 	var err error
 	for attempt := 1; ; attempt++ {
 		err = once(ctx, db, o.tx, fn)
-		if err == nil || !(Retryable(err) || errors.Is(err, errStaleCredential)) {
-			return err
+		// A connection that failed before anything was sent (pgconn.SafeToRetry: a pooled
+		// connection the server closed during a restart) is retried like a conflict: the
+		// pool opens a fresh one and nothing can have been applied.
+		if err == nil || !(Retryable(err) || errors.Is(err, errStaleCredential) || pgconn.SafeToRetry(err)) {
+			return unavailable(err)
 		}
 		if attempt >= o.maxAttempts {
-			return fmt.Errorf("%w after %d attempts: %w", ErrRetriesExhausted, attempt, err)
+			return unavailable(fmt.Errorf("%w after %d attempts: %w", ErrRetriesExhausted, attempt, err))
 		}
 		if o.onRetry != nil {
 			o.onRetry(attempt, err)
@@ -123,6 +137,35 @@ func once(ctx context.Context, db Beginner, txo pgx.TxOptions, fn func(pgx.Tx) e
 }
 
 var errStaleCredential = errors.New("connection refused a credential that was just rotated")
+
+// unavailable marks err with ErrUnavailable when Unavailable(err).
+func unavailable(err error) error {
+	if err != nil && Unavailable(err) && !errors.Is(err, ErrUnavailable) {
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return err
+}
+
+// Unavailable reports whether err means the database could not be reached or would not
+// take work: a failed connect (refused, reset, authentication refused — an expired
+// password), a connection lost mid-way, or a server shutting down, starting up or out of
+// connections (SQLSTATE classes 08 and 57P0x, 53300). A statement's own failure (a
+// constraint, a syntax error, a conflict) is not.
+func Unavailable(err error) bool {
+	if err == nil {
+		return false
+	}
+	var ce *pgconn.ConnectError
+	if errors.As(err, &ce) {
+		return true
+	}
+	if c := Code(err); c != "" {
+		return strings.HasPrefix(c, "08") || c == "57P01" || c == "57P02" || c == "57P03" || c == "53300" || c == "28P01"
+	}
+	var ne net.Error
+	return errors.As(err, &ne) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) ||
+		errors.Is(err, net.ErrClosed) || pgconn.SafeToRetry(err)
+}
 
 // Retryable reports whether err is a serialization failure or deadlock, which PostgreSQL
 // resolves by aborting one transaction and expects the client to retry.

@@ -9,6 +9,8 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strconv"
+	"time"
 )
 
 // Error categories. Wrap one of these (with %w) to choose the response status.
@@ -125,6 +127,11 @@ var categories = []struct {
 	{ErrUnavailable, http.StatusServiceUnavailable, "unavailable"},
 }
 
+// UnavailableRetryAfter is the Retry-After sent with a 503 that does not set its own: long
+// enough for a pool to reconnect after a database restart, short enough that a client does
+// not wait out a blip.
+const UnavailableRetryAfter = 2 * time.Second
+
 // TypeBase prefixes every problem type URI.
 const TypeBase = "https://ztbank.dev/problems/"
 
@@ -153,6 +160,10 @@ func Write(w http.ResponseWriter, r *http.Request, err error) {
 	d := From(err)
 	if d.Status >= 500 {
 		slog.Default().ErrorContext(contextOf(r), "request failed", "err", err.Error())
+	}
+	if d.Status == http.StatusServiceUnavailable && w.Header().Get("Retry-After") == "" {
+		// A 503 is a promise that a retry can succeed; say when (RFC 9110 §10.2.3).
+		w.Header().Set("Retry-After", strconv.Itoa(int(UnavailableRetryAfter/time.Second)))
 	}
 	if r != nil {
 		d.Instance = r.URL.Path

@@ -60,7 +60,7 @@ func (c *LedgerClient) Account(ctx context.Context, id uuid.UUID) (ledgerapi.Acc
 	case status == http.StatusNotFound:
 		return a, errUnknownAccount
 	case status != http.StatusOK:
-		return a, fmt.Errorf("ledger account %s: status %d", id, status)
+		return a, statusError("ledger account "+id.String(), status)
 	}
 	if err := json.Unmarshal(body, &a); err != nil {
 		return a, fmt.Errorf("ledger account %s: %w", id, err)
@@ -104,7 +104,17 @@ func (c *LedgerClient) Transfer(ctx context.Context, reference string, from, to 
 	case http.StatusForbidden:
 		return uuid.Nil, problem.Errorf(problem.ErrForbidden, "the ledger refused the posting")
 	}
-	return uuid.Nil, fmt.Errorf("ledger posting: status %d", status)
+	return uuid.Nil, statusError("ledger posting", status)
+}
+
+// statusError reports an unexpected answer from the ledger. A 503 (its database is down or
+// restarting) stays a 503 here, with Retry-After, so the client retries instead of seeing a
+// 500 for a passing outage.
+func statusError(what string, status int) error {
+	if status == http.StatusServiceUnavailable {
+		return fmt.Errorf("%s: status %d: %w", what, status, problem.ErrUnavailable)
+	}
+	return fmt.Errorf("%s: status %d", what, status)
 }
 
 // PostingByReference asks the ledger whether it holds a posting with reference, over the
