@@ -43,7 +43,11 @@ func TestUsersRolesAndTenants(t *testing.T) {
 	type row struct{ Username, Tenant, Role string }
 	var got []row
 	for _, u := range Users() {
-		got = append(got, row{u.Username, u.Tenant, u.Role})
+		// Only the reference tenants' cast is fixed; a tenant added with make tenant gets
+		// the standard cast (TestCastFollowsTopology).
+		if _, ok := referenceCast[u.Tenant]; ok {
+			got = append(got, row{u.Username, u.Tenant, u.Role})
+		}
 	}
 	want := []row{
 		{"alice@bank-a", "bank-a", RoleCustomer},
