@@ -135,12 +135,30 @@ func (e *edge) proxy(tenant string) http.Handler {
 		},
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if e.refuseInternal(w, r, strings.TrimPrefix(r.URL.Path, prefix)) {
+			return
+		}
 		g, ok := e.ex.Authorize(w, r, tenant)
 		if !ok {
 			return
 		}
 		rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), grantKey{}, g)))
 	})
+}
+
+// refuseInternal answers 404 for a path below the tenant whose first segment is "internal"
+// (any letter case): the services' diagnostic routes are not part of the public API, and
+// the gateway's chain fans out to every backend. It is decided before the token is looked
+// at, so it costs no exchange and says nothing about the caller.
+func (e *edge) refuseInternal(w http.ResponseWriter, r *http.Request, rest string) bool {
+	first, _, _ := strings.Cut(strings.TrimLeft(rest, "/"), "/")
+	if !strings.EqualFold(first, "internal") {
+		return false
+	}
+	e.log.WarnContext(r.Context(), "request refused", "reason", "internal route", "status", http.StatusNotFound,
+		"method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr)
+	problem.Write(w, r, problem.Refuse(problem.TypeEdge, problem.ErrNotFound, "no such route: internal routes are not public", nil))
+	return true
 }
 
 func singleJoin(a, b string) string {
@@ -171,6 +189,9 @@ func (e *edge) authz() http.Handler {
 			e.log.WarnContext(r.Context(), "request refused", "reason", "no such tenant", "status", http.StatusForbidden,
 				"method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr)
 			problem.Write(w, r, problem.Refuse(problem.TypeEdge, problem.ErrForbidden, "no such tenant", nil))
+			return
+		}
+		if e.refuseInternal(w, r, strings.TrimPrefix(rest, tenant)) {
 			return
 		}
 		g, ok := e.ex.Authorize(w, r, tenant)

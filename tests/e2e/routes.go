@@ -41,6 +41,9 @@ type Route struct {
 	Resource ResourceKind
 	// WorkloadOnly routes (diagnostics) also admit a workload without a user.
 	WorkloadOnly bool
+	// Internal routes are not public: the edge refuses them (404) before looking at a
+	// token, and no role is granted their permission, so only workloads reach them.
+	Internal bool
 	// UnknownIsEmpty: for a caller who may read any resource of the tenant, an ID the
 	// tenant does not hold yields an empty list (the route lists by owner) rather than 404.
 	UnknownIsEmpty bool
@@ -80,11 +83,11 @@ func (r Route) Expand(id string) string {
 // Routes is the route table: the diagnostic routes every tenant exposes and the banking
 // API of both tenants.
 var Routes = []Route{
-	{Tenant: "bank-a", Method: "GET", Path: "/internal/whoami", Service: "bank-a/gateway", Permission: "whoami", WorkloadOnly: true, Live: true},
-	{Tenant: "bank-a", Method: "GET", Path: "/internal/chain", Service: "bank-a/gateway", Permission: "whoami", WorkloadOnly: true, Live: true},
+	{Tenant: "bank-a", Method: "GET", Path: "/internal/whoami", Service: "bank-a/gateway", Permission: "diagnostics", WorkloadOnly: true, Internal: true, Live: true},
+	{Tenant: "bank-a", Method: "GET", Path: "/internal/chain", Service: "bank-a/gateway", Permission: "diagnostics", WorkloadOnly: true, Internal: true, Live: true},
 	{Tenant: "bank-a", Method: "GET", Path: "/v1/openapi.yaml", Service: "bank-a/gateway", Permission: "whoami", WorkloadOnly: true, Live: true},
-	{Tenant: "bank-b", Method: "GET", Path: "/internal/whoami", Service: "bank-b/gateway", Permission: "whoami", WorkloadOnly: true, Live: true},
-	{Tenant: "bank-b", Method: "GET", Path: "/internal/chain", Service: "bank-b/gateway", Permission: "whoami", WorkloadOnly: true, Live: true},
+	{Tenant: "bank-b", Method: "GET", Path: "/internal/whoami", Service: "bank-b/gateway", Permission: "diagnostics", WorkloadOnly: true, Internal: true, Live: true},
+	{Tenant: "bank-b", Method: "GET", Path: "/internal/chain", Service: "bank-b/gateway", Permission: "diagnostics", WorkloadOnly: true, Internal: true, Live: true},
 	{Tenant: "bank-b", Method: "GET", Path: "/v1/openapi.yaml", Service: "bank-b/gateway", Permission: "whoami", WorkloadOnly: true, Live: true},
 
 	{Tenant: "bank-a", Method: "GET", Path: "/v1/users/me", Service: "bank-a/user", Permission: "users:read", Live: true},

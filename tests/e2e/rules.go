@@ -147,6 +147,9 @@ func Expect(topo *topology.Topology, id Identity, route Route, target Target) Ex
 	if route.Method == http.MethodPost {
 		success = http.StatusCreated
 	}
+	if route.Internal && id.Kind != Workload {
+		return Expectation{http.StatusNotFound, LayerEdge}
+	}
 	switch id.Kind {
 	case Anonymous:
 		return Expectation{http.StatusUnauthorized, LayerEdge}
