@@ -12,6 +12,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/ztbank/ztbank/libs/jsonbody"
 	"github.com/ztbank/ztbank/libs/problem"
 	"github.com/ztbank/ztbank/libs/server"
 )
@@ -42,7 +43,17 @@ func forward(p *server.Peer) http.HandlerFunc {
 		}
 		var body io.Reader
 		if r.Method == http.MethodPost {
-			body = r.Body // bounded by the router's body limit
+			// Read the whole body before calling the backend: a chunked body announces no
+			// length, so only reading it finds one over the router's limit, and streaming
+			// it would fail mid-call and be answered as an unavailable backend (503) where
+			// the client sent too much (413). Banking bodies are small; the backend gets
+			// them with a Content-Length.
+			b, err := jsonbody.ReadAll(r.Body, server.MaxBodyBytes)
+			if err != nil {
+				problem.Write(w, r, err)
+				return
+			}
+			body = bytes.NewReader(b)
 		}
 		req, err := http.NewRequestWithContext(ctx, r.Method, target, body)
 		if err != nil {
