@@ -47,6 +47,7 @@ type Stack struct {
 	AgentSock  string // Workload API socket
 	AgentID    spiffeid.ID
 	serverPort int
+	healthPort int
 
 	server *exec.Cmd
 	agent  *exec.Cmd
@@ -109,6 +110,7 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 		}
 		err = waitHTTP(ctx, fmt.Sprintf("http://127.0.0.1:%d/ready", ports[1]), 60*time.Second, s.server)
 		if err == nil {
+			s.healthPort = ports[1]
 			break
 		}
 		exitedEarly := exited(s.server)
@@ -186,6 +188,26 @@ func (s *Stack) StartAgent(ctx context.Context) error {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// RestartServer stops the server (SIGTERM) and starts it again on the same ports with the
+// same datastore and keys, as a redeploy of the server would, and waits until it is ready.
+// The agent keeps running and must reconnect on its own.
+func (s *Stack) RestartServer(ctx context.Context) error {
+	if s.server != nil {
+		terminate(s.server)
+		s.server = nil
+	}
+	os.Remove(s.ServerSock)
+	cmd, err := s.spawn("spire-server", "server.log", "run", "-config", filepath.Join(s.cfg.Dir, "server.conf"))
+	if err != nil {
+		return err
+	}
+	s.server = cmd
+	if err := waitHTTP(ctx, fmt.Sprintf("http://127.0.0.1:%d/ready", s.healthPort), 60*time.Second, cmd); err != nil {
+		return fmt.Errorf("spire-server did not come back (see %s): %w", filepath.Join(s.cfg.Dir, "server.log"), err)
+	}
+	return nil
 }
 
 // StopAgent kills the agent (SIGKILL: the outage tests want an agent that vanishes, not one

@@ -48,6 +48,10 @@ type Options struct {
 	// Postgres starts PostgreSQL (TLS, scram-sha-256), migrates, seeds and rotates the
 	// service roles' 15-minute passwords. `make dev` turns it on.
 	Postgres bool
+	// Supervise restarts a service whose process exits while the stack runs (a crash, an
+	// OOM kill, kill -9), as a process manager or Kubernetes would. `make dev` turns it on;
+	// the chaos suite relies on it.
+	Supervise bool
 }
 
 // Stack is a running local stack.
@@ -65,6 +69,8 @@ type Stack struct {
 	rotations    []rotation
 	stopRotation context.CancelFunc
 
+	stopping bool // Stop has begun: exits are expected, not restarted
+
 	oidc      interface{ Close() error }
 	oidcLog   *os.File
 	edgeFiles [3]string // dev CA, edge certificate, edge key
@@ -81,7 +87,12 @@ type Service struct {
 	LogPath  string
 	Env      []string
 
-	cmd *exec.Cmd
+	mu        sync.Mutex
+	cmd       *exec.Cmd
+	exited    chan struct{}
+	started   time.Time
+	restarts  int
+	crashLoop int
 }
 
 // Info is what stack.json records for tools and tests.
@@ -355,6 +366,8 @@ func (s *Stack) startService(w topology.Workload) error {
 	if err != nil {
 		return err
 	}
+	svc.mu.Lock()
+	defer svc.mu.Unlock()
 	cmd := exec.Command(svc.Binary)
 	cmd.Env = s.serviceEnv(svc)
 	cmd.Stdout, cmd.Stderr = logf, logf
@@ -363,9 +376,61 @@ func (s *Stack) startService(w topology.Workload) error {
 		logf.Close()
 		return fmt.Errorf("start %s: %w", w.Name, err)
 	}
-	go func() { cmd.Wait(); logf.Close() }()
-	svc.cmd = cmd
+	exited := make(chan struct{})
+	go func() {
+		cmd.Wait()
+		logf.Close()
+		close(exited)
+		s.supervise(svc, cmd)
+	}()
+	svc.cmd, svc.exited, svc.started = cmd, exited, time.Now()
 	return nil
+}
+
+// restartBackoff bounds how fast a crashing service is restarted, so a binary that dies at
+// start-up cannot spin the machine; it doubles per restart in a row up to restartBackoffMax.
+const (
+	restartBackoff    = 200 * time.Millisecond
+	restartBackoffMax = 5 * time.Second
+)
+
+// supervise restarts svc after its process cmd exited, unless the stack is stopping or
+// supervision is off. A service that ran for a while restarts at once; one that keeps dying
+// backs off.
+func (s *Stack) supervise(svc *Service, cmd *exec.Cmd) {
+	if !s.opts.Supervise {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	svc.mu.Lock()
+	current := svc.cmd == cmd
+	svc.mu.Unlock()
+	if s.stopping || !current {
+		return
+	}
+	wait := time.Duration(0)
+	if time.Since(svc.startedAt()) < restartBackoffMax {
+		wait = min(restartBackoff<<min(svc.crashLoop, 5), restartBackoffMax)
+		svc.crashLoop++
+	} else {
+		svc.crashLoop = 0
+	}
+	s.opts.progress("%s exited (%s); restarting it in %s", svc.Workload.Name, cmd.ProcessState, wait)
+	// s.mu is released while waiting so Stop is not held up by a back-off.
+	s.mu.Unlock()
+	time.Sleep(wait)
+	s.mu.Lock()
+	if s.stopping {
+		return
+	}
+	if err := s.startService(svc.Workload); err != nil {
+		s.opts.progress("restart %s: %v", svc.Workload.Name, err)
+		return
+	}
+	svc.mu.Lock()
+	svc.restarts++
+	svc.mu.Unlock()
 }
 
 // WaitReady polls every service's /readyz until all answer 200.
@@ -377,7 +442,7 @@ func (s *Stack) WaitReady(ctx context.Context, timeout time.Duration) error {
 			if err == nil {
 				break
 			}
-			if svc.cmd == nil || svc.cmd.ProcessState != nil || svc.cmd.Process.Signal(syscall.Signal(0)) != nil {
+			if !svc.running() && !s.opts.Supervise {
 				return fmt.Errorf("%s exited before becoming ready; see %s:\n%s", name, svc.LogPath, tail(svc.LogPath, 5))
 			}
 			if time.Now().After(deadline) || ctx.Err() != nil {
@@ -417,12 +482,73 @@ func (svc *Service) ready(ctx context.Context) error {
 // Ready reports the service's readiness.
 func (svc *Service) Ready(ctx context.Context) error { return svc.ready(ctx) }
 
-// PID returns the service's process ID.
+// running reports whether the service's current process is alive.
+func (svc *Service) running() bool {
+	svc.mu.Lock()
+	defer svc.mu.Unlock()
+	if svc.cmd == nil {
+		return false
+	}
+	select {
+	case <-svc.exited:
+		return false
+	default:
+		return true
+	}
+}
+
+func (svc *Service) startedAt() time.Time {
+	svc.mu.Lock()
+	defer svc.mu.Unlock()
+	return svc.started
+}
+
+// PID returns the service's current process ID (a new one after a supervised restart).
 func (svc *Service) PID() int {
+	svc.mu.Lock()
+	defer svc.mu.Unlock()
 	if svc.cmd == nil {
 		return 0
 	}
 	return svc.cmd.Process.Pid
+}
+
+// Restarts is how many times the supervisor has restarted the service.
+func (svc *Service) Restarts() int {
+	svc.mu.Lock()
+	defer svc.mu.Unlock()
+	return svc.restarts
+}
+
+// Kill sends SIGKILL to the service's process (kill -9: no shutdown, no draining) and
+// returns once it is gone. Under Supervise the stack then starts a new one.
+func (svc *Service) Kill() error {
+	svc.mu.Lock()
+	cmd, exited := svc.cmd, svc.exited
+	svc.mu.Unlock()
+	if cmd == nil {
+		return fmt.Errorf("%s is not running", svc.Workload.Name)
+	}
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		return fmt.Errorf("kill %s: %w", svc.Workload.Name, err)
+	}
+	<-exited
+	return nil
+}
+
+// Exited returns a channel closed when the service's current process exits.
+func (svc *Service) Exited() <-chan struct{} {
+	svc.mu.Lock()
+	defer svc.mu.Unlock()
+	return svc.exited
+}
+
+// SetEnv replaces the service's extra environment for its next start (a supervised
+// restart); the running process keeps the one it started with.
+func (svc *Service) SetEnv(env []string) {
+	svc.mu.Lock()
+	defer svc.mu.Unlock()
+	svc.Env = env
 }
 
 func tail(path string, n int) string {
@@ -439,17 +565,21 @@ func tail(path string, n int) string {
 func (s *Stack) Stop() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.stopping = true
 	var wg sync.WaitGroup
 	for _, svc := range s.Services {
-		if svc.cmd == nil {
+		svc.mu.Lock()
+		cmd := svc.cmd
+		svc.cmd = nil
+		svc.mu.Unlock()
+		if cmd == nil {
 			continue
 		}
 		wg.Add(1)
 		go func(cmd *exec.Cmd) {
 			defer wg.Done()
 			stopProcess(cmd, 25*time.Second)
-		}(svc.cmd)
-		svc.cmd = nil
+		}(cmd)
 	}
 	wg.Wait()
 	s.stopFrontDoor()
