@@ -18,10 +18,11 @@ const repo = "../.."
 // admin password, the database CA and server certificate, the rotated per-service passwords),
 // with the keys Tilt gives them. TestKindOutsideSecretsComeFromTilt keeps the list honest.
 var kindOutside = Outside{
-	"ztbank-system/postgres-admin": {"password"},
-	"ztbank-system/postgres-tls":   {"tls.crt", "tls.key"},
-	"*/ztbank-db-ca":               {"ca.pem"},
-	"*/ztbank-db-password-*":       {"password"},
+	"ztbank-system/postgres-admin":    {"password"},
+	"ztbank-system/postgres-tls":      {"tls.crt", "tls.key"},
+	"*/ztbank-db-ca":                  {"ca.pem"},
+	"*/ztbank-db-password-*":          {"password"},
+	"ztbank-system/edge-signing-keys": {"signing-keys.json"},
 }
 
 func renderings(t *testing.T) map[string]*Rendering {
@@ -34,9 +35,9 @@ func renderings(t *testing.T) map[string]*Rendering {
 		prerequisites []string
 	}{
 		{"kind", "deploy/k8s/overlays/kind", kindOutside, nil},
-		// The OpenTelemetry collector is an EKS cluster prerequisite (docs/deploy.md), like
-		// Istio and External Secrets: the overlay sends spans to it but does not deploy it.
-		{"eks", "deploy/k8s/overlays/eks", nil, []string{"otel-collector.observability.svc.cluster.local:4318"}},
+		// The OpenTelemetry collector is part of both overlays (deploy/observability, ADR
+		// 0975), so the OTLP endpoint resolves to its Service like any other address.
+		{"eks", "deploy/k8s/overlays/eks", nil, nil},
 	} {
 		objs, err := Kustomize(filepath.Join(repo, tc.dir))
 		if err != nil {
@@ -61,10 +62,13 @@ func renderings(t *testing.T) map[string]*Rendering {
 func TestDeployContract(t *testing.T) {
 	for name, r := range renderings(t) {
 		t.Run(name, func(t *testing.T) {
-			ours := 0
+			ours, edges := 0, 0
 			for _, c := range r.Containers {
 				if c.Binary != "" {
 					ours++
+				}
+				if c.Binary == "edge" {
+					edges++ // compose runs two edge replicas as two services (ADR 0985)
 				}
 			}
 			// Six banking workloads and the edge at least; a rendering that lost its workloads
@@ -78,11 +82,15 @@ func TestDeployContract(t *testing.T) {
 			// Every call edge, every tenant workload's JWKS fetch, every database and the
 			// edge's issuers were examined.
 			topo := topology.Default()
-			want := map[string]int{"peer ": 0, "JWKS of edge": 0, "database": 0, "OIDC issuer": len(topo.Tenants)}
+			want := map[string]int{"peer ": 0, "JWKS of edge": 0, "database": 0, "OIDC issuer": len(topo.Tenants) * edges}
 			for _, w := range topo.Workloads {
 				for _, callee := range w.Calls {
 					if cw, _ := topo.Workload(callee); !w.External && !cw.External {
-						want["peer "]++
+						if w.Name == "edge" {
+							want["peer "] += edges
+						} else {
+							want["peer "]++
+						}
 					}
 				}
 				if w.Tenant != "" {
@@ -93,7 +101,7 @@ func TestDeployContract(t *testing.T) {
 				}
 			}
 			if name != "eks" {
-				want["OIDC issuer"] = 1 // one dev provider for every tenant
+				want["OIDC issuer"] = edges // one dev provider for every tenant
 			}
 			if name != "compose" {
 				// Emissary: one Mapping per tenant and the AuthService; Istio: one
@@ -324,7 +332,6 @@ func TestPlantedEKSDrift(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			r.Prerequisites = []string{"otel-collector.observability.svc.cluster.local:4318"}
 			got := Check(r)
 			for _, p := range got {
 				if strings.Contains(p, tc.want) {

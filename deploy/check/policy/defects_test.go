@@ -122,6 +122,21 @@ func TestKnownDefectsAreCaught(t *testing.T) {
 			want: "AuthorizationPolicy bank-b/allow-ledger: rule admits principals without requestPrincipals",
 		},
 		{
+			// Prometheus's rule may skip the internal JWT only while it opens GET /metrics alone.
+			name: "metrics scrape rule opens every path", kind: "AuthorizationPolicy", ns: "bank-a", objName: "allow-metrics-scrape",
+			mutate: func(t *testing.T, o obj) {
+				delete(dig(t, o, "spec", "rules", 0, "to", 0, "operation").(obj), "paths")
+			},
+			want: "AuthorizationPolicy bank-a/allow-metrics-scrape: rule admits principals without requestPrincipals",
+		},
+		{
+			name: "metrics scrape rule on the API port", kind: "AuthorizationPolicy", ns: "bank-b", objName: "allow-metrics-scrape",
+			mutate: func(t *testing.T, o obj) {
+				dig(t, o, "spec", "rules", 0, "to", 0, "operation").(obj)["ports"] = []any{"8443"}
+			},
+			want: "AuthorizationPolicy bank-b/allow-metrics-scrape: rule admits principals without requestPrincipals",
+		},
+		{
 			name: "wrong ServiceAccount gives a wrong SPIFFE ID", kind: "Deployment", ns: "bank-a", objName: "account",
 			mutate: func(t *testing.T, o obj) {
 				dig(t, o, "spec", "template", "spec").(obj)["serviceAccountName"] = "user"

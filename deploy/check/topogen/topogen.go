@@ -36,7 +36,7 @@ const (
 	// PostgresPort is where DB workloads connect (RDS on EKS, the dev database on kind).
 	PostgresPort = 5432
 	// OTLPPort and OTLPNamespace locate the cluster's OpenTelemetry collector (OTLP/HTTP),
-	// a cluster prerequisite the overlays do not deploy.
+	// which deploy/observability deploys (ADR 0975).
 	OTLPPort      = 4318
 	OTLPNamespace = "observability"
 )
@@ -110,6 +110,7 @@ func Files(t *topology.Topology) ([]File, error) {
 		{"networkpolicies.yaml", g.networkPolicies()},
 		{"runtime-config.yaml", g.runtimeConfig()},
 		{"routes.yaml", append(g.mappings(), g.virtualService())},
+		{"observability.yaml", g.observability()},
 	}
 	var files []File
 	var names []string
@@ -852,8 +853,9 @@ func (g gen) networkPolicies() []obj {
 					},
 				},
 			},
-			// Spans go to the cluster's OpenTelemetry collector (a prerequisite, named by
-			// the runtime ConfigMap's OTLP endpoint); without this every export is dropped.
+			// Spans go to the OpenTelemetry collector (deploy/observability, named by the
+			// runtime ConfigMap's OTLP endpoint), and only to its pods: OTLP/HTTP, and gRPC
+			// for an SDK configured that way (ADR 0975).
 			obj{
 				"apiVersion": "networking.k8s.io/v1",
 				"kind":       "NetworkPolicy",
@@ -862,10 +864,10 @@ func (g gen) networkPolicies() []obj {
 					"podSelector": obj{},
 					"policyTypes": []any{"Egress"},
 					"egress": []any{obj{
-						"to": []any{obj{
-							"namespaceSelector": obj{"matchLabels": obj{"kubernetes.io/metadata.name": OTLPNamespace}},
-						}},
-						"ports": tcp(OTLPPort),
+						"to": []any{collectorPeer()},
+						"ports": []any{
+							obj{"protocol": "TCP", "port": OTLPGRPCPort}, obj{"protocol": "TCP", "port": OTLPPort},
+						},
 					}},
 				},
 			},

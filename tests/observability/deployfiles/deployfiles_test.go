@@ -247,13 +247,25 @@ func TestAlertRulesUseExportedMetrics(t *testing.T) {
 type falcoItem map[string]any
 
 func TestFalcoRulesWellFormed(t *testing.T) {
-	b, err := os.ReadFile(filepath.Join(obsDir(t), "falco", "ztbank_rules.yaml"))
-	if err != nil {
-		t.Fatal(err)
+	for _, overlay := range []string{"kind", "eks"} {
+		t.Run(overlay, func(t *testing.T) { testFalcoRules(t, overlay) })
 	}
+}
+
+// testFalcoRules loads ztbank_rules.yaml with the overlay's generated outbound allowlist, the
+// pair Falco is started with.
+func testFalcoRules(t *testing.T, overlay string) {
 	var items []falcoItem
-	if err := yaml.Unmarshal(b, &items); err != nil {
-		t.Fatalf("Falco rules are not a YAML list: %v", err)
+	for _, f := range []string{"ztbank_rules.yaml", "outbound-" + overlay + ".yaml"} {
+		b, err := os.ReadFile(filepath.Join(obsDir(t), "falco", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var more []falcoItem
+		if err := yaml.Unmarshal(b, &more); err != nil {
+			t.Fatalf("%s is not a YAML list: %v", f, err)
+		}
+		items = append(items, more...)
 	}
 	priorities := []string{"EMERGENCY", "ALERT", "CRITICAL", "ERROR", "WARNING", "NOTICE", "INFORMATIONAL", "INFO", "DEBUG"}
 	str := func(it falcoItem, k string) string { s, _ := it[k].(string); return strings.TrimSpace(s) }

@@ -1,6 +1,8 @@
 // Command topogen writes the topology-derived Kubernetes, Istio, SPIRE and Emissary objects to
-// deploy/k8s/generated. Run it after editing libs/topology/topology.yaml and commit the result;
-// the drift test in package topogen fails until you do.
+// deploy/k8s/generated, and under deploy/observability the PrometheusRule (from the alert rules)
+// and each overlay's Falco outbound allowlist (from the topology and the overlay's edge
+// issuers). Run it after editing libs/topology/topology.yaml, the alert rules or an overlay's
+// issuers and commit the result; the drift tests in package topogen fail until you do.
 package main
 
 import (
@@ -26,6 +28,8 @@ func run(args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
 	out := fs.String("out", "../k8s/generated", "directory to write the generated manifests to")
 	topo := fs.String("topology", "", "topology file (default: the one embedded in libs/topology)")
+	obsDir := fs.String("obs", "../observability", "deploy/observability: alert rules in, PrometheusRule and Falco allowlists out")
+	overlays := fs.String("overlays", "../k8s/overlays", "the kustomize overlays whose edge issuers the Falco allowlists admit")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -53,5 +57,38 @@ func run(args []string, stdout io.Writer) error {
 		}
 		fmt.Fprintln(stdout, "wrote", p)
 	}
-	return errors.Join(errs...)
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	return writeObservability(t, *obsDir, *overlays, stdout)
+}
+
+// writeObservability writes the PrometheusRule first: the overlays include it, and the Falco
+// allowlists are read from the built overlays.
+func writeObservability(t *topology.Topology, obsDir, overlays string, stdout io.Writer) error {
+	alerts, err := os.ReadFile(filepath.Join(obsDir, "prometheus", "alerts.yml"))
+	if err != nil {
+		return err
+	}
+	rule, err := topogen.PrometheusRule(alerts)
+	if err != nil {
+		return err
+	}
+	p := filepath.Join(obsDir, topogen.PrometheusRuleFile)
+	if err := os.WriteFile(p, rule, 0o644); err != nil {
+		return fmt.Errorf("write %s: %w", p, err)
+	}
+	fmt.Fprintln(stdout, "wrote", p)
+	for _, overlay := range []string{"kind", "eks"} {
+		body, err := topogen.FalcoFileForOverlay(t, filepath.Join(overlays, overlay), overlay)
+		if err != nil {
+			return err
+		}
+		p := filepath.Join(obsDir, "falco", topogen.FalcoOutboundFile(overlay))
+		if err := os.WriteFile(p, body, 0o644); err != nil {
+			return fmt.Errorf("write %s: %w", p, err)
+		}
+		fmt.Fprintln(stdout, "wrote", p)
+	}
+	return nil
 }

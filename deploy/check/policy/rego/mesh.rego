@@ -74,7 +74,21 @@ deny contains msg if {
 	some from in object.get(rule, "from", [])
 	from.source.principals
 	not from.source.requestPrincipals
+	not metrics_scrape_only(rule)
 	msg := sprintf("AuthorizationPolicy %s/%s: rule admits principals without requestPrincipals", [ap.metadata.namespace, ap.metadata.name])
+}
+
+# Prometheus scrapes with its own SVID and no user: a rule that only lets it GET /metrics on
+# the health port needs no internal JWT (ADR 0975). Anything more in the rule and the
+# requestPrincipals demand above applies again.
+metrics_scrape_only(rule) if {
+	count(object.get(rule, "to", [])) > 0
+	every to in rule.to {
+		to.operation.ports == ["9090"]
+		to.operation.methods == ["GET"]
+		to.operation.paths == ["/metrics"]
+		count(object.keys(to.operation)) == 3
+	}
 }
 
 deny contains msg if {
