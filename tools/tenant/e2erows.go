@@ -44,14 +44,15 @@ type rowsWorkload struct {
 	Calls []string
 }
 
-// addE2ERows plans the edits that append tenant's rows to each table and add its
-// workloads to the rows of the workloads that call them (the edge and the ingress).
-func addE2ERows(root string, topo *topology.Topology, tenant string) ([]fileChange, error) {
-	data := struct {
-		T, Begin, End    string
-		Retail, Payments bool
-		Workloads        []rowsWorkload
-	}{T: tenant, Begin: beginMarker(tenant), End: endMarker(tenant)}
+// rowsTemplateData is what the rows template needs for one tenant.
+type rowsTemplateData struct {
+	T, Begin, End    string
+	Retail, Payments bool
+	Workloads        []rowsWorkload
+}
+
+func rowsData(topo *topology.Topology, tenant string) rowsTemplateData {
+	data := rowsTemplateData{T: tenant, Begin: beginMarker(tenant), End: endMarker(tenant)}
 	runs := func(s string) bool { _, ok := topo.TenantWorkload(tenant, s); return ok }
 	data.Retail, data.Payments = runs("user") && runs("account"), runs("payment") && runs("ledger")
 	for _, w := range topo.Workloads {
@@ -59,6 +60,13 @@ func addE2ERows(root string, topo *topology.Topology, tenant string) ([]fileChan
 			data.Workloads = append(data.Workloads, rowsWorkload{Name: w.Name, Calls: w.Calls})
 		}
 	}
+	return data
+}
+
+// addE2ERows plans the edits that append tenant's rows to each table and add its
+// workloads to the rows of the workloads that call them (the edge and the ingress).
+func addE2ERows(root string, topo *topology.Topology, tenant string) ([]fileChange, error) {
+	data := rowsData(topo, tenant)
 	tmpl, err := template.New("rows").Parse(e2eRowsTemplate)
 	if err != nil {
 		return nil, err

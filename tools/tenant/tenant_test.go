@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"text/template"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -261,4 +262,51 @@ func TestTemplatesRenderReferenceMigrations(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestRowsTemplateMatchesReferenceTenants: the rows the template writes, rendered for bank-a
+// (retail half) and bank-b (payments half), declare the same routes as the rows written by
+// hand for them (every field but the demo users in Calls), so a route added to the suite
+// for the reference tenants and not to the template fails here, not in a three-tenant run.
+func TestRowsTemplateMatchesReferenceTenants(t *testing.T) {
+	root := repoRoot(t)
+	tmpl, err := template.New("rows").Parse(e2eRowsTemplate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	topo := topology.Default()
+	for _, tenant := range []string{"bank-a", "bank-b"} {
+		data := rowsData(topo, tenant)
+		for _, tb := range e2eTables[1:] {
+			src, err := os.ReadFile(filepath.Join(root, tb.file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var rendered strings.Builder
+			if err := tmpl.ExecuteTemplate(&rendered, tb.tmpl, data); err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(routeDecls(string(src), tenant), routeDecls(rendered.String(), tenant)); diff != "" {
+				t.Errorf("%s: %s's rows and the template's differ (-hand-written +template):\n%s", tb.file, tenant, diff)
+			}
+		}
+	}
+}
+
+// routeDecls lists the route declarations of tenant in Go source: each row's text up to its
+// Calls (the demo users differ by design), and each diagnostics(...) line.
+func routeDecls(src, tenant string) []string {
+	var out []string
+	for _, l := range strings.Split(src, "\n") {
+		l = strings.TrimSpace(l)
+		if !strings.HasPrefix(l, `{Tenant: "`+tenant+`"`) && !strings.HasPrefix(l, `{Workload: "`+tenant+`/`) &&
+			!strings.HasPrefix(l, `diagnostics("`+tenant+`/`) {
+			continue
+		}
+		if i := strings.Index(l, ", Calls:"); i >= 0 {
+			l = l[:i]
+		}
+		out = append(out, l)
+	}
+	return out
 }
