@@ -33,6 +33,7 @@ const (
 	AttrDecisionID     = "ztbank.authz.decision_id" // ID in the audit line and the 403 body
 	AttrDecisionResult = "ztbank.authz.result"      // allow or deny
 	AttrDecisionReason = "ztbank.authz.reason"      // the policy's reason code
+	AttrLinkKind       = "ztbank.link.kind"         // why a span links to another trace
 )
 
 // unmatchedRoute labels requests no route matched, so scanners probing random paths cannot
@@ -43,10 +44,24 @@ const unmatchedRoute = "unmatched"
 type Option func(*options)
 
 type options struct {
-	tp   trace.TracerProvider
-	prop propagation.TextMapPropagator
-	reg  prometheus.Registerer
+	tp        trace.TracerProvider
+	prop      propagation.TextMapPropagator
+	reg       prometheus.Registerer
+	untrusted bool
 }
+
+// UntrustedCallers makes Server treat the caller's trace context as a client's claim, for
+// the edge's public listener: every request starts a trace of its own (the platform, not
+// the client, picks the trace ID written into every hop's log and audit lines, and decides
+// whether it is recorded), a valid client traceparent is kept only as a link on the server
+// span, and the client's traceparent, tracestate and baggage headers are removed from the
+// request so nothing relays them inward.
+func UntrustedCallers() Option {
+	return func(o *options) { o.untrusted = true }
+}
+
+// clientTraceHeaders are the W3C trace-context and baggage headers a client may send.
+var clientTraceHeaders = []string{"Traceparent", "Tracestate", "Baggage"}
 
 // WithTracerProvider uses tp instead of the global provider Setup installs (tests pass one
 // with an in-memory exporter).
@@ -139,9 +154,25 @@ func Server(opts ...Option) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			start := time.Now()
-			ctx := o.propagator().Extract(r.Context(), propagation.HeaderCarrier(r.Header))
-			ctx, span := o.tracer().Start(ctx, r.Method, trace.WithSpanKind(trace.SpanKindServer),
-				trace.WithAttributes(attribute.String("http.request.method", r.Method)))
+			startOpts := []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindServer),
+				trace.WithAttributes(attribute.String("http.request.method", r.Method))}
+			ctx := r.Context()
+			if o.untrusted {
+				client := trace.SpanContextFromContext(propagation.TraceContext{}.Extract(context.Background(), propagation.HeaderCarrier(r.Header)))
+				if client.IsValid() {
+					startOpts = append(startOpts, trace.WithLinks(trace.Link{SpanContext: client,
+						Attributes: []attribute.KeyValue{attribute.String(AttrLinkKind, "client traceparent")}}))
+				}
+				for _, h := range clientTraceHeaders {
+					r.Header.Del(h)
+				}
+				// Drop any span context already in ctx too: this hop is the trace's root.
+				ctx = trace.ContextWithSpanContext(ctx, trace.SpanContext{})
+				startOpts = append(startOpts, trace.WithNewRoot())
+			} else {
+				ctx = o.propagator().Extract(ctx, propagation.HeaderCarrier(r.Header))
+			}
+			ctx, span := o.tracer().Start(ctx, r.Method, startOpts...)
 			defer span.End()
 			if !span.IsRecording() {
 				ctx = trace.ContextWithSpanContext(ctx, passThrough(span.SpanContext()))

@@ -13,6 +13,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/ztbank/ztbank/libs/problem"
+	"github.com/ztbank/ztbank/libs/telemetry"
 	"github.com/ztbank/ztbank/libs/usertoken"
 	"github.com/ztbank/ztbank/services/edge/exchange"
 )
@@ -59,6 +60,15 @@ func NewServer(d deps) http.Handler {
 	mux := http.NewServeMux()
 	addRoutes(mux, e)
 	return mux
+}
+
+// NewPublicHandler is NewServer behind the platform's tracing and request metrics, for the
+// public listener: its callers are clients, so their trace context is a claim, not a parent
+// (telemetry.UntrustedCallers). The edge starts every request's trace itself (a client's
+// traceparent is kept only as a link) and drops client baggage, so a client can neither
+// switch span recording off on every hop nor choose the trace ID in the audit lines.
+func NewPublicHandler(d deps) http.Handler {
+	return telemetry.Server(telemetry.UntrustedCallers())(NewServer(d))
 }
 
 // NewInternalServer returns the handler of the edge's mTLS listener.

@@ -20,7 +20,6 @@ import (
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
 	"github.com/ztbank/ztbank/libs/server"
-	"github.com/ztbank/ztbank/libs/telemetry"
 	"github.com/ztbank/ztbank/libs/topology"
 	"github.com/ztbank/ztbank/libs/transport"
 	"github.com/ztbank/ztbank/libs/usertoken"
@@ -107,7 +106,7 @@ func listeners(ctx context.Context, rt *server.Runtime, cfg config.Edge, stdout 
 
 	// The edge starts the trace for every client request; each hop behind it continues it.
 	d.AuthzCaller = authzCaller(rt)
-	public := newHTTPServer(ctx, telemetry.Server()(NewServer(d)), rt)
+	public := newHTTPServer(ctx, NewPublicHandler(d), rt)
 	if cfg.TLSCert != "" {
 		certs, err := newCertReloader(cfg.TLSCert, cfg.TLSKey)
 		if err != nil {
