@@ -301,3 +301,150 @@ func TestCollectorFlows(t *testing.T) {
 		})
 	}
 }
+
+// TestServiceMonitorsReachEveryWorkload: in each overlay, every topology workload's Service is
+// selected by a ServiceMonitor of its namespace whose endpoint names a port the Service has,
+// and the path it scrapes is exactly what that namespace's metrics AuthorizationPolicy opens
+// to Prometheus's principal; the scrape NetworkPolicy opens that port.
+func TestServiceMonitorsReachEveryWorkload(t *testing.T) {
+	tp := topology.Default()
+	type sm struct {
+		Metadata struct{ Namespace, Name string }
+		Spec     struct {
+			Selector struct {
+				MatchLabels map[string]string `json:"matchLabels"`
+			} `json:"selector"`
+			Endpoints []struct {
+				Port, Path, Scheme string
+			} `json:"endpoints"`
+		}
+	}
+	type svc struct {
+		Metadata struct {
+			Namespace, Name string
+			Labels          map[string]string
+		}
+		Spec struct {
+			Ports []struct {
+				Name string
+				Port int
+			}
+		}
+	}
+	type ap struct {
+		Metadata struct{ Namespace, Name string }
+		Spec     struct {
+			Rules []struct {
+				From []struct {
+					Source struct {
+						Principals []string `json:"principals"`
+					} `json:"source"`
+				} `json:"from"`
+				To []struct {
+					Operation struct {
+						Ports, Methods, Paths []string
+					} `json:"operation"`
+				} `json:"to"`
+			} `json:"rules"`
+		}
+	}
+	for _, o := range overlays {
+		t.Run(o, func(t *testing.T) {
+			objs, err := manifest.Build(filepath.Join(overlaysDir, o))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var sms []sm
+			services := map[string]svc{}
+			aps := map[string]ap{}
+			for _, ob := range objs {
+				switch ob.Kind {
+				case "ServiceMonitor":
+					var s sm
+					if err := json.Unmarshal(ob.JSON, &s); err != nil {
+						t.Fatal(err)
+					}
+					sms = append(sms, s)
+				case "Service":
+					var s svc
+					if err := json.Unmarshal(ob.JSON, &s); err != nil {
+						t.Fatal(err)
+					}
+					services[s.Metadata.Namespace+"/"+s.Metadata.Name] = s
+				case "AuthorizationPolicy":
+					var a ap
+					if err := json.Unmarshal(ob.JSON, &a); err != nil {
+						t.Fatal(err)
+					}
+					aps[a.Metadata.Namespace+"/"+a.Metadata.Name] = a
+				}
+			}
+			nps := policies(t, objs)
+			for _, w := range tp.Workloads {
+				if w.External {
+					continue
+				}
+				s, ok := services[w.Namespace+"/"+w.Service]
+				if !ok {
+					t.Errorf("%s: no Service", w.Name)
+					continue
+				}
+				found := false
+				for _, m := range sms {
+					if m.Metadata.Namespace != w.Namespace || !selects(m.Spec.Selector.MatchLabels, s.Metadata.Labels) {
+						continue
+					}
+					for _, e := range m.Spec.Endpoints {
+						port := 0
+						for _, p := range s.Spec.Ports {
+							if p.Name == e.Port {
+								port = p.Port
+							}
+						}
+						if port == 0 {
+							t.Errorf("%s: ServiceMonitor %s scrapes port %q, which the Service lacks", w.Name, m.Metadata.Name, e.Port)
+							continue
+						}
+						a, ok := aps[w.Namespace+"/allow-metrics-scrape"]
+						if !ok {
+							t.Fatalf("%s: no metrics AuthorizationPolicy", w.Namespace)
+						}
+						want := []string{strconv.Itoa(port), "GET", e.Path,
+							tp.TrustDomain.Name() + "/ns/" + topogen.MonitoringNamespace + "/sa/" + topogen.PrometheusServiceAccount}
+						r := a.Spec.Rules[0]
+						got := []string{strings.Join(r.To[0].Operation.Ports, ","), strings.Join(r.To[0].Operation.Methods, ","),
+							strings.Join(r.To[0].Operation.Paths, ","), strings.Join(r.From[0].Source.Principals, ",")}
+						if diff := cmp.Diff(want, got); diff != "" {
+							t.Errorf("%s: scrape vs AuthorizationPolicy (-scrape +policy):\n%s", w.Name, diff)
+						}
+						if e.Scheme != "https" {
+							t.Errorf("%s: scheme %q: the sidecar only takes mTLS", w.Name, e.Scheme)
+						}
+						opened := false
+						for _, p := range nps {
+							if p.Metadata.Namespace != w.Namespace || !selects(p.Spec.PodSelector.MatchLabels, s.Metadata.Labels) {
+								continue
+							}
+							for _, r := range p.Spec.Ingress {
+								for _, f := range r.From {
+									if f.NamespaceSelector != nil && f.NamespaceSelector.MatchLabels["kubernetes.io/metadata.name"] == topogen.MonitoringNamespace {
+										for _, pp := range r.Ports {
+											opened = opened || pp.Port == port
+										}
+									}
+								}
+							}
+						}
+						if !opened {
+							t.Errorf("%s: no NetworkPolicy admits Prometheus to port %d", w.Name, port)
+						}
+						found = true
+					}
+				}
+				if !found {
+					t.Errorf("%s: no ServiceMonitor scrapes it", w.Name)
+				}
+			}
+		})
+	}
+}
