@@ -55,7 +55,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	withObs := getenv("OBS") == "1"
 	switch args[1] {
 	case "dev":
-		return dev(ctx, root, state, freePorts, withObs, stdout)
+		// `up` runs this detached and turns the console off: `make console` serves it then,
+		// and its one-time URL does not belong in .dev/stack.log.
+		return dev(ctx, root, state, freePorts, withObs, getenv("ZTBANK_DEV_CONSOLE") != "0", stdout)
 	case "up":
 		return up(ctx, args[0], state, stdout)
 	case "down":
@@ -83,7 +85,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 }
 
 // dev runs the stack in the foreground until ctx is cancelled (Ctrl-C).
-func dev(ctx context.Context, root, state string, freePorts, withObs bool, stdout io.Writer) error {
+func dev(ctx context.Context, root, state string, freePorts, withObs, withConsole bool, stdout io.Writer) error {
 	infoPath := filepath.Join(state, "stack.json")
 	if info, err := stack.ReadInfo(infoPath); err == nil && alive(info.PID) && info.PID != os.Getpid() {
 		return fmt.Errorf("a stack is already running (pid %d); run `make down` first", info.PID)
@@ -146,6 +148,9 @@ func dev(ctx context.Context, root, state string, freePorts, withObs bool, stdou
 	fmt.Fprintf(stdout, "==> ready in %s\n\n", time.Since(start).Round(100*time.Millisecond))
 	printTable(stdout, info)
 	fmt.Fprintf(stdout, "\nstack file: %s\nlogs:       %s\nCtrl-C stops everything.\n", infoPath, filepath.Join(state, "logs"))
+	if withConsole {
+		startConsole(ctx, root, state, freePorts, info, s.Topo, ep.JaegerUI, stdout)
+	}
 	<-ctx.Done()
 	return nil
 }
@@ -193,6 +198,7 @@ func up(ctx context.Context, self, state string, stdout io.Writer) error {
 		return err
 	}
 	cmd := exec.Command(exe, "dev")
+	cmd.Env = append(os.Environ(), "ZTBANK_DEV_CONSOLE=0")
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
