@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/rego"
@@ -79,7 +80,7 @@ const (
 // index (input.user.roles[i]).
 type term struct {
 	kind  termKind
-	value any // termConst: string, bool, int, []string
+	value val // termConst
 	path  []string
 	index string // termInput: the variable indexing the array at path, or ""
 	name  string // termVar
@@ -258,9 +259,9 @@ func (c *compiler) expr(e *ast.Expr) (expr, error) {
 			if err != nil {
 				return expr{}, err
 			}
-			// Objects of the input are only ever tested for presence (or counted); the
-			// compiled residual does not compare them.
-			if a.kind == termInput && a.index == "" && objectPath(a.path) && x.op != opCount {
+			// Objects of the input are only ever tested for presence; the compiled
+			// residual does not compare or count them.
+			if a.kind == termInput && a.index == "" && objectPath(a.path) {
 				return expr{}, fmt.Errorf("%w: %s compares the object input.%s", errUnsupported, name, strings.Join(a.path, "."))
 			}
 			x.args[i] = a
@@ -277,15 +278,15 @@ func (c *compiler) expr(e *ast.Expr) (expr, error) {
 func compileTerm(t *ast.Term) (term, error) {
 	switch v := t.Value.(type) {
 	case ast.String:
-		return term{kind: termConst, value: string(v)}, nil
+		return term{kind: termConst, value: val{kind: vString, s: string(v)}}, nil
 	case ast.Boolean:
-		return term{kind: termConst, value: bool(v)}, nil
+		return term{kind: termConst, value: val{kind: vBool, b: bool(v)}}, nil
 	case ast.Number:
 		n, ok := v.Int()
 		if !ok {
 			return term{}, fmt.Errorf("%w: number %v", errUnsupported, v)
 		}
-		return term{kind: termConst, value: n}, nil
+		return term{kind: termConst, value: val{kind: vInt, n: n}}, nil
 	case *ast.Array:
 		ss := make([]string, 0, v.Len())
 		for i := range v.Len() {
@@ -295,7 +296,7 @@ func compileTerm(t *ast.Term) (term, error) {
 			}
 			ss = append(ss, string(s))
 		}
-		return term{kind: termConst, value: ss}, nil
+		return term{kind: termConst, value: val{kind: vStrings, ss: ss}}, nil
 	case ast.Var:
 		return term{kind: termVar, name: string(v)}, nil
 	case ast.Ref:
@@ -323,153 +324,68 @@ func compileTerm(t *ast.Term) (term, error) {
 
 // decide runs the chain on in.
 func (r *residual) decide(in *Input) Decision {
-	var env env
+	var e env
+	e.names, e.vals = e.nameBuf[:0], e.valBuf[:0]
 	for _, s := range r.steps {
-		if s.cond.holds(in, &env) {
+		if s.cond.holds(in, &e) {
 			return s.decision
 		}
 	}
 	return r.def
 }
 
-// env holds the local variables bound so far; residual bodies bind a handful at most.
-type env struct {
-	names []string
-	vals  []any
+type valKind uint8
+
+const (
+	vString valKind = iota + 1
+	vBool
+	vInt
+	vStrings
+	vObject // an object of the input: the residual only tests it for presence
+)
+
+// val is a value of the residual's domain, unboxed so evaluation does not allocate for it.
+type val struct {
+	kind valKind
+	b    bool
+	n    int
+	s    string
+	ss   []string
 }
 
-func (e *env) get(name string) (any, bool) {
+// env holds the local variables bound so far; residual bodies bind a handful at most, so
+// the buffers live on the stack of decide.
+type env struct {
+	names   []string
+	vals    []val
+	nameBuf [8]string
+	valBuf  [8]val
+}
+
+func (e *env) get(name string) (val, bool) {
 	for i := len(e.names) - 1; i >= 0; i-- {
 		if e.names[i] == name {
 			return e.vals[i], true
 		}
 	}
-	return nil, false
+	return val{}, false
 }
 
-func (e *env) push(name string, v any) { e.names, e.vals = append(e.names, name), append(e.vals, v) }
+func (e *env) bound(name string) bool { _, ok := e.get(name); return ok }
+
+func (e *env) push(name string, v val) {
+	if name != "_" {
+		e.names, e.vals = append(e.names, name), append(e.vals, v)
+	}
+}
 
 func (e *env) truncate(n int) { e.names, e.vals = e.names[:n], e.vals[:n] }
 
 // holds reports whether any body holds. Rules are closed: a body starts from no bindings.
 func (r *rule) holds(in *Input, e *env) bool {
 	mark := len(e.names)
-	defer e.truncate(mark)
 	for _, b := range r.bodies {
-		if conj(in, b, e) {
-			return true
-		}
-		e.truncate(mark)
-	}
-	return false
-}
-
-// conj reports whether body holds from its first expression on, backtracking over the
-// solutions of each expression (an expression binds variables when it iterates an array).
-func conj(in *Input, body []expr, e *env) bool {
-	if len(body) == 0 {
-		return true
-	}
-	x, rest := &body[0], body[1:]
-	if x.negated {
-		mark := len(e.names)
-		found := x.solve(in, e, func() bool { return true })
-		e.truncate(mark)
-		return !found && conj(in, rest, e)
-	}
-	return x.solve(in, e, func() bool { return conj(in, rest, e) })
-}
-
-// solve calls k for each solution of x under e until k returns true, and reports whether
-// it did.
-func (x *expr) solve(in *Input, e *env, k func() bool) bool {
-	a, b := &x.args[0], &x.args[1]
-	switch x.op {
-	case opRule:
-		return x.rule.holds(in, e) && k()
-	case opTruthy:
-		return a.each(in, e, func(v any) bool { return v != false && k() })
-	case opUnify:
-		if a.kind == termVar && !e.bound(a.name) {
-			a, b = b, a
-		}
-		if b.kind == termVar && !e.bound(b.name) {
-			return a.each(in, e, func(v any) bool {
-				mark := len(e.names)
-				if b.name != "_" {
-					e.push(b.name, v)
-				}
-				ok := k()
-				e.truncate(mark)
-				return ok
-			})
-		}
-		return a.each(in, e, func(va any) bool {
-			return b.each(in, e, func(vb any) bool { return equal(va, vb) && k() })
-		})
-	case opNeq:
-		return a.each(in, e, func(va any) bool {
-			return b.each(in, e, func(vb any) bool { return !equal(va, vb) && k() })
-		})
-	case opStartsWith:
-		return a.each(in, e, func(va any) bool {
-			return b.each(in, e, func(vb any) bool {
-				s, ok1 := va.(string)
-				p, ok2 := vb.(string)
-				return ok1 && ok2 && strings.HasPrefix(s, p) && k()
-			})
-		})
-	case opMember:
-		return a.each(in, e, func(va any) bool {
-			return b.each(in, e, func(vb any) bool {
-				ss, ok := vb.([]string)
-				return ok && slices.ContainsFunc(ss, func(s string) bool { return equal(va, s) }) && k()
-			})
-		})
-	case opCount:
-		return a.each(in, e, func(va any) bool {
-			return b.each(in, e, func(vb any) bool {
-				n, ok := length(va)
-				return ok && equal(n, vb) && k()
-			})
-		})
-	}
-	return false
-}
-
-func (e *env) bound(name string) bool { _, ok := e.get(name); return ok }
-
-// each calls k with each value of t under e (none when undefined, one per array element
-// when t iterates with an unbound index).
-func (t *term) each(in *Input, e *env, k func(any) bool) bool {
-	switch t.kind {
-	case termConst:
-		return k(t.value)
-	case termVar:
-		v, ok := e.get(t.name)
-		return ok && k(v)
-	}
-	v, ok := in.lookup(t.path)
-	if !ok {
-		return false
-	}
-	if t.index == "" {
-		return k(v)
-	}
-	arr, ok := v.([]string)
-	if !ok {
-		return false
-	}
-	if iv, bound := e.get(t.index); bound {
-		i, ok := iv.(int)
-		return ok && i >= 0 && i < len(arr) && k(arr[i])
-	}
-	for i, s := range arr {
-		mark := len(e.names)
-		if t.index != "_" {
-			e.push(t.index, i)
-		}
-		ok := k(s)
+		ok := conj(in, b, e)
 		e.truncate(mark)
 		if ok {
 			return true
@@ -478,75 +394,208 @@ func (t *term) each(in *Input, e *env, k func(any) bool) bool {
 	return false
 }
 
-// objectValue stands for an object of the input document that is present; the residual
-// only ever tests such objects for being defined.
-type objectValue struct{}
+// conj reports whether body holds from its first expression on, backtracking over the
+// solutions of each expression (an expression has several when it iterates an array).
+func conj(in *Input, body []expr, e *env) bool {
+	if len(body) == 0 {
+		return true
+	}
+	x, rest := &body[0], body[1:]
+	if x.negated {
+		mark := len(e.names)
+		found := x.solve(in, e, nil)
+		e.truncate(mark)
+		return !found && conj(in, rest, e)
+	}
+	return x.solve(in, e, rest)
+}
+
+// solve reports whether x has a solution under e for which rest holds.
+func (x *expr) solve(in *Input, e *env, rest []expr) bool {
+	if x.op == opRule {
+		return x.rule.holds(in, e) && conj(in, rest, e)
+	}
+	a, b := &x.args[0], &x.args[1]
+	if x.op == opUnify {
+		if a.kind == termVar && !e.bound(a.name) {
+			a, b = b, a
+		}
+		if b.kind == termVar && !e.bound(b.name) { // binds b to each value of a
+			return a.each(in, e, func(v val) bool {
+				mark := len(e.names)
+				e.push(b.name, v)
+				ok := conj(in, rest, e)
+				e.truncate(mark)
+				return ok
+			})
+		}
+	}
+	if !a.iterates(e) && !b.iterates(e) { // the common case: one value each, no closure
+		va, ok := a.get(in, e)
+		if !ok {
+			return false
+		}
+		vb, ok := val{}, true
+		if x.op != opTruthy {
+			vb, ok = b.get(in, e)
+		}
+		return ok && x.test(va, vb) && conj(in, rest, e)
+	}
+	return a.each(in, e, func(va val) bool {
+		if x.op == opTruthy {
+			return x.test(va, val{}) && conj(in, rest, e)
+		}
+		return b.each(in, e, func(vb val) bool { return x.test(va, vb) && conj(in, rest, e) })
+	})
+}
+
+// test applies x's operator to its operands' values.
+func (x *expr) test(a, b val) bool {
+	switch x.op {
+	case opTruthy:
+		return a.kind != vBool || a.b
+	case opUnify:
+		return equal(a, b)
+	case opNeq:
+		return !equal(a, b)
+	case opStartsWith:
+		return a.kind == vString && b.kind == vString && strings.HasPrefix(a.s, b.s)
+	case opMember:
+		return b.kind == vStrings && slices.ContainsFunc(b.ss, func(s string) bool { return a.kind == vString && a.s == s })
+	case opCount:
+		n, ok := length(a)
+		return ok && b.kind == vInt && n == b.n
+	}
+	return false
+}
+
+// iterates reports whether t stands for each element of an input array (an unbound index).
+func (t *term) iterates(e *env) bool {
+	return t.kind == termInput && t.index != "" && !e.bound(t.index)
+}
+
+// get returns t's single value under e; t must not iterate.
+func (t *term) get(in *Input, e *env) (val, bool) {
+	switch t.kind {
+	case termConst:
+		return t.value, true
+	case termVar:
+		return e.get(t.name)
+	}
+	v, ok := in.lookup(t.path)
+	if !ok || t.index == "" {
+		return v, ok
+	}
+	i, _ := e.get(t.index)
+	if v.kind != vStrings || i.kind != vInt || i.n < 0 || i.n >= len(v.ss) {
+		return val{}, false
+	}
+	return val{kind: vString, s: v.ss[i.n]}, true
+}
+
+// each calls k with each value of t under e until k returns true (none when undefined, one
+// per array element when t iterates), and reports whether k did.
+func (t *term) each(in *Input, e *env, k func(val) bool) bool {
+	if !t.iterates(e) {
+		v, ok := t.get(in, e)
+		return ok && k(v)
+	}
+	v, ok := in.lookup(t.path)
+	if !ok || v.kind != vStrings {
+		return false
+	}
+	for i, s := range v.ss {
+		mark := len(e.names)
+		e.push(t.index, val{kind: vInt, n: i})
+		ok := k(val{kind: vString, s: s})
+		e.truncate(mark)
+		if ok {
+			return true
+		}
+	}
+	return false
+}
 
 // lookup returns the value at path in the input document that value() builds for in,
 // with the same members omitted; it must stay in step with value (a test compares them).
-func (in *Input) lookup(path []string) (any, bool) {
+func (in *Input) lookup(path []string) (val, bool) {
+	str := func(s string) (val, bool) { return val{kind: vString, s: s}, true }
+	obj := val{kind: vObject}
 	if len(path) == 0 {
-		return objectValue{}, true
+		return obj, true
+	}
+	if len(path) > 2 {
+		return val{}, false
+	}
+	member := ""
+	if len(path) == 2 {
+		member = path[1]
 	}
 	switch path[0] {
 	case "caller":
-		if in.Caller.IsZero() || len(path) > 1 {
-			return nil, false
+		if in.Caller.IsZero() || member != "" {
+			return val{}, false
 		}
-		return in.Caller.String(), true
+		return str(in.Caller.String())
 	case "action":
-		return in.Action, len(path) == 1
+		if member != "" {
+			return val{}, false
+		}
+		return str(in.Action)
 	case "user":
 		if in.User.IsZero() {
-			return nil, false
+			return val{}, false
 		}
-		return leaf(path[1:], func(k string) (any, bool) {
-			switch k {
-			case "id":
-				return in.User.String(), true
-			case "tenant":
-				return in.Tenant, true
-			case "roles":
-				return orEmpty(in.Roles), true
-			}
-			return nil, false
-		})
+		switch member {
+		case "":
+			return obj, true
+		case "id":
+			return str(in.User.String())
+		case "tenant":
+			return str(in.Tenant)
+		case "roles":
+			return val{kind: vStrings, ss: in.Roles}, true
+		}
 	case "route":
-		return leaf(path[1:], func(k string) (any, bool) {
-			switch k {
-			case "method":
-				return in.Method, true
-			case "pattern":
-				return in.Route, true
-			case "params":
-				return in.Params, true
-			case "from":
-				return orEmpty(in.From), true
-			case "workload_only":
-				return in.WorkloadOnly, true
-			}
-			return nil, false
-		})
+		switch member {
+		case "":
+			return obj, true
+		case "method":
+			return str(in.Method)
+		case "pattern":
+			return str(in.Route)
+		case "params":
+			return obj, true
+		case "from":
+			return val{kind: vStrings, ss: in.From}, true
+		case "workload_only":
+			return val{kind: vBool, b: in.WorkloadOnly}, true
+		}
 	case "resource":
 		res := in.Resource
 		if res == nil {
-			return nil, false
+			return val{}, false
 		}
-		return leaf(path[1:], func(k string) (any, bool) {
-			switch k {
-			case "tenant":
-				return res.Tenant, true
-			case "owner":
-				return res.Owner.String(), !res.Owner.IsZero()
-			case "kind":
-				return res.Kind, res.Kind != ""
-			case "id":
-				return res.ID, res.ID != ""
+		switch member {
+		case "":
+			return obj, true
+		case "tenant":
+			return str(res.Tenant)
+		case "owner":
+			if !res.Owner.IsZero() {
+				return str(res.Owner.String())
 			}
-			return nil, false
-		})
+		case "kind":
+			if res.Kind != "" {
+				return str(res.Kind)
+			}
+		case "id":
+			if res.ID != "" {
+				return str(res.ID)
+			}
+		}
 	}
-	return nil, false
+	return val{}, false
 }
 
 // objectPath reports whether path names an object of the input document.
@@ -558,51 +607,32 @@ func objectPath(path []string) bool {
 	return false
 }
 
-// leaf resolves a path of at most one member below an object.
-func leaf(rest []string, member func(string) (any, bool)) (any, bool) {
-	switch len(rest) {
-	case 0:
-		return objectValue{}, true
-	case 1:
-		return member(rest[0])
+// equal compares two values of the residual's domain as Rego would. Objects are never
+// compared (the compiler refuses it), so they are unequal to everything.
+func equal(a, b val) bool {
+	if a.kind != b.kind {
+		return false
 	}
-	return nil, false
+	switch a.kind {
+	case vString:
+		return a.s == b.s
+	case vBool:
+		return a.b == b.b
+	case vInt:
+		return a.n == b.n
+	case vStrings:
+		return slices.Equal(a.ss, b.ss)
+	}
+	return false
 }
 
-func orEmpty(ss []string) []string {
-	if ss == nil {
-		return []string{}
-	}
-	return ss
-}
-
-// equal compares two values of the residual's domain as Rego would.
-func equal(a, b any) bool {
-	switch x := a.(type) {
-	case string:
-		y, ok := b.(string)
-		return ok && x == y
-	case bool:
-		y, ok := b.(bool)
-		return ok && x == y
-	case int:
-		y, ok := b.(int)
-		return ok && x == y
-	case []string:
-		y, ok := b.([]string)
-		return ok && slices.Equal(x, y)
-	}
-	return false // objects are never compared by the residual; treat as unequal
-}
-
-func length(v any) (int, bool) {
-	switch x := v.(type) {
-	case string:
-		return len([]rune(x)), true
-	case []string:
-		return len(x), true
-	case map[string]string:
-		return len(x), true
+// length is count() for the values the residual may count.
+func length(v val) (int, bool) {
+	switch v.kind {
+	case vString:
+		return utf8.RuneCountInString(v.s), true
+	case vStrings:
+		return len(v.ss), true
 	}
 	return 0, false
 }

@@ -169,7 +169,7 @@ func TestInputLookupMatchesInputDocument(t *testing.T) {
 		for _, p := range paths {
 			want, wantOK := jsonAt(doc, p)
 			got, gotOK := in.lookup(p)
-			if _, isObj := got.(objectValue); isObj {
+			if got.kind == vObject {
 				_, wantObj := want.(map[string]any)
 				if !wantObj {
 					t.Errorf("input.%s: lookup says object, document has %v", strings.Join(p, "."), want)
@@ -196,15 +196,22 @@ func jsonAt(doc any, path []string) (any, bool) {
 	return doc, true
 }
 
-func toJSON(v any) any {
-	if ss, ok := v.([]string); ok {
-		out := make([]any, len(ss))
-		for i, s := range ss {
+func toJSON(v val) any {
+	switch v.kind {
+	case vString:
+		return v.s
+	case vBool:
+		return v.b
+	case vInt:
+		return v.n
+	case vStrings:
+		out := make([]any, len(v.ss))
+		for i, s := range v.ss {
 			out[i] = s
 		}
 		return out
 	}
-	return v
+	return nil
 }
 
 // TestPolicyOutsideTheFragmentFallsBackToOPA: a policy whose residual the compiler does not
