@@ -27,6 +27,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/zitadel/oidc/v3/pkg/oidc"
@@ -96,6 +97,29 @@ type Provider struct {
 	srv        *http.Server
 	serveErr   chan error
 	stopOnDone func() bool
+	down       atomic.Bool
+}
+
+// SetDown makes the provider unreachable (true) or reachable again (false), for outage
+// tests: while down, every request's connection is closed without an answer, as a dead or
+// partitioned provider looks to its clients. Keys, clients and users are kept, so tokens it
+// issued before stay valid and it comes back as the same provider.
+func (p *Provider) SetDown(down bool) { p.down.Store(down) }
+
+// gate answers nothing while the provider is down.
+func (p *Provider) gate(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if p.down.Load() {
+			if hj, ok := w.(http.Hijacker); ok {
+				if c, _, err := hj.Hijack(); err == nil {
+					c.Close()
+					return
+				}
+			}
+			panic(http.ErrAbortHandler) // HTTP/2: reset the stream
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // Start generates the provider's keys and secrets, writes the secrets to cfg.StateDir and
@@ -180,7 +204,7 @@ func Start(ctx context.Context, cfg Config) (*Provider, error) {
 	mux.Handle(loginPath, &loginHandler{store: store, issuer: p.issuer, callbackURL: op.AuthCallbackURL(provider), log: cfg.Logger})
 	mux.Handle("/", provider)
 	p.srv = &http.Server{
-		Handler:           mux,
+		Handler:           p.gate(mux),
 		TLSConfig:         tlsConf,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,

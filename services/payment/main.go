@@ -28,7 +28,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	var opts []store.Option
+	opts := []store.Option{store.WithLease(cfg.Lease)}
 	if cfg.Failpoint == config.FailAfterLedgerPost {
 		// SIGKILL, not exit: nothing may run after the ledger's reply, not even deferred
 		// clean-up, exactly as when the process is killed from outside.

@@ -3,6 +3,8 @@ package chaos
 import (
 	"context"
 	"crypto/tls"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -27,6 +29,10 @@ const (
 	// chaosRecoverEvery is the payment service's recovery period in the chaos stack: short,
 	// so a pending payment is decided soon after its lease allows.
 	chaosRecoverEvery = 2 * time.Second
+	// chaosLease is the payment service's key lease (PAYMENT_LEASE) in the chaos stack:
+	// shorter than the default 30 s so a payment whose process died is resumed or
+	// recovered within seconds, still far longer than a ledger call takes here.
+	chaosLease = 10 * time.Second
 	// chaosRate is the steady load. Low enough that the shared 2-core machine keeps up
 	// with the stack restarting parts of itself, high enough that every fault lands on
 	// requests in flight.
@@ -46,7 +52,11 @@ const recoveryTimeoutSlack = 2 * requestTimeout
 // chaosBudget is how long a client keeps retrying one operation: a payment whose first
 // attempt died with the payment service holds its key for a lease, and the retry after it
 // needs up to two request timeouts.
-const chaosBudget = store.DefaultLease + 2*requestTimeout
+const chaosBudget = chaosLease + 2*requestTimeout
+
+// chaosSettleTimeout is how long a payment may stay pending in the chaos stack: a lease,
+// the recovery's wait of one more lease, two recovery periods and a request timeout.
+const chaosSettleTimeout = 2*chaosLease + 2*chaosRecoverEvery + requestTimeout
 
 // row is one fault's line in the report.
 type row struct {
@@ -68,6 +78,8 @@ type fault struct {
 	inject func(ctx context.Context, t *testing.T, e *env) (notes []string, err error)
 	heal   func(ctx context.Context, t *testing.T, e *env) (notes []string, err error)
 	check  func(as []attempt) []string
+	// noFailures: clients must not notice the fault at all.
+	noFailures bool
 }
 
 func chaosMode(t *testing.T) string {
@@ -102,7 +114,7 @@ func TestChaos(t *testing.T) {
 			}
 			for _, svc := range s.Services {
 				if svc.Workload.Service == "payment" {
-					svc.Env = append(svc.Env, "PAYMENT_RECOVER_EVERY="+chaosRecoverEvery.String(),
+					svc.Env = append(svc.Env, "PAYMENT_RECOVER_EVERY="+chaosRecoverEvery.String(), "PAYMENT_LEASE="+chaosLease.String(),
 						"PAYMENT_FAILPOINT="+config.FailAfterLedgerPost)
 				}
 			}
@@ -157,7 +169,7 @@ func crashAfterLedgerPost(ctx context.Context, t *testing.T, e *env, want totals
 		t.Fatalf("after the crash: payment %s is %q with %d ledger postings; want pending with 1", id, st, postings)
 	}
 	// No client retry from here on: recovery alone must settle it.
-	if err := waitFor(ctx, pendingSettleTimeout, time.Second, func() error {
+	if err := waitFor(ctx, chaosSettleTimeout, time.Second, func() error {
 		if _, st, _ := e.paymentState(ctx, t, key); st != store.StatusPosted {
 			return fmt.Errorf("payment %s still %s", id, st)
 		}
@@ -179,7 +191,7 @@ func crashAfterLedgerPost(ctx context.Context, t *testing.T, e *env, want totals
 		t.Errorf("retry after recovery: %d (replayed %q), want 201 replayed", status, hdr.Get("Idempotent-Replayed"))
 	}
 	// The payment moved 4242 between two customers: totals stay what they were.
-	r.Invariants = waitFor(ctx, pendingSettleTimeout, time.Second, func() error { return e.checkInvariants(ctx, want) })
+	r.Invariants = waitFor(ctx, chaosSettleTimeout, time.Second, func() error { return e.checkInvariants(ctx, want) })
 	if r.Invariants != nil {
 		t.Errorf("invariants: %v", r.Invariants)
 	}
@@ -284,10 +296,13 @@ func runFault(ctx context.Context, t *testing.T, e *env, f fault, want totals) r
 	if f.check != nil {
 		r.Notes = append(r.Notes, f.check(l.attempts(injected, l.stopped))...)
 	}
+	if f.noFailures && s.Failed > 0 {
+		t.Errorf("%s: %d requests failed, want none: %v", f.name, s.Failed, s.Examples)
+	}
 	if len(s.Examples) > 0 {
 		t.Logf("%s: failures (first of each kind): %s", f.name, strings.Join(s.Examples, " | "))
 	}
-	r.Invariants = waitFor(ctx, pendingSettleTimeout, time.Second, func() error { return e.checkInvariants(ctx, want) })
+	r.Invariants = waitFor(ctx, chaosSettleTimeout, time.Second, func() error { return e.checkInvariants(ctx, want) })
 	if r.Invariants != nil {
 		t.Errorf("invariants after %s: %v", f.name, r.Invariants)
 	}
@@ -411,6 +426,13 @@ func faults(t *testing.T) []fault {
 			return []string{note}, e.st.RotateNow(ctx)
 		}, check: onlyStatuses("503")},
 		{name: "edge restart (kill -9)", inject: kill("edge"), check: onlyStatuses("502", "503")},
+		{name: fmt.Sprintf("OIDC provider down for %s", oidcOutage(t)), short: true, noFailures: true,
+			inject: func(ctx context.Context, t *testing.T, e *env) ([]string, error) {
+				return e.oidcDown(ctx, oidcOutage(t))
+			},
+			heal: func(ctx context.Context, t *testing.T, e *env) ([]string, error) {
+				return nil, e.st.SetOIDCDown(false)
+			}},
 	}
 }
 
@@ -488,4 +510,74 @@ func chaosReport(mode string, rows []row) string {
 			invariantText(r.Invariants), strings.Join(r.Notes, "; "))
 	}
 	return b.String()
+}
+
+// oidcDown takes the OIDC provider away for window. Before, every user gets a fresh token
+// (the outage is shorter than a token's life, so the load runs on tokens issued before it).
+// During it, a login must fail, and a token the edge cannot check without the provider (a
+// key ID it has not cached) must be refused with problem+json, not let through.
+func (e *env) oidcDown(ctx context.Context, window time.Duration) ([]string, error) {
+	if err := e.tokens.refreshAll(ctx); err != nil {
+		return nil, err
+	}
+	if exp := e.tokens.earliestExpiry(); time.Until(exp) < window+tokenMargin {
+		return nil, fmt.Errorf("tokens expire at %s, inside the %s outage: shorten ZTBANK_CHAOS_OIDC_OUTAGE", exp, window)
+	}
+	if err := e.st.SetOIDCDown(true); err != nil {
+		return nil, err
+	}
+	end := time.Now().Add(window)
+	var notes []string
+	if _, err := devoidcLogin(ctx, e, "bob@bank-b"); err == nil {
+		return nil, errors.New("a login succeeded while the provider was down")
+	}
+	notes = append(notes, "logins failed during the outage")
+	status, ctype, err := e.sendWithToken(ctx, unknownKID(e.tokens.cached("bob@bank-b").AccessToken), http.MethodGet,
+		"/bank-b/v1/accounts/"+bob.String()+"/balance")
+	if err != nil {
+		return nil, fmt.Errorf("token with an unknown key during the outage: %w", err)
+	}
+	if status < 400 || ctype != "application/problem+json" {
+		return nil, fmt.Errorf("token with an unknown key during the outage: %d %s, want a problem+json refusal", status, ctype)
+	}
+	notes = append(notes, fmt.Sprintf("a token with an unknown key got %d problem+json", status))
+	select {
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-time.After(time.Until(end)): // the outage's length is the fault, not a wait for a condition
+	}
+	return append(notes, "issued tokens kept working"), nil
+}
+
+func (e *env) sendWithToken(ctx context.Context, tok, method, path string) (int, string, error) {
+	req, _ := http.NewRequestWithContext(ctx, method, e.edge+path, nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := e.client.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode, resp.Header.Get("Content-Type"), nil
+}
+
+// unknownKID rewrites a token's header to name a key the provider never had, so the edge
+// must ask the provider for it.
+func unknownKID(tok string) string {
+	parts := strings.Split(tok, ".")
+	if len(parts) != 3 {
+		return tok
+	}
+	h, err := base64.RawURLEncoding.DecodeString(parts[0])
+	if err != nil {
+		return tok
+	}
+	var hdr map[string]any
+	if json.Unmarshal(h, &hdr) != nil {
+		return tok
+	}
+	hdr["kid"] = "chaos-" + uuid.NewString()
+	nh, _ := json.Marshal(hdr)
+	parts[0] = base64.RawURLEncoding.EncodeToString(nh)
+	return strings.Join(parts, ".")
 }

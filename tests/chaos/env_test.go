@@ -148,3 +148,38 @@ func waitFor(ctx context.Context, timeout, every time.Duration, cond func() erro
 		}
 	}
 }
+
+// refreshAll logs every user in again now.
+func (s *tokenSource) refreshAll(ctx context.Context) error {
+	s.mu.Lock()
+	users := make([]string, 0, len(s.cur))
+	for u := range s.cur {
+		users = append(users, u)
+	}
+	s.cur = map[string]devoidc.Tokens{}
+	s.mu.Unlock()
+	for _, u := range users {
+		if _, err := s.get(ctx, u); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *tokenSource) earliestExpiry() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var min time.Time
+	for _, t := range s.cur {
+		if min.IsZero() || t.Expiry.Before(min) {
+			min = t.Expiry
+		}
+	}
+	return min
+}
+
+func devoidcLogin(ctx context.Context, e *env, user string) (devoidc.Tokens, error) {
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	return devoidc.Login(ctx, e.client, e.st.OIDC.Issuer, devoidc.CLIClientID, user, e.tokens.passwords[user])
+}

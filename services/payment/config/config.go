@@ -23,6 +23,7 @@ const FailAfterLedgerPost = "after-ledger-post"
 // PaymentVars declares the payment service's own variables.
 var PaymentVars = []envvar.Var{
 	{Name: "PAYMENT_RECOVER_EVERY", Default: store.DefaultRecoverEvery.String(), Doc: "how often pending payments nobody is working on are settled from the ledger (also once at start-up)."},
+	{Name: "PAYMENT_LEASE", Default: store.DefaultLease.String(), Doc: "how long a request holds its Idempotency-Key (and may spend on the ledger call) before a retry or the recovery may take the payment over."},
 	{Name: "PAYMENT_FAILPOINT", Default: "off", Doc: "tests only: " + FailAfterLedgerPost + " makes the process kill itself between the ledger's reply and the outcome write. Never set in a deployment."},
 }
 
@@ -34,6 +35,8 @@ type Config struct {
 	fromenv.Config
 	// RecoverEvery is the period of the pending-payment recovery.
 	RecoverEvery time.Duration
+	// Lease is how long a request holds its key (store.WithLease).
+	Lease time.Duration
 	// Failpoint is "" (off) or FailAfterLedgerPost.
 	Failpoint string
 }
@@ -45,13 +48,18 @@ func Load(getenv func(string) string) (Config, error) {
 		return Config{}, err
 	}
 	r := envvar.NewReader(getenv, PaymentVars)
-	cfg := Config{Config: base, RecoverEvery: store.DefaultRecoverEvery}
-	if v := r.Get("PAYMENT_RECOVER_EVERY"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil || d <= 0 {
-			return Config{}, fmt.Errorf("PAYMENT_RECOVER_EVERY %q: want a positive duration such as 15s", v)
+	cfg := Config{Config: base, RecoverEvery: store.DefaultRecoverEvery, Lease: store.DefaultLease}
+	for _, d := range []struct {
+		name string
+		dst  *time.Duration
+	}{{"PAYMENT_RECOVER_EVERY", &cfg.RecoverEvery}, {"PAYMENT_LEASE", &cfg.Lease}} {
+		if v := r.Get(d.name); v != "" {
+			p, err := time.ParseDuration(v)
+			if err != nil || p <= 0 {
+				return Config{}, fmt.Errorf("%s %q: want a positive duration such as 15s", d.name, v)
+			}
+			*d.dst = p
 		}
-		cfg.RecoverEvery = d
 	}
 	switch v := r.Get("PAYMENT_FAILPOINT"); v {
 	case "", "off":

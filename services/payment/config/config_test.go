@@ -33,6 +33,7 @@ func TestPaymentSettings(t *testing.T) {
 	type got struct {
 		Failpoint    string
 		RecoverEvery time.Duration
+		Lease        time.Duration
 		Err          string
 	}
 	for _, tc := range []struct {
@@ -40,16 +41,18 @@ func TestPaymentSettings(t *testing.T) {
 		env  map[string]string
 		want got
 	}{
-		{"defaults: failpoint off", nil, got{"", store.DefaultRecoverEvery, ""}},
-		{"explicit off", map[string]string{"PAYMENT_FAILPOINT": "off"}, got{"", store.DefaultRecoverEvery, ""}},
-		{"test failpoint", map[string]string{"PAYMENT_FAILPOINT": FailAfterLedgerPost}, got{FailAfterLedgerPost, store.DefaultRecoverEvery, ""}},
+		{"defaults: failpoint off", nil, got{"", store.DefaultRecoverEvery, store.DefaultLease, ""}},
+		{"explicit off", map[string]string{"PAYMENT_FAILPOINT": "off"}, got{"", store.DefaultRecoverEvery, store.DefaultLease, ""}},
+		{"test failpoint", map[string]string{"PAYMENT_FAILPOINT": FailAfterLedgerPost}, got{FailAfterLedgerPost, store.DefaultRecoverEvery, store.DefaultLease, ""}},
 		{"unknown failpoint", map[string]string{"PAYMENT_FAILPOINT": "on"}, got{Err: "PAYMENT_FAILPOINT"}},
-		{"period", map[string]string{"PAYMENT_RECOVER_EVERY": "2s"}, got{"", 2 * time.Second, ""}},
+		{"period", map[string]string{"PAYMENT_RECOVER_EVERY": "2s"}, got{"", 2 * time.Second, store.DefaultLease, ""}},
+		{"lease", map[string]string{"PAYMENT_LEASE": "5s"}, got{"", store.DefaultRecoverEvery, 5 * time.Second, ""}},
+		{"bad lease", map[string]string{"PAYMENT_LEASE": "soon"}, got{Err: "PAYMENT_LEASE"}},
 		{"bad period", map[string]string{"PAYMENT_RECOVER_EVERY": "-1s"}, got{Err: "PAYMENT_RECOVER_EVERY"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg, err := Load(getenv(tc.env))
-			g := got{Failpoint: cfg.Failpoint, RecoverEvery: cfg.RecoverEvery}
+			g := got{Failpoint: cfg.Failpoint, RecoverEvery: cfg.RecoverEvery, Lease: cfg.Lease}
 			if err != nil {
 				if tc.want.Err == "" || !strings.Contains(err.Error(), tc.want.Err) || strings.Contains(err.Error(), "\n") {
 					t.Fatalf("Load: %v", err)

@@ -60,3 +60,14 @@ func (s *Stack) ExpirePasswords(ctx context.Context) error {
 	}
 	return nil
 }
+
+// SetOIDCDown makes the development OIDC provider unreachable (true) or reachable again
+// (false) without restarting it: tokens it issued stay valid, logins fail while it is down.
+func (s *Stack) SetOIDCDown(down bool) error {
+	p, ok := s.oidc.(interface{ SetDown(bool) })
+	if !ok {
+		return fmt.Errorf("the stack runs no OIDC provider that can go down")
+	}
+	p.SetDown(down)
+	return nil
+}
