@@ -103,7 +103,8 @@ func dev(ctx context.Context, root, state string, freePorts, withObs, withConsol
 		return err
 	}
 	start := time.Now()
-	opts := stack.Options{Root: root, StateDir: state, FreePorts: freePorts, FrontDoor: true, Postgres: true, Progress: stdout}
+	// Supervise: a service that crashes or is killed comes back, as under a process manager.
+	opts := stack.Options{Root: root, StateDir: state, FreePorts: freePorts, FrontDoor: true, Postgres: true, Supervise: true, Progress: stdout}
 	var ep obs.Endpoints
 	if withObs {
 		// Jaeger and Prometheus come up first so the services' very first spans and scrapes
