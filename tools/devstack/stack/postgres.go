@@ -9,9 +9,9 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/ztbank/ztbank/libs/dbcred/passwordfile"
 	"github.com/ztbank/ztbank/devkit/demo/seed"
 	"github.com/ztbank/ztbank/devkit/localpg"
+	"github.com/ztbank/ztbank/libs/dbcred/passwordfile"
 	"github.com/ztbank/ztbank/libs/migrate"
 )
 
@@ -87,6 +87,10 @@ func (s *Stack) configurePostgres(ctx context.Context) error {
 type rotation struct{ role, db, file string }
 
 func (s *Stack) rotateAll(ctx context.Context) error {
+	// Two rotations interleaved could leave a file holding the password the other one
+	// replaced in the database.
+	s.rotateMu.Lock()
+	defer s.rotateMu.Unlock()
 	pool, err := pgxpool.New(ctx, s.pg.AdminDSN("postgres"))
 	if err != nil {
 		return err

@@ -66,6 +66,7 @@ type Stack struct {
 	Postgres PostgresInfo
 
 	pg           *localpg.Cluster
+	rotateMu     sync.Mutex // one rotation at a time: the schedule and RotateNow must not interleave
 	rotations    []rotation
 	stopRotation context.CancelFunc
 
