@@ -27,7 +27,7 @@ import (
 const newTenant = "bank-c"
 
 // TestNewTenantEndToEnd is the issue's proof that a tenant is data: in a copy of the tree
-// (the files git tracks, as they are in the working tree), `make tenant NEW=bank-c` with the
+// (the files git tracks or would, as they are in the working tree), `make tenant NEW=bank-c` with the
 // default, full-service catalogue; the isolation suite against the local stack that copy
 // starts (the in-process stack `make dev` runs, on free ports), which must pass with no
 // failure or skip and with bank-c's identities crossing into bank-a and bank-b and back;
@@ -80,10 +80,11 @@ func TestNewTenantEndToEnd(t *testing.T) {
 	}
 }
 
-// copyTracked copies the files git tracks under src (their working-tree contents) to dst.
+// copyTracked copies the working tree's files under src to dst: those git tracks and the new
+// ones it does not ignore, as a fresh clone of the tree being tested would hold them.
 func copyTracked(t *testing.T, src, dst string) {
 	t.Helper()
-	cmd := exec.Command("git", "ls-files", "-z")
+	cmd := exec.Command("git", "ls-files", "-z", "--cached", "--others", "--exclude-standard")
 	cmd.Dir = src
 	list, err := cmd.Output()
 	if err != nil {
