@@ -72,7 +72,7 @@ compose-test: ## compose stack from nothing: up, isolation suite, fault tests un
 	trap '$(COMPOSE) logs --tail 40 >$(DEV)/compose-failure.log 2>&1 || true; $(COMPOSE) down --volumes --remove-orphans --timeout 20 >/dev/null 2>&1 || true' EXIT; \
 	t0=$$(date +%s); $(MAKE) --no-print-directory compose-up; t1=$$(date +%s); \
 	$(MAKE) --no-print-directory e2e-compose; t2=$$(date +%s); \
-	ZTBANK_COMPOSE_STACK=$(COMPOSE_STACK) $(GO) test -count=1 -v -timeout 20m ./tests/compose 2>&1 | tee $(DEV)/compose-test.log \
+	ZTBANK_COMPOSE_STACK=$(COMPOSE_STACK) ZTBANK_COMPOSE_PROJECT=$(COMPOSE_PROJECT) $(GO) test -count=1 -v -timeout 20m ./tests/compose 2>&1 | tee $(DEV)/compose-test.log \
 		| grep -E '^(=== RUN|--- |ok|FAIL|PASS)|compose:|_test.go'; t3=$$(date +%s); \
 	trap - EXIT; $(MAKE) --no-print-directory compose-down; t4=$$(date +%s); \
 	$(MAKE) --no-print-directory compose-leftovers; \

@@ -8,6 +8,8 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -38,6 +40,9 @@ func main() { server.Main(config.Service, run) }
 // serve/drain); it differs only in its listeners: public (clients, ext_authz), internal
 // (mTLS, JWKS for any workload of the trust domain) and health (plus the JWKS for istiod).
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) > 1 && args[1] == "keys" {
+		return keysCommand(args[2:], stdout, stderr)
+	}
 	conf, err := config.Load(getenv)
 	if err != nil {
 		return err
@@ -160,6 +165,42 @@ func keyRing(ctx context.Context, cfg config.Edge, rt *server.Runtime) (*keys.Ri
 	}
 	go ring.Run(ctx)
 	return ring, nil
+}
+
+// keysCommand generates a key document ahead, for a store the edge cannot write (a
+// Kubernetes Secret on kind): edge keys [-in current.json] [-for 720h] [-rotation 24h]
+// [-not-before 10m] prints the document extended to cover the period.
+func keysCommand(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("edge keys", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	in := fs.String("in", "", "current key document to extend (`file`; default: none)")
+	period := fs.Duration("for", 30*24*time.Hour, "how long from now the keys must last")
+	rotation := fs.Duration("rotation", 24*time.Hour, "how long each key signs")
+	notBefore := fs.Duration("not-before", 0, "earliest activation of a new key from now: at least the time the replicas take to see the new document (kubelet Secret sync, about 1m)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var doc keys.Doc
+	if *in != "" {
+		b, err := os.ReadFile(*in)
+		if err != nil {
+			return err
+		}
+		if err := json.Unmarshal(b, &doc); err != nil {
+			return fmt.Errorf("%s: %w", *in, err)
+		}
+	}
+	now := time.Now()
+	doc, err := keys.Extend(doc, now.Add(*notBefore), now.Add(*period), *rotation)
+	if err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(doc, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(stdout, "%s\n", b)
+	return err
 }
 
 // newHTTPServer is the platform's API server with the edge's longer limits: it proxies to

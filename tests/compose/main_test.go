@@ -8,6 +8,7 @@ package compose
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -31,8 +32,9 @@ import (
 // envStack names the running compose stack's stack.json (composeinit stack writes it).
 const envStack = "ZTBANK_COMPOSE_STACK"
 
-// project is the compose project name docker-compose.yml declares.
-const project = "ztbank"
+// project is the compose project: docker-compose.yml's name, or ZTBANK_COMPOSE_PROJECT for
+// a stack started under another (make compose-test COMPOSE_PROJECT=...).
+var project = cmp.Or(os.Getenv("ZTBANK_COMPOSE_PROJECT"), "ztbank")
 
 // env is the running stack as the tests see it; nil when there is none.
 var env *stackEnv

@@ -214,7 +214,8 @@ func (c *Container) getenv() func(string) string {
 		for i, m := range mounts {
 			alts[i] = regexp.QuoteMeta(m)
 		}
-		re = regexp.MustCompile(`(^|[=\s,]|unix://)(` + strings.Join(alts, "|") + `)(/|$|\s)`)
+		// dir: is the edge's EDGE_KEY_STORE=dir:<path>.
+		re = regexp.MustCompile(`(^|[=\s,]|unix://|dir:)(` + strings.Join(alts, "|") + `)(/|$|\s)`)
 	}
 	return func(k string) string {
 		v, ok := c.Env[k]

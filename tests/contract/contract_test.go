@@ -18,10 +18,11 @@ const repo = "../.."
 // admin password, the database CA and server certificate, the rotated per-service passwords),
 // with the keys Tilt gives them. TestKindOutsideSecretsComeFromTilt keeps the list honest.
 var kindOutside = Outside{
-	"ztbank-system/postgres-admin": {"password"},
-	"ztbank-system/postgres-tls":   {"tls.crt", "tls.key"},
-	"*/ztbank-db-ca":               {"ca.pem"},
-	"*/ztbank-db-password-*":       {"password"},
+	"ztbank-system/postgres-admin":    {"password"},
+	"ztbank-system/postgres-tls":      {"tls.crt", "tls.key"},
+	"*/ztbank-db-ca":                  {"ca.pem"},
+	"*/ztbank-db-password-*":          {"password"},
+	"ztbank-system/edge-signing-keys": {"signing-keys.json"},
 }
 
 func renderings(t *testing.T) map[string]*Rendering {
@@ -61,10 +62,13 @@ func renderings(t *testing.T) map[string]*Rendering {
 func TestDeployContract(t *testing.T) {
 	for name, r := range renderings(t) {
 		t.Run(name, func(t *testing.T) {
-			ours := 0
+			ours, edges := 0, 0
 			for _, c := range r.Containers {
 				if c.Binary != "" {
 					ours++
+				}
+				if c.Binary == "edge" {
+					edges++ // compose runs two edge replicas as two services (ADR 0985)
 				}
 			}
 			// Six banking workloads and the edge at least; a rendering that lost its workloads
@@ -78,11 +82,15 @@ func TestDeployContract(t *testing.T) {
 			// Every call edge, every tenant workload's JWKS fetch, every database and the
 			// edge's issuers were examined.
 			topo := topology.Default()
-			want := map[string]int{"peer ": 0, "JWKS of edge": 0, "database": 0, "OIDC issuer": len(topo.Tenants)}
+			want := map[string]int{"peer ": 0, "JWKS of edge": 0, "database": 0, "OIDC issuer": len(topo.Tenants) * edges}
 			for _, w := range topo.Workloads {
 				for _, callee := range w.Calls {
 					if cw, _ := topo.Workload(callee); !w.External && !cw.External {
-						want["peer "]++
+						if w.Name == "edge" {
+							want["peer "] += edges
+						} else {
+							want["peer "]++
+						}
 					}
 				}
 				if w.Tenant != "" {
@@ -93,7 +101,7 @@ func TestDeployContract(t *testing.T) {
 				}
 			}
 			if name != "eks" {
-				want["OIDC issuer"] = 1 // one dev provider for every tenant
+				want["OIDC issuer"] = edges // one dev provider for every tenant
 			}
 			if name != "compose" {
 				// Emissary: one Mapping per tenant and the AuthService; Istio: one

@@ -223,6 +223,9 @@ func (l Loaded) paths() map[string]string {
 		if e.Enrolment != "claims" {
 			add("EDGE_ENROLMENT", e.Enrolment)
 		}
+		if dir, ok := strings.CutPrefix(e.KeyStore, "dir:"); ok {
+			add("EDGE_KEY_STORE", dir)
+		}
 	}
 	if o := l.Devoidc; o != nil {
 		add("DEVOIDC_STATE_DIR", o.StateDir)

@@ -37,6 +37,9 @@ func (d Dir) Load(context.Context) (Doc, string, error) {
 // Save writes doc if the file still has version prev.
 func (d Dir) Save(_ context.Context, doc Doc, prev string) error {
 	lock, err := os.OpenFile(filepath.Join(string(d), ".lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if errors.Is(err, syscall.EROFS) {
+		return fmt.Errorf("%s: %w", string(d), ErrReadOnly)
+	}
 	if err != nil {
 		return err
 	}

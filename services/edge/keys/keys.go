@@ -150,6 +150,10 @@ func (r *Ring) Sync(ctx context.Context) error {
 		if changed {
 			if err := r.store.Save(ctx, next, version); errors.Is(err, ErrConflict) {
 				continue // another replica wrote first: adopt its document
+			} else if errors.Is(err, ErrReadOnly) {
+				// Keys generated ahead by the store's writer: use them as they are (retired
+				// ones are left out of the JWKS all the same).
+				return r.adopt(doc, readAt)
 			} else if err != nil {
 				return fmt.Errorf("keys: save: %w", err)
 			}
@@ -320,4 +324,28 @@ func decode(b []byte) (Doc, error) {
 		return Doc{}, fmt.Errorf("keys: decode: %w", err)
 	}
 	return doc, nil
+}
+
+// ErrReadOnly means the store cannot be written here (a Kubernetes Secret volume): its keys
+// come from a writer elsewhere, generated ahead (Extend), and the replicas only read them.
+var ErrReadOnly = errors.New("keys: store is read-only")
+
+// Extend appends keys to doc so that its keys keep signing until at least until, each
+// signing for rotation. The first new key activates no earlier than notBefore: a generator
+// replacing a store that running replicas read must leave them time to pick it up.
+func Extend(doc Doc, notBefore, until time.Time, rotation time.Duration) (Doc, error) {
+	keys := slices.Clone(doc.Keys)
+	slices.SortFunc(keys, func(a, b Key) int { return a.Activate.Compare(b.Activate) })
+	next := notBefore
+	if n := len(keys); n > 0 && keys[n-1].Activate.Add(rotation).After(next) {
+		next = keys[n-1].Activate.Add(rotation)
+	}
+	for ; next.Before(until); next = next.Add(rotation) {
+		k, err := newKey(time.Now(), next)
+		if err != nil {
+			return Doc{}, err
+		}
+		keys = append(keys, k)
+	}
+	return Doc{Keys: keys}, nil
 }

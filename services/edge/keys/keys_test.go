@@ -255,3 +255,44 @@ func TestScheduleCheck(t *testing.T) {
 		t.Errorf("Check(%+v) = %v", sched, err)
 	}
 }
+
+// readOnly is a store whose writer is elsewhere, like a Kubernetes Secret volume.
+type readOnly struct{ keys.Store }
+
+func (readOnly) Save(context.Context, keys.Doc, string) error { return keys.ErrReadOnly }
+
+// TestReadOnlyStoreWithKeysGeneratedAhead: keys extended ahead by a generator are used as
+// they are; the ring rotates through them on schedule and never tries to write.
+func TestReadOnlyStoreWithKeysGeneratedAhead(t *testing.T) {
+	ctx := context.Background()
+	dir := keys.Dir(t.TempDir())
+	clk := &clock{now: time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)}
+	doc, err := keys.Extend(keys.Doc{}, clk.Now(), clk.Now().Add(3*sched.Rotation), sched.Rotation)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(doc.Keys) != 3 {
+		t.Fatalf("Extend over 3 rotations made %d keys", len(doc.Keys))
+	}
+	if err := dir.Save(ctx, doc, ""); err != nil {
+		t.Fatal(err)
+	}
+	r := newRing(t, readOnly{dir}, clk)
+	for i, k := range doc.Keys {
+		clk.now = k.Activate
+		if err := r.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if got := signing(t, r); got != k.ID {
+			t.Errorf("rotation %d: signing %s, want %s", i, got, k.ID)
+		}
+	}
+	// Extending again keeps the existing keys and continues the schedule after the last.
+	more, err := keys.Extend(doc, clk.Now(), doc.Keys[2].Activate.Add(2*sched.Rotation), sched.Rotation)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(more.Keys) != 4 || !more.Keys[3].Activate.Equal(doc.Keys[2].Activate.Add(sched.Rotation)) {
+		t.Errorf("Extend: %d keys, last activating %v", len(more.Keys), more.Keys[len(more.Keys)-1].Activate)
+	}
+}
