@@ -3,6 +3,7 @@ package server
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -26,6 +27,7 @@ var Vars = envvar.Join([]envvar.Var{
 	{Name: "ZTBANK_PEER_ADDR_*", Default: "the peer's topology listen address", Doc: "{listen} of one peer, suffix = the workload name upper-cased with / and - as _ (ZTBANK_PEER_ADDR_BANK_A_USER); the local stack sets them when it runs on free ports."},
 	{Name: "ZTBANK_LOG_LEVEL", Default: "info", Doc: "debug, info, warn or error."},
 	{Name: "ZTBANK_SVID_TIMEOUT", Default: "30s", Doc: "how long start-up waits for the first SVID (direct mode)."},
+	{Name: "ZTBANK_TENANT_CONCURRENCY", Default: "64", Doc: "requests one tenant may have in flight in this process (the edge: per tenant across its users; a tenant service: its tenant's); more are answered 429 problem+json with Retry-After at once, never queued. 0 disables the limit."},
 }, telemetry.Vars)
 
 // TenantVars declares what LoadConfig reads for a tenant workload: Vars and authz.Vars.
@@ -43,7 +45,12 @@ type Config struct {
 	Authz []authz.Option
 	// PeerAddrs overrides {listen} per peer workload (ZTBANK_PEER_ADDR_*).
 	PeerAddrs map[string]string
+	// TenantConcurrency bounds one tenant's requests in flight (ZTBANK_TENANT_CONCURRENCY).
+	TenantConcurrency int
 }
+
+// DefaultTenantConcurrency is ZTBANK_TENANT_CONCURRENCY's default.
+const DefaultTenantConcurrency = 64
 
 // Option changes how LoadConfig reads the environment.
 type Option func(*loadOptions)
@@ -94,6 +101,14 @@ func LoadConfig(service string, r *envvar.Reader, opts ...Option) (Config, error
 		if c.Authz, err = authz.OptionsFromEnv(r.Get); err != nil {
 			return Config{}, err
 		}
+	}
+	c.TenantConcurrency = DefaultTenantConcurrency
+	if s := r.Get("ZTBANK_TENANT_CONCURRENCY"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 0 {
+			return Config{}, fmt.Errorf("ZTBANK_TENANT_CONCURRENCY %q: want a whole number of requests, 0 for no limit", s)
+		}
+		c.TenantConcurrency = n
 	}
 	c.PeerAddrs = map[string]string{}
 	for _, w := range c.Topology.Workloads {

@@ -29,7 +29,11 @@ func (rt *Runtime) Router() chi.Router {
 	r := chi.NewRouter()
 	// Tracing and request metrics come first so refused requests are counted too; Annotate
 	// puts the identity Identify proved on the span.
-	r.Use(telemetry.Server(), recoverer(rt.Log), limitBody,
+	// A tenant service serves one tenant (the topology gives each workload one), so its
+	// slots are that tenant's: a flood of another tenant never reaches it, and its own
+	// flood is refused at once instead of queueing behind the database pool.
+	tenant := rt.Self.Tenant
+	r.Use(telemetry.Server(), recoverer(rt.Log), rt.Tenants.Limit(func(*http.Request) string { return tenant }), limitBody,
 		transport.Identify(rt.Env.Mode, rt.Topology.AllowedCallers(rt.Self.Name)), telemetry.Annotate,
 		requestLog(rt.Log))
 	if rt.Authz != nil {

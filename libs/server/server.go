@@ -61,6 +61,9 @@ type Runtime struct {
 	// Config is the configuration the runtime was set up from.
 	Config Config
 
+	// Tenants bounds each tenant's requests in flight (Config.TenantConcurrency).
+	Tenants *Concurrency
+
 	draining        atomic.Bool
 	shutdownTracing func(context.Context) error
 	closers         []func()
@@ -84,7 +87,7 @@ func SetupConfig(ctx context.Context, cfg Config, stderr io.Writer) (*Runtime, e
 	env, topo, self, service := cfg.Env, cfg.Topology, cfg.Self, cfg.Service
 	var err error
 	rt := &Runtime{Env: env, Topology: topo, Self: self, Config: cfg,
-		Log: logging.New(stderr, env.LogLevel, service, self.Name)}
+		Log: logging.New(stderr, env.LogLevel, service, self.Name), Tenants: NewConcurrency(cfg.TenantConcurrency)}
 	slog.SetDefault(rt.Log)
 	rt.shutdownTracing, err = telemetry.Start(ctx, cfg.Tracing, service, self.Name)
 	if err != nil {

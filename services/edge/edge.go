@@ -9,10 +9,12 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/ztbank/ztbank/libs/problem"
+	"github.com/ztbank/ztbank/libs/server"
 	"github.com/ztbank/ztbank/libs/telemetry"
 	"github.com/ztbank/ztbank/libs/usertoken"
 	"github.com/ztbank/ztbank/services/edge/exchange"
@@ -39,6 +41,39 @@ type deps struct {
 	// AuthzCaller says whether a request may use the ext_authz endpoint, which hands out
 	// internal JWTs: only the ingress (Emissary) may. Nil refuses everyone.
 	AuthzCaller func(*http.Request) error
+	// Limits keep one tenant's users from starving another's (nil: no limits).
+	Limits *Limits
+}
+
+// Limits are the edge's per-user and per-tenant budgets, applied to authenticated requests
+// (an unauthenticated flood is refused by the exchange and cannot spend a tenant's budget):
+// a rate per user, a rate per tenant and a number of requests in flight per tenant. Every
+// refusal is a 429 problem with Retry-After, and it comes before the request goes inward.
+type Limits struct {
+	User, Tenant *server.RateLimiter
+	InFlight     *server.Concurrency
+}
+
+// admit applies the limits to a request of user in tenant; the caller runs release when
+// the request is done. A refused request has been answered.
+func (l *Limits) admit(w http.ResponseWriter, r *http.Request, tenant, user string) (release func(), ok bool) {
+	if l == nil {
+		return func() {}, true
+	}
+	if ok, wait := l.User.Allow(tenant + "|" + user); !ok {
+		server.WriteTooMany(w, r, "per-user rate", wait)
+		return nil, false
+	}
+	if ok, wait := l.Tenant.Allow(tenant); !ok {
+		server.WriteTooMany(w, r, "per-tenant rate", wait)
+		return nil, false
+	}
+	release, ok = l.InFlight.Acquire(tenant)
+	if !ok {
+		server.WriteTooMany(w, r, "per-tenant concurrency", time.Second)
+		return nil, false
+	}
+	return release, true
 }
 
 type edge struct {
@@ -51,6 +86,7 @@ type edge struct {
 	maxHeaderBytes int
 	maxBodyBytes   int64
 	authzCaller    func(*http.Request) error
+	budget         *Limits
 }
 
 // NewServer returns the edge's public handler: the tenant reverse proxy and the ext_authz
@@ -82,7 +118,7 @@ func NewInternalServer(d deps) http.Handler {
 func newEdge(d deps) *edge {
 	return &edge{log: d.Log, ex: d.Exchanger, minter: d.Minter, upstreams: d.Upstreams, tenants: d.Tenants,
 		authzPrefix: d.AuthzPrefix, maxHeaderBytes: d.MaxHeaderBytes, maxBodyBytes: d.MaxBodyBytes,
-		authzCaller: d.AuthzCaller}
+		authzCaller: d.AuthzCaller, budget: d.Limits}
 }
 
 // strippedHeaders never leave the edge towards a service. Hop-by-hop headers are removed by
@@ -152,6 +188,11 @@ func (e *edge) proxy(tenant string) http.Handler {
 		if !ok {
 			return
 		}
+		release, ok := e.budget.admit(w, r, g.User.Tenant, g.User.ID.String())
+		if !ok {
+			return
+		}
+		defer release()
 		rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), grantKey{}, g)))
 	})
 }
@@ -208,6 +249,13 @@ func (e *edge) authz() http.Handler {
 		if !ok {
 			return
 		}
+		// The rates apply to requests admitted through Emissary too; its requests' time in
+		// flight is not seen here, so the concurrency slot is given back at once.
+		release, ok := e.budget.admit(w, r, g.User.Tenant, g.User.ID.String())
+		if !ok {
+			return
+		}
+		release()
 		w.Header().Set(exchange.HeaderAuthorization, "Bearer "+g.Token.Raw)
 		w.Header().Set(exchange.HeaderSpiffeID, g.User.ID.String())
 		w.Header().Set("Cache-Control", "no-store")

@@ -91,6 +91,9 @@ func listeners(ctx context.Context, rt *server.Runtime, cfg config.Edge, stdout 
 		AuthzPrefix:    cfg.AuthzPrefix,
 		MaxHeaderBytes: cfg.MaxHeaderBytes,
 		MaxBodyBytes:   cfg.MaxBodyBytes,
+		Limits: &Limits{User: server.NewRateLimiter(cfg.UserRate, cfg.UserBurst, nil),
+			Tenant:   server.NewRateLimiter(cfg.TenantRate, cfg.TenantBurst, nil),
+			InFlight: server.NewConcurrency(rt.Config.TenantConcurrency)},
 	}
 	for _, tenant := range d.Tenants {
 		// Each tenant's way in, resolved from the topology by role.

@@ -7,6 +7,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net/url"
 	"slices"
 	"strconv"
@@ -46,6 +47,10 @@ var EdgeVars = []envvar.Var{
 	{Name: "EDGE_AUTHZ_PREFIX", Default: "/authz", Doc: "the Emissary AuthService path_prefix of the ext_authz endpoint."},
 	{Name: "EDGE_MAX_HEADER_BYTES", Default: "16384", Doc: "request header limit, answered with problem+json."},
 	{Name: "EDGE_MAX_BODY_BYTES", Default: "1048576", Doc: "request body limit."},
+	{Name: "EDGE_RATE_PER_USER", Default: "20", Doc: "requests per second one user may make through the edge, sustained (token bucket); more are answered 429 problem+json with Retry-After. 0 disables it."},
+	{Name: "EDGE_BURST_PER_USER", Default: "40", Doc: "requests one user may make at once above EDGE_RATE_PER_USER."},
+	{Name: "EDGE_RATE_PER_TENANT", Default: "400", Doc: "requests per second all users of one tenant may make through the edge together; more are answered 429. 0 disables it. The per-tenant concurrency limit is ZTBANK_TENANT_CONCURRENCY."},
+	{Name: "EDGE_BURST_PER_TENANT", Default: "800", Doc: "requests one tenant's users may make at once above EDGE_RATE_PER_TENANT."},
 }
 
 // Vars declares every variable the binary reads.
@@ -98,6 +103,10 @@ type Edge struct {
 	AuthzPrefix      string              // EDGE_AUTHZ_PREFIX: Emissary AuthService path_prefix; default /authz
 	MaxHeaderBytes   int                 // EDGE_MAX_HEADER_BYTES; default 16384
 	MaxBodyBytes     int64               // EDGE_MAX_BODY_BYTES; default 1048576
+	UserRate         float64             // EDGE_RATE_PER_USER: requests/s per user; default 20, 0 off
+	UserBurst        int                 // EDGE_BURST_PER_USER; default 40
+	TenantRate       float64             // EDGE_RATE_PER_TENANT: requests/s per tenant; default 400, 0 off
+	TenantBurst      int                 // EDGE_BURST_PER_TENANT; default 800
 }
 
 func loadEdge(getenv func(string) string, topo *topology.Topology) (Edge, error) {
@@ -148,6 +157,20 @@ func loadEdge(getenv func(string) string, topo *topology.Topology) (Edge, error)
 	}
 	c.MaxHeaderBytes = int(num("EDGE_MAX_HEADER_BYTES", 16<<10))
 	c.MaxBodyBytes = num("EDGE_MAX_BODY_BYTES", 1<<20)
+	rate := func(name string, def float64) float64 {
+		s := getenv(name)
+		if s == "" {
+			return def
+		}
+		f, err := strconv.ParseFloat(s, 64)
+		if err != nil || f < 0 || math.IsInf(f, 0) || math.IsNaN(f) {
+			errs = append(errs, fmt.Errorf("%s %q: want requests per second, 0 for no limit", name, s))
+			return def
+		}
+		return f
+	}
+	c.UserRate, c.UserBurst = rate("EDGE_RATE_PER_USER", 20), int(num("EDGE_BURST_PER_USER", 40))
+	c.TenantRate, c.TenantBurst = rate("EDGE_RATE_PER_TENANT", 400), int(num("EDGE_BURST_PER_TENANT", 800))
 
 	if edge, ok := topo.Workload("edge"); ok && c.PublicListen == "" {
 		c.PublicListen = edge.Public
