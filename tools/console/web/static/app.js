@@ -134,7 +134,7 @@ function addEvent(e, live) {
     el("td", {title: e.user_id}, e.user || "—"),
     el("td", {}, e.action || "—"),
     el("td", {}, (e.method + " " + e.route).trim()),
-    el("td", {class: "result"}, e.allow ? "✅ allow" : "⛔ DENY"),
+    el("td", {class: "result"}, el("span", {class: "badge"}, e.allow ? "allow" : "DENY")),
     el("td", {}, e.reason + (e.status ? " (" + e.status + ")" : "")),
     el("td", {class: "id"}, e.decision_id),
     el("td", {class: "id"}, trace));
