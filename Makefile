@@ -62,9 +62,10 @@ vet: ## go vet every workspace module
 	@$(GO) vet work
 
 # The image and compose packages need what images-test and compose-test build and start
-# first, tests/chaos runs from chaos-short/chaos/soak and tests/console from console-test (after installing
-# chromium); they run there, so `unit` leaves them out instead of listing them as skipped.
-UNIT_ELSEWHERE := /tools/images$$|/tests/compose$$|/tests/chaos$$|/tests/console$$
+# first, tests/chaos runs from chaos-short/chaos/soak, tests/console from console-test (after installing
+# chromium) and tests/noisytenant, a latency measurement that -race and parallel packages would
+# distort, from noisy-tenant (mk/noisytenant.mk); they run there, so `unit` leaves them out instead of listing them as skipped.
+UNIT_ELSEWHERE := /tools/images$$|/tests/compose$$|/tests/chaos$$|/tests/console$$|/tests/noisytenant$$
 
 unit: spire jaeger testreport ## go test -race every workspace module (integration tests and the e2e suite included); lists skipped tests at the end
 	@set -o pipefail; $(GO) test -race -count=1 -timeout 25m -json $$($(GO) list work | grep -vE '$(UNIT_ELSEWHERE)') | $(TESTREPORT)

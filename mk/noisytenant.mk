@@ -1,0 +1,10 @@
+# A noisy tenant cannot starve another (issue 15, ADR 0990): floods from one tenant's users
+# on the real local stack and compares the other tenant's p99 with its idle value. It starts
+# its own stack (free ports), so it runs beside `make dev`. tests/noisytenant is a workspace
+# package left out of `make unit` (UNIT_ELSEWHERE): measured alone, without -race.
+.PHONY: noisy-tenant
+
+noisy-tenant: spire ## one tenant floods, the other's p99 stays within 2x of idle and it sees no 429
+	@$(GO) test -count=1 -v -run TestNoisyTenantCannotStarveAnother ./tests/noisytenant
+
+TEST_EXTRA += noisy-tenant
