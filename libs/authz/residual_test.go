@@ -237,3 +237,55 @@ func TestPolicyOutsideTheFragmentFallsBackToOPA(t *testing.T) {
 		t.Errorf("fallback decision = %+v, want %+v", d, allow)
 	}
 }
+
+// TestResidualOfBrokenPoliciesIsFaithful: the isolation suite runs services on policies
+// with a rule cut out, to prove it notices. The compiled residual must reproduce those
+// policies too, leaks included, or the suite would test the compiler instead of the policy.
+func TestResidualOfBrokenPoliciesIsFaithful(t *testing.T) {
+	src, err := fs.ReadFile(embedded, "authz.rego")
+	if err != nil {
+		t.Fatal(err)
+	}
+	topo := topology.Default()
+	for _, cut := range []struct{ name, remove string }{
+		{"without the tenant rule", `} else := {"allow": false, "reason": "tenant_mismatch"} if {
+	has_user
+	not user_in_service_tenant
+} else := {"allow": false, "reason": "tenant_mismatch"} if {
+	not resource_in_service_tenant
+`},
+		{"without the ownership rule", `} else := {"allow": false, "reason": "not_owner"} if {
+	not may_act_on_resource
+`},
+		{"without the workload allowlist", `} else := {"allow": false, "reason": "workload_not_allowed"} if {
+	not caller_may_call_service
+`},
+	} {
+		t.Run(cut.name, func(t *testing.T) {
+			broken := strings.Replace(string(src), cut.remove, "", 1)
+			if broken == string(src) {
+				t.Fatal("the rule to cut moved; update this test")
+			}
+			policy := WithPolicy(policyWith(t, map[string]*string{"authz.rego": &broken}))
+			sc := services[0]
+			full := newTestEngine(t, sc.workload, policy, WithoutSelfTest(), WithoutResidual(), WithoutDecisionCache())
+			compiled := newTestEngine(t, sc.workload, policy, WithoutSelfTest())
+			if compiled.fast == nil {
+				t.Fatalf("no compiled residual: %v", compiled.fastErr)
+			}
+			real, leaks := newTestEngine(t, sc.workload), 0
+			for _, in := range sampledInputs(t, full, topo, sc.other, 400, 99) {
+				want := full.Decide(t.Context(), in)
+				if diff := cmp.Diff(want, compiled.Decide(t.Context(), in)); diff != "" {
+					t.Errorf("compiled residual differs for %+v (-full +residual):\n%s", in, diff)
+				}
+				if want.Allow && real.Decide(t.Context(), in) != want {
+					leaks++
+				}
+			}
+			if leaks == 0 {
+				t.Errorf("the cut policy allowed nothing the real one refuses: the sample does not reach the cut rule")
+			}
+		})
+	}
+}
