@@ -405,6 +405,10 @@ func platformTemplate(topo *topology.Topology) *cloudformation.Template {
 		Action:   []string{"sts:AssumeRole"},
 		Resource: readers,
 	}}})
+	// What settings.env and the edge's configuration need from this stack.
+	t.Outputs["CertificateArn"] = cloudformation.Output{Value: cloudformation.Ref(IDCertificate), Description: s("settings.env ACM_CERTIFICATE_ARN")}
+	t.Outputs["WebACLArn"] = cloudformation.Output{Value: cloudformation.GetAtt(IDWebACL, "Arn"), Description: s("settings.env WAF_WEB_ACL_ARN")}
+	t.Outputs["SigningKeySecretArn"] = cloudformation.Output{Value: cloudformation.Ref(IDSigningSecret), Description: s("the edge's signing-key secret")}
 	return t
 }
 
@@ -526,5 +530,7 @@ func tenantTemplate(topo *topology.Topology, tn topology.Tenant) *cloudformation
 			Resource: params,
 		}}})}},
 	}
+	t.Outputs["DatabaseEndpoint"] = cloudformation.Output{Value: cloudformation.GetAtt(IDDatabase, "Endpoint.Address"), Description: s("for dbadmin (inside the VPC)")}
+	t.Outputs["DbiResourceId"] = cloudformation.Output{Value: cloudformation.GetAtt(IDDatabase, "DbiResourceId"), Description: s("the db-… ID in the rds-db:connect ARNs")}
 	return t
 }
