@@ -13,6 +13,6 @@ $(OPA_BIN): tools/opa/go.mod tools/opa/go.sum
 	@test -x $(OPA_BIN)
 	@touch $(OPA_BIN)
 
-bench-authz: $(OPA_BIN) ## policy decision side by side: embedded engine (memo on, off) and opa run --server, interleaved; writes docs/performance.md
+bench-authz: $(OPA_BIN) ## policy decision side by side (embedded engine, opa run --server), plus handshake, IAM-token and JWT-verify tests; writes docs/performance.md
 	@mkdir -p $(DEV)/bench
-	@$(GO) run ./tools/authzbench -opa $(OPA_BIN) -n 20000 -json $(DEV)/bench/authz.json -md docs/performance.md
+	@$(GO) run ./tools/authzbench -opa $(OPA_BIN) -n 20000 -components -json $(DEV)/bench/authz.json -md docs/performance.md

@@ -66,6 +66,8 @@ type config struct {
 	jsonOut  string
 	mdOut    string
 	seed     uint64
+
+	components bool
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -79,6 +81,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs.StringVar(&cfg.jsonOut, "json", "", "write the results as JSON here")
 	fs.StringVar(&cfg.mdOut, "md", "", "write the results page (Markdown, SVG chart beside it) here")
 	fs.Uint64Var(&cfg.seed, "seed", 14, "input generator seed")
+	fs.BoolVar(&cfg.components, "components", false, "also run the handshake, IAM-token and JWT-verify measurements of libs (from the repository root)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -88,6 +91,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	res, err := measure(ctx, cfg, stderr)
 	if err != nil {
 		return err
+	}
+	if cfg.components {
+		res.Components = measureComponents(ctx)
 	}
 	fmt.Fprint(stdout, res.table())
 	if cfg.jsonOut != "" {
@@ -140,6 +146,8 @@ type results struct {
 	ResidualGainP50 float64  `json:"speedup_p50_full_nomemo_over_residual"`
 	Machine         machine  `json:"machine"`
 	Profile         []string `json:"profile_top"`
+
+	Components []component `json:"components,omitempty"`
 
 	AllocsPerDecision float64   `json:"allocs_per_decision"`
 	BytesPerDecision  float64   `json:"bytes_per_decision"`

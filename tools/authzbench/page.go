@@ -19,6 +19,15 @@ func (r *results) table() string {
 	}
 	fmt.Fprintf(&b, "OPA server ÷ embedded: %.1f× at p50, %.1f× at p99 (goal ≥ %.0f× at p50); full policy without memo ÷ residual: %.1f× at p50\n",
 		r.SpeedupP50, r.SpeedupP99, goalSpeedup, r.ResidualGainP50)
+	for _, c := range r.Components {
+		fmt.Fprintf(&b, "%s:\n", c.What)
+		for _, l := range c.Lines {
+			fmt.Fprintf(&b, "  %s\n", l)
+		}
+		if c.Err != "" {
+			fmt.Fprintf(&b, "  FAILED: %s\n", c.Err)
+		}
+	}
 	return b.String()
 }
 
@@ -81,6 +90,21 @@ func writePage(path string, r *results) error {
 	b.WriteString("At a few microseconds per decision the profile is spread thin: the residual's closures and " +
 		"boxed values, not policy logic. Before ADR 0980 the same profile was OPA's evaluator throughout " +
 		"(`topdown.(*eval).evalStep`, `biunify`, rule indexing, ~500 allocations per decision).\n\n")
+	if len(r.Components) > 0 {
+		b.WriteString("## Connections, credentials, internal JWT (component tests, same run)\n\n" +
+			"Measured by the libraries' own tests, run by the harness; not yet under the request-path load " +
+			"of issue 14 (see below).\n\n")
+		for _, c := range r.Components {
+			fmt.Fprintf(&b, "**%s** (`%s`):\n\n```\n", c.What, c.Command)
+			for _, l := range c.Lines {
+				b.WriteString(l + "\n")
+			}
+			if c.Err != "" {
+				b.WriteString("FAILED: " + c.Err + "\n")
+			}
+			b.WriteString("```\n\n")
+		}
+	}
 	b.WriteString("### Machine\n\n")
 	m := r.Machine
 	fmt.Fprintf(&b, "%s, %d cores, %s memory, %s, %s. Load average at the end of the run: %s "+
@@ -88,9 +112,10 @@ func writePage(path string, r *results) error {
 	b.WriteString("### Reproduce\n\n```sh\nmake bench-authz        # builds OPA once (.dev/bin/opa), then writes this page\n" +
 		"go test -run '^$' -bench DecideLatency ./libs/authz   # p50/p99 per variant incl. the residual policy\n```\n\n")
 	b.WriteString("### Not measured yet\n\n" +
-		"The request-path benchmark of issue 14 (edge → gateway → service → PostgreSQL with zero trust on " +
-		"and off, handshakes per 1,000 requests, JWT cache hit rate, RSS at 300 rps, IAM token generations " +
-		"over a simulated 30 minutes) is not built; no figures for it appear here.\n")
+		"The request-path benchmark of issue 14 (`make bench-path`: edge → gateway → service → PostgreSQL " +
+		"and payment → ledger with zero trust on and off, open- and closed-loop load, added latency per hop, " +
+		"CPU per request, handshakes and JWT-cache hit rate under that load, RSS at 300 rps, IAM rollover " +
+		"through a real pool) is not built; no figures for it appear here.\n")
 	return writeFile(path, []byte(b.String()))
 }
 
