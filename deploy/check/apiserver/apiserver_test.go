@@ -380,6 +380,27 @@ spec:
 			want: `.spec.refreshIntervall: field not declared in schema`,
 		},
 		{
+			// The Prometheus Operator's real schema (ADR 0975): a misspelt scrape field would
+			// otherwise leave the default scheme (http), which the sidecar refuses.
+			name: "ServiceMonitor with schema for scheme",
+			yaml: `apiVersion: monitoring.coreos.com/v1
+kind: ServiceMonitor
+metadata: {name: misspelt, namespace: bank-a}
+spec:
+  selector: {matchLabels: {app.kubernetes.io/part-of: ztbank}}
+  endpoints: [{port: http-health, schema: https}]`,
+			want: `.spec.endpoints[0].schema: field not declared in schema`,
+		},
+		{
+			name: "PrometheusRule with expression for expr",
+			yaml: `apiVersion: monitoring.coreos.com/v1
+kind: PrometheusRule
+metadata: {name: misspelt, namespace: observability}
+spec:
+  groups: [{name: g, rules: [{alert: A, expression: "up == 0"}]}]`,
+			want: `.spec.groups[name="g"].rules[0].expression: field not declared in schema`,
+		},
+		{
 			name: "Deployment with replica for replicas",
 			yaml: `apiVersion: apps/v1
 kind: Deployment
