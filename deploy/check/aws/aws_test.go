@@ -373,6 +373,9 @@ func TestPlantedFaultsAreCaught(t *testing.T) {
 			st := props(doc, IDTrailBucketPolicy)["PolicyDocument"].(map[string]any)["Statement"].([]any)
 			props(doc, IDTrailBucketPolicy)["PolicyDocument"].(map[string]any)["Statement"] = st[:2]
 		}},
+		{"identity statement without resource", tenant, "names no resource", func(doc map[string]any) {
+			delete(firstStatement(doc, WorkloadRoleID(dbw)), "Resource")
+		}},
 		{"unmodelled policy field", PlatformTemplate, "does not decode strictly", func(doc map[string]any) {
 			firstStatement(doc, IDEdgeRole)["NotResource"] = []any{"arn:aws:s3:::x"}
 		}},

@@ -174,6 +174,9 @@ func Check(t *topology.Topology, docs []*Decoded) []string {
 					}
 				}
 			}
+			if p.kind == "identity" && len(st.Resource) == 0 {
+				f("%s %s: identity policy statement %q names no resource", p.template, p.resource, st.Sid)
+			}
 			for _, a := range st.Action {
 				if strings.Contains(a, "*") {
 					f("%s %s: %s policy statement %q has wildcard action %q", p.template, p.resource, p.kind, st.Sid, a)
