@@ -38,6 +38,10 @@ func TestLoadConfig(t *testing.T) {
 		AuthzPrefix:    "/authz",
 		MaxHeaderBytes: 16 << 10,
 		MaxBodyBytes:   1 << 20,
+		UserRate:       20,
+		UserBurst:      40,
+		TenantRate:     400,
+		TenantBurst:    800,
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("loadEdge() mismatch (-want +got):\n%s", diff)
@@ -96,5 +100,34 @@ func TestLoadConfigErrors(t *testing.T) {
 				t.Errorf("loadEdge() error = %v, want one mentioning %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestLoadLimits: the edge's rate limits are read from its environment, 0 turns one off, and
+// a value that is not a number of requests per second is a one-line error naming it.
+func TestLoadLimits(t *testing.T) {
+	base := map[string]string{"ZTBANK_OIDC_ISSUER": "https://idp.example", "EDGE_ENROLMENT": "claims"}
+	env := func(extra map[string]string) func(string) string {
+		m := map[string]string{}
+		for k, v := range base {
+			m[k] = v
+		}
+		for k, v := range extra {
+			m[k] = v
+		}
+		return envOf(m)
+	}
+	got, err := loadEdge(env(map[string]string{"EDGE_RATE_PER_USER": "2.5", "EDGE_BURST_PER_USER": "5",
+		"EDGE_RATE_PER_TENANT": "0", "EDGE_BURST_PER_TENANT": "7"}), topology.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]any{2.5, 5, 0.0, 7}, []any{got.UserRate, got.UserBurst, got.TenantRate, got.TenantBurst}); diff != "" {
+		t.Errorf("limits (-want +got):\n%s", diff)
+	}
+	for _, bad := range []map[string]string{{"EDGE_RATE_PER_USER": "-1"}, {"EDGE_RATE_PER_TENANT": "fast"}, {"EDGE_BURST_PER_USER": "0"}} {
+		if _, err := loadEdge(env(bad), topology.Default()); err == nil {
+			t.Errorf("%v accepted", bad)
+		}
 	}
 }
