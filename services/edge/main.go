@@ -55,12 +55,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 // listeners builds the edge's exchange core and its three listeners.
 func listeners(ctx context.Context, rt *server.Runtime, cfg config.Edge, stdout io.Writer) ([]server.Listener, error) {
 	minterOpts := []usertoken.Option{usertoken.WithTTL(cfg.TokenTTL), usertoken.WithRotation(cfg.KeyRotation, cfg.KeyOverlap)}
+	var ready []func(context.Context) error
 	if cfg.KeyStore != "" {
 		ring, err := keyRing(ctx, cfg, rt)
 		if err != nil {
 			return nil, err
 		}
 		minterOpts = append(minterOpts, usertoken.WithKeyRing(ring))
+		// Not ready until a key signs (publish-ahead on an empty store) and while the view of
+		// the store is too old to sign: the balancer then sends clients to a replica that can.
+		ready = append(ready, func(context.Context) error { return ring.Ready() })
 	}
 	minter, err := usertoken.NewIssuer(rt.Self.ID, minterOpts...)
 	if err != nil {
@@ -141,7 +145,7 @@ func listeners(ctx context.Context, rt *server.Runtime, cfg config.Edge, stdout 
 	// istiod has no sidecar and cannot fetch keys over mTLS, so the internal-JWT key set
 	// (public key material only) is also served on the plain health port for Istio's
 	// RequestAuthentication.
-	healthMux := rt.HealthMux()
+	healthMux := rt.HealthMux(ready...)
 	healthMux.Handle("GET /.well-known/jwks.json", minter.JWKSHandler())
 	fmt.Fprintf(stdout, "edge: public %s, jwks %s/.well-known/jwks.json, issuers %v\n", cfg.PublicListen, rt.Env.Listen, cfg.AllIssuers())
 	return []server.Listener{

@@ -147,6 +147,10 @@ func newRig(t *testing.T, shared bool) *rig {
 		"EDGE_KEY_ROTATION":        rigRotate.String(),
 		"EDGE_TOKEN_TTL":           "3s",
 		"EDGE_KEY_OVERLAP":         "4s",
+		// The rig drives one user as fast as it can to cover rotations densely; the edge's
+		// rate limits are someone else's test.
+		"EDGE_RATE_PER_USER":   "0",
+		"EDGE_RATE_PER_TENANT": "0",
 	}
 	if shared {
 		rg.store = filepath.Join(dir, "keys")
@@ -230,6 +234,11 @@ func TestTwoReplicasRotateAndRestart(t *testing.T) {
 	rg := newRig(t, true)
 	a, b, store := rg.a, rg.b, rg.store
 	defer a.stop(t)
+	// An empty store's first key is published ahead too: until it signs, the replicas are
+	// alive but not ready, so a balancer sends them no clients.
+	if got := status(t, "http://"+a.health+"/readyz"); got != http.StatusServiceUnavailable {
+		t.Errorf("readyz before the first key signs: %d, want 503", got)
+	}
 
 	// Propagation: when each key first appears in each replica's JWKS, against when it was
 	// written to the store and when it starts signing.
@@ -285,6 +294,9 @@ func TestTwoReplicasRotateAndRestart(t *testing.T) {
 	rg.mu.Lock()
 	rg.failures = nil
 	rg.mu.Unlock()
+	if got := status(t, "http://"+a.health+"/readyz"); got != http.StatusOK {
+		t.Errorf("readyz once a key signs: %d, want 200", got)
+	}
 	requests, failed := 0, 0
 	call := func() {
 		requests++
@@ -381,3 +393,13 @@ func fetchJWKS(url string) (jose.JSONWebKeySet, error) {
 }
 
 func jsonDecode(r io.Reader, v any) error { return json.NewDecoder(r).Decode(v) }
+
+func status(t *testing.T, url string) int {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
