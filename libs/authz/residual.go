@@ -317,6 +317,11 @@ func compileTerm(t *ast.Term) (term, error) {
 				return term{}, fmt.Errorf("%w: reference %v", errUnsupported, v)
 			}
 		}
+		// Only paths Input.lookup knows: anything deeper (a route parameter, say) would
+		// read as undefined here while OPA sees a value.
+		if !knownPath(out.path) {
+			return term{}, fmt.Errorf("%w: input.%s", errUnsupported, strings.Join(out.path, "."))
+		}
 		return out, nil
 	}
 	return term{}, fmt.Errorf("%w: term %v", errUnsupported, t)
@@ -596,6 +601,17 @@ func (in *Input) lookup(path []string) (val, bool) {
 		}
 	}
 	return val{}, false
+}
+
+// knownPath reports whether path is one Input.lookup resolves.
+func knownPath(path []string) bool {
+	switch strings.Join(path, ".") {
+	case "", "caller", "action", "user", "user.id", "user.tenant", "user.roles",
+		"route", "route.method", "route.pattern", "route.params", "route.from", "route.workload_only",
+		"resource", "resource.tenant", "resource.owner", "resource.kind", "resource.id":
+		return true
+	}
+	return false
 }
 
 // objectPath reports whether path names an object of the input document.

@@ -222,19 +222,27 @@ func TestPolicyOutsideTheFragmentFallsBackToOPA(t *testing.T) {
 		t.Fatal(err)
 	}
 	data, _ := fs.ReadFile(embedded, DataFile)
-	// Same decisions, but the tenant check goes through sprintf, which the fragment lacks.
-	changed := strings.Replace(string(src), "input.user.tenant == service.tenant",
-		`sprintf("%s", [input.user.tenant]) == service.tenant`, 1)
-	if changed == string(src) {
-		t.Fatal("the tenant check moved; update this test")
-	}
-	e := newTestEngine(t, "bank-a/account", WithPolicy(fstest.MapFS{
-		"authz.rego": {Data: []byte(changed)}, DataFile: {Data: data}}))
-	if e.fast != nil || !errors.Is(e.fastErr, errUnsupported) {
-		t.Fatalf("residual = %v, error %v; want a fallback for sprintf", e.fast != nil, e.fastErr)
-	}
-	if d := e.Decide(t.Context(), typicalInput(t)); d != allow {
-		t.Errorf("fallback decision = %+v, want %+v", d, allow)
+	for _, tc := range []struct{ name, from, to string }{
+		// Same decisions, but the tenant check goes through sprintf, which the fragment lacks.
+		{"unsupported built-in", "input.user.tenant == service.tenant", `sprintf("%s", [input.user.tenant]) == service.tenant`},
+		// A route parameter: a path Input.lookup does not resolve. Always true here.
+		{"route parameter", "input.user.tenant == service.tenant", `input.user.tenant == service.tenant
+	not input.route.params.selftest_never`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			changed := strings.Replace(string(src), tc.from, tc.to, 1)
+			if changed == string(src) {
+				t.Fatal("the tenant check moved; update this test")
+			}
+			e := newTestEngine(t, "bank-a/account", WithPolicy(fstest.MapFS{
+				"authz.rego": {Data: []byte(changed)}, DataFile: {Data: data}}))
+			if e.fast != nil || !errors.Is(e.fastErr, errUnsupported) {
+				t.Fatalf("residual = %v, error %v; want a fallback to OPA", e.fast != nil, e.fastErr)
+			}
+			if d := e.Decide(t.Context(), typicalInput(t)); d != allow {
+				t.Errorf("fallback decision = %+v, want %+v", d, allow)
+			}
+		})
 	}
 }
 
