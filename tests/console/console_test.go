@@ -191,8 +191,8 @@ func TestConsoleInBrowser(t *testing.T) {
 		if status != http.StatusOK {
 			t.Fatalf("GET /bank-a/v1/users/me as alice = %d", status)
 		}
-		js := fmt.Sprintf(`Array.from(document.querySelectorAll('#stream tr.decision.allow')).some(tr => !%s.includes(tr.dataset.decisionId) && tr.textContent.includes("GET /v1/users/me") && tr.textContent.includes(%q))`,
-			mustJSON(before), demo.UserID("alice@bank-a").String())
+		js := fmt.Sprintf(`Array.from(document.querySelectorAll('#stream tr.decision.allow')).some(tr => !%s.includes(tr.dataset.decisionId) && tr.textContent.includes("GET /v1/users/me") && tr.dataset.userId.endsWith(%q))`,
+			mustJSON(before), "/user/"+demo.UserID("alice@bank-a").String())
 		waitTrue(t, bctx, js, streamBudget)
 		t.Logf("time to first event (response received to row on the page): %s", time.Since(sent).Round(time.Millisecond))
 	})

@@ -122,16 +122,23 @@ function flashWorkload(e) {
 
 function addEvent(e, live) {
   const time = new Date(e.time);
+  // Long IDs are shortened on screen and kept whole in the title, the data attributes and
+  // the search filter.
+  const short = (s, n) => s.length > n ? s.slice(0, n) + "…" : s;
+  const traceText = short(e.trace_id || "", 16);
   const trace = e.trace_id
-    ? (e.trace_url ? el("a", {href: e.trace_url, target: "_blank", rel: "noopener noreferrer"}, e.trace_id) : e.trace_id)
+    ? (e.trace_url ? el("a", {href: e.trace_url, target: "_blank", rel: "noopener noreferrer", title: e.trace_id}, traceText) : el("span", {title: e.trace_id}, traceText))
     : "";
+  const at = e.user.lastIndexOf("@");
+  const userText = at > 0 ? short(e.user.slice(0, at), 8) + e.user.slice(at) : e.user;
   const tr = el("tr", {class: "decision " + (e.allow ? "allow" : "deny") + (live ? " new" : ""),
-                       "data-decision-id": e.decision_id, "data-result": e.allow ? "allow" : "deny"},
+                       "data-decision-id": e.decision_id, "data-result": e.allow ? "allow" : "deny",
+                       "data-user-id": e.user_id, "data-service": e.service},
     el("td", {title: e.time}, time.toLocaleTimeString([], {hour12: false}) + "." + String(time.getMilliseconds()).padStart(3, "0")),
     el("td", {}, e.tenant),
     el("td", {}, e.service),
     el("td", {title: e.caller_id}, e.caller || "—"),
-    el("td", {title: e.user_id}, e.user || "—"),
+    el("td", {title: e.user_id}, userText || "—"),
     el("td", {}, e.action || "—"),
     el("td", {}, (e.method + " " + e.route).trim()),
     el("td", {class: "result"}, el("span", {class: "badge"}, e.allow ? "allow" : "DENY")),
