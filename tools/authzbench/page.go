@@ -80,16 +80,17 @@ func writePage(path string, r *results) error {
 		"key: the memo was no answer to per-request latency.\n\n", r.ResidualGainP50)
 	b.WriteString("### Where the embedded decision spends its time\n\n")
 	fmt.Fprintf(&b, "A separate phase after the interleaved run: the embedded engine as services run it, alone, "+
-		"over the same inputs: %.0f allocations and %.0f bytes per decision. The five functions with the "+
+		"over the same inputs: %.1f allocations and %.0f bytes per decision. The five functions with the "+
 		"most CPU time of their own (`go tool pprof -top`; flat, flat%%, sum%%, cum, cum%%):\n\n```\n",
 		r.AllocsPerDecision, r.BytesPerDecision)
 	for _, l := range r.Profile {
 		b.WriteString(l + "\n")
 	}
 	b.WriteString("```\n\n")
-	b.WriteString("At a few microseconds per decision the profile is spread thin: the residual's closures and " +
-		"boxed values, not policy logic. Before ADR 0980 the same profile was OPA's evaluator throughout " +
-		"(`topdown.(*eval).evalStep`, `biunify`, rule indexing, ~500 allocations per decision).\n\n")
+	b.WriteString("The time is the residual evaluator walking what partial evaluation enumerated (the grant " +
+		"condition becomes one body per role and permission, each iterating the user's roles); `asyncPreempt` " +
+		"is the shared machine taking the core away. Before ADR 0980 the same profile was OPA's evaluator " +
+		"throughout (`topdown.(*eval).evalStep`, `biunify`, rule indexing, ~500 allocations per decision).\n\n")
 	if len(r.Components) > 0 {
 		b.WriteString("## Connections, credentials, internal JWT (component tests, same run)\n\n" +
 			"Measured by the libraries' own tests, run by the harness; not yet under the request-path load " +
