@@ -158,7 +158,7 @@ func listeners(ctx context.Context, rt *server.Runtime, cfg config.Edge, stdout 
 // keyRing opens the shared signing-key store (ADR 0985), reads it once so the edge starts
 // with the replicas' keys (or writes the first one), and keeps re-reading it until ctx ends.
 func keyRing(ctx context.Context, cfg config.Edge, rt *server.Runtime) (*keys.Ring, error) {
-	store, err := keys.Open(ctx, cfg.KeyStore, cfg.KeyStoreEndpoint)
+	store, err := keys.Open(ctx, cfg.KeyStore, cfg.KeyStoreEndpoint, cfg.KeyStoreRegion)
 	if err != nil {
 		return nil, fmt.Errorf("EDGE_KEY_STORE: %w", err)
 	}

@@ -42,6 +42,7 @@ var EdgeVars = []envvar.Var{
 	{Name: "EDGE_KEY_OVERLAP", Default: "EDGE_TOKEN_TTL + 1m", Doc: "how long a retired key stays in the JWKS."},
 	{Name: "EDGE_KEY_STORE", Default: "none: keys in this replica's memory (one replica only)", Doc: "where the signing keys every replica shares live (ADR 0985): dir:<path> (a directory shared by the replicas, compose) or secretsmanager:<secret name or ARN> (EKS; AWS SDK default credentials and region, endpoint from AWS_ENDPOINT_URL_SECRETS_MANAGER or AWS_ENDPOINT_URL)."},
 	{Name: "EDGE_KEY_STORE_ENDPOINT", Default: "the SDK's regional endpoint", Doc: "Secrets Manager endpoint URL for a secretsmanager: key store (a VPC endpoint)."},
+	{Name: "EDGE_KEY_STORE_REGION", Default: "the SDK's (AWS_REGION)", Doc: "AWS region of a secretsmanager: key store."},
 	{Name: "EDGE_KEY_REFRESH", Default: "10s", Doc: "how often a replica re-reads EDGE_KEY_STORE; a view older than three refreshes neither signs nor publishes."},
 	{Name: "EDGE_KEY_PUBLISH_AHEAD", Default: "1m", Doc: "how long a new key is published before any replica signs with it; at least three refreshes plus 5s (the verifiers' minimum refetch interval)."},
 	{Name: "EDGE_AUTHZ_PREFIX", Default: "/authz", Doc: "the Emissary AuthService path_prefix of the ext_authz endpoint."},
@@ -98,6 +99,7 @@ type Edge struct {
 	KeyOverlap       time.Duration       // EDGE_KEY_OVERLAP; default TTL + 1m
 	KeyStore         string              // EDGE_KEY_STORE: dir:<path> or secretsmanager:<id>; empty: in memory
 	KeyStoreEndpoint string              // EDGE_KEY_STORE_ENDPOINT: Secrets Manager BaseEndpoint; empty: the SDK's
+	KeyStoreRegion   string              // EDGE_KEY_STORE_REGION: Secrets Manager region; empty: the SDK's
 	KeyRefresh       time.Duration       // EDGE_KEY_REFRESH; default 10s
 	KeyAhead         time.Duration       // EDGE_KEY_PUBLISH_AHEAD; default 1m
 	AuthzPrefix      string              // EDGE_AUTHZ_PREFIX: Emissary AuthService path_prefix; default /authz
@@ -150,6 +152,7 @@ func loadEdge(getenv func(string) string, topo *topology.Topology) (Edge, error)
 	c.KeyOverlap = dur("EDGE_KEY_OVERLAP", c.TokenTTL+time.Minute)
 	c.KeyStore = getenv("EDGE_KEY_STORE")
 	c.KeyStoreEndpoint = getenv("EDGE_KEY_STORE_ENDPOINT")
+	c.KeyStoreRegion = getenv("EDGE_KEY_STORE_REGION")
 	c.KeyRefresh = dur("EDGE_KEY_REFRESH", 10*time.Second)
 	c.KeyAhead = dur("EDGE_KEY_PUBLISH_AHEAD", time.Minute)
 	if err := c.checkKeyStore(); err != nil {

@@ -75,8 +75,8 @@ func (d Dir) Save(_ context.Context, doc Doc, prev string) error {
 }
 
 // Open returns the store named by spec: dir:<path> or secretsmanager:<secret>; endpoint
-// replaces Secrets Manager's regional endpoint when set.
-func Open(ctx context.Context, spec, endpoint string) (Store, error) {
+// and region, when set, replace Secrets Manager's regional endpoint and the SDK's region.
+func Open(ctx context.Context, spec, endpoint, region string) (Store, error) {
 	kind, arg, _ := strings.Cut(spec, ":")
 	switch {
 	case kind == "dir" && arg != "":
@@ -89,7 +89,7 @@ func Open(ctx context.Context, spec, endpoint string) (Store, error) {
 		}
 		return Dir(arg), nil
 	case kind == "secretsmanager" && arg != "":
-		return OpenSecretsManager(ctx, arg, endpoint)
+		return OpenSecretsManager(ctx, arg, endpoint, region)
 	}
 	return nil, fmt.Errorf("%q: want dir:<path> or secretsmanager:<secret>", spec)
 }

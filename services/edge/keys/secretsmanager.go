@@ -29,11 +29,16 @@ type SecretsManager struct {
 	Secret string
 }
 
-// OpenSecretsManager uses the SDK's default credential chain and region (EKS Pod Identity in
-// the cluster). endpoint, when set, replaces the regional endpoint (BaseEndpoint): a VPC
-// endpoint, or a local stand-in speaking the same signed protocol.
-func OpenSecretsManager(ctx context.Context, secret, endpoint string) (*SecretsManager, error) {
-	cfg, err := config.LoadDefaultConfig(ctx)
+// OpenSecretsManager uses the SDK's default credential chain (EKS Pod Identity in the
+// cluster) and region unless region is set. endpoint, when set, replaces the regional
+// endpoint (BaseEndpoint): a VPC endpoint, or a local stand-in speaking the same signed
+// protocol.
+func OpenSecretsManager(ctx context.Context, secret, endpoint, region string) (*SecretsManager, error) {
+	var opts []func(*config.LoadOptions) error
+	if region != "" {
+		opts = append(opts, config.WithRegion(region))
+	}
+	cfg, err := config.LoadDefaultConfig(ctx, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("aws config: %w", err)
 	}

@@ -35,12 +35,12 @@ func startFake(t *testing.T) (*awsfake.SecretsManager, string) {
 // credentials and the fake as its BaseEndpoint.
 func client(t *testing.T, endpoint string, creds aws.Credentials) *secretsmanager.Client {
 	t.Helper()
-	t.Setenv("AWS_REGION", region)
+	t.Setenv("AWS_REGION", "us-east-1") // overridden by the region argument, as EDGE_KEY_STORE_REGION does
 	t.Setenv("AWS_ACCESS_KEY_ID", creds.AccessKeyID)
 	t.Setenv("AWS_SECRET_ACCESS_KEY", creds.SecretAccessKey)
 	t.Setenv("AWS_CONFIG_FILE", "/nonexistent")
 	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
-	s, err := keys.OpenSecretsManager(context.Background(), "ztbank/edge/signing-keys", endpoint)
+	s, err := keys.OpenSecretsManager(context.Background(), "ztbank/edge/signing-keys", endpoint, region)
 	if err != nil {
 		t.Fatal(err)
 	}
