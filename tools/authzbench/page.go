@@ -89,7 +89,7 @@ func writePage(path string, r *results) error {
 	b.WriteString("```\n\n")
 	b.WriteString("The time is the residual evaluator walking what partial evaluation enumerated (the grant " +
 		"condition becomes one body per role and permission, each iterating the user's roles); `asyncPreempt` " +
-		"is the shared machine taking the core away. Before ADR 0980 the same profile was OPA's evaluator " +
+		"is the runtime preempting the loop (scheduler, GC), not policy work. Before ADR 0980 the same profile was OPA's evaluator " +
 		"throughout (`topdown.(*eval).evalStep`, `biunify`, rule indexing, ~500 allocations per decision).\n\n")
 	if len(r.Components) > 0 {
 		b.WriteString("## Connections, credentials, internal JWT (component tests, same run)\n\n" +
