@@ -74,41 +74,15 @@ func TestOneTraceCoversEveryHop(t *testing.T) {
 	gw := traced["bank-b/gateway"]
 	client := mintedClient(t, workloadID(t, "edge"), workloadID(t, "bank-b/gateway"))
 
-	traceID := make([]byte, 16)
-	rootSpan := make([]byte, 8)
-	rand.Read(traceID)
-	rand.Read(rootSpan)
-	req, err := http.NewRequest(http.MethodGet, "https://"+gw.listen+"/internal/chain", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Traceparent", fmt.Sprintf("00-%x-%x-01", traceID, rootSpan))
-	resp, err := client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK || strings.Contains(string(body), `"error"`) {
-		t.Fatalf("chain: status %d, body %s", resp.StatusCode, body)
-	}
-
-	// gateway, payment, ledger via payment, ledger via gateway: four server spans, three
-	// client spans. Batches arrive within the 100 ms schedule delay; allow for a slow box.
-	var spans []exportedSpan
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		spans = collector.trace(traceID)
-		if countKind(spans, tracepb.Span_SPAN_KIND_SERVER) >= 4 && countKind(spans, tracepb.Span_SPAN_KIND_CLIENT) >= 3 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after 20s the collector has %d spans of trace %s: %v", len(spans), hex.EncodeToString(traceID), describe(spans))
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	time.Sleep(300 * time.Millisecond) // let any stray extra span arrive, so the count below is final
-	spans = collector.trace(traceID)
+	traceID, rootSpan := sendChain(t, client, gw.listen)
+	waitChainSpans(t, traceID)
+	// Extra spans of this trace would be a failure below; a sleep could not say when they
+	// would have arrived. Each service exports its spans in the order they end, so once a
+	// second chain request's spans have all arrived, every service has exported everything
+	// it ended before them, and the first trace's span set is final.
+	marker, _ := sendChain(t, client, gw.listen)
+	waitChainSpans(t, marker)
+	spans := collector.trace(traceID)
 
 	clientOwner := map[string]string{} // client span ID → workload that made the call
 	for _, s := range spans {
@@ -168,4 +142,46 @@ func describe(spans []exportedSpan) []string {
 			attr(s.Span, "ztbank.caller.spiffe_id")))
 	}
 	return out
+}
+
+// sendChain sends one /internal/chain request to the gateway with a traceparent the test
+// chose and returns its trace ID and the root span ID.
+func sendChain(t *testing.T, client *http.Client, listen string) (traceID, rootSpan []byte) {
+	t.Helper()
+	traceID, rootSpan = make([]byte, 16), make([]byte, 8)
+	rand.Read(traceID)
+	rand.Read(rootSpan)
+	req, err := http.NewRequest(http.MethodGet, "https://"+listen+"/internal/chain", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Traceparent", fmt.Sprintf("00-%x-%x-01", traceID, rootSpan))
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || strings.Contains(string(body), `"error"`) {
+		t.Fatalf("chain: status %d, body %s", resp.StatusCode, body)
+	}
+	return traceID, rootSpan
+}
+
+// waitChainSpans waits until the collector holds a chain request's spans: gateway, payment,
+// ledger via payment and ledger via gateway make four server spans and three client spans.
+// Batches arrive within the 100 ms schedule delay; 20 s allows for a loaded machine.
+func waitChainSpans(t *testing.T, traceID []byte) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		spans := collector.trace(traceID)
+		if countKind(spans, tracepb.Span_SPAN_KIND_SERVER) >= 4 && countKind(spans, tracepb.Span_SPAN_KIND_CLIENT) >= 3 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 20s the collector has %d spans of trace %s: %v", len(spans), hex.EncodeToString(traceID), describe(spans))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
