@@ -169,11 +169,24 @@ func runIn(ctx context.Context, t *testing.T, dir string, env []string, name str
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
-		b := out.Bytes()
-		if len(b) > 8000 {
-			b = b[len(b)-8000:]
+		// The whole output goes to a file that outlives the test's temporary directory; the
+		// failure shows the failed tests' lines and the end of the output.
+		log := filepath.Join(os.TempDir(), "ztbank-tenant-test-"+filepath.Base(name)+".log")
+		_ = os.WriteFile(log, out.Bytes(), 0o644)
+		text := tail(out.Bytes())
+		var failed []string
+		for _, l := range strings.Split(text, "\n") {
+			if strings.Contains(l, "--- FAIL") || strings.HasPrefix(strings.TrimSpace(l), "e2e:") || strings.Contains(l, "_test.go:") {
+				failed = append(failed, l)
+			}
 		}
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, tail(b))
+		if len(failed) > 200 {
+			failed = failed[:200]
+		}
+		if len(text) > 4000 {
+			text = text[len(text)-4000:]
+		}
+		t.Fatalf("%s %s: %v (whole output: %s)\n%s\n...\n%s", name, strings.Join(args, " "), err, log, strings.Join(failed, "\n"), text)
 	}
 	return out.Bytes()
 }
