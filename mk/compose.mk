@@ -5,7 +5,7 @@
 
 COMPOSE_VERSION := v2.40.3
 COMPOSE_BIN     := $(BIN)/docker-compose
-COMPOSE_PROJECT := ztbank
+COMPOSE_PROJECT ?= ztbank
 COMPOSE         := $(COMPOSE_BIN) -f docker-compose.yml -p $(COMPOSE_PROJECT)
 COMPOSE_DIR     := $(DEV)/compose
 COMPOSE_STACK   := $(CURDIR)/$(COMPOSE_DIR)/stack.json
