@@ -25,6 +25,10 @@ import (
 // Retry-After instead of 500. See ADR 0997.
 var ErrUnavailable = fmt.Errorf("database unavailable: %w", problem.ErrUnavailable)
 
+// A database error that escaped db.Transact (a store's plain pool query) is classified the
+// same way when a handler writes it.
+func init() { problem.RegisterUnavailable(Unavailable) }
+
 // ErrRetriesExhausted wraps the last error when every attempt hit a retryable conflict.
 var ErrRetriesExhausted = errors.New("transaction retries exhausted")
 

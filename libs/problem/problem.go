@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -151,8 +152,22 @@ func From(err error) Details {
 			return d
 		}
 	}
+	for _, unavailable := range unavailableChecks {
+		if unavailable(err) {
+			return From(fmt.Errorf("%w: %w", ErrUnavailable, err))
+		}
+	}
 	return Details{Type: TypeBase + "internal", Title: http.StatusText(http.StatusInternalServerError), Status: http.StatusInternalServerError}
 }
+
+// unavailableChecks classify otherwise unknown errors as a dependency being temporarily
+// unavailable (503), see RegisterUnavailable.
+var unavailableChecks []func(error) bool
+
+// RegisterUnavailable adds a classifier of errors that mean a dependency cannot take work
+// right now. libs/db registers its own at init, so a database outage is a 503 wherever a
+// store's error surfaces, inside db.Transact or not. Call it from init only.
+func RegisterUnavailable(f func(error) bool) { unavailableChecks = append(unavailableChecks, f) }
 
 // Write sends err as problem+json. Server errors are logged with the full error, which
 // never reaches the client.

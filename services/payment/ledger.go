@@ -152,6 +152,11 @@ func (c *LedgerClient) do(ctx context.Context, method, path string, body []byte)
 	}
 	resp, err := c.peer.Client.Do(req)
 	if err != nil {
+		// The ledger cannot be reached (restarting, its SVID expired): a retry can succeed,
+		// so the client gets 503 with Retry-After, not 500.
+		if ctx.Err() == nil {
+			err = fmt.Errorf("%w: %w", problem.ErrUnavailable, err)
+		}
 		return 0, nil, fmt.Errorf("ledger %s %s: %w", method, path, err)
 	}
 	defer resp.Body.Close()
