@@ -57,7 +57,9 @@ var (
 )
 
 func startLoad(ctx context.Context, e *env, cfg loadConfig) *loader {
-	ctx, cancel := context.WithCancel(ctx)
+	// Stopping ends the dispatch of new operations only; operations under way finish their
+	// retries (each bounded by the budget), so none is counted lost for being cut off.
+	dispatch, cancel := context.WithCancel(ctx)
 	l := &loader{e: e, cfg: cfg, started: time.Now(), stop: cancel}
 	jobs := make(chan int)
 	for range cfg.Workers {
@@ -73,7 +75,7 @@ func startLoad(ctx context.Context, e *env, cfg loadConfig) *loader {
 		defer tick.Stop()
 		for i := 0; ; i++ {
 			select {
-			case <-ctx.Done():
+			case <-dispatch.Done():
 				return
 			case <-tick.C:
 			}

@@ -154,7 +154,10 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	}
 	opts.progress("starting SPIRE server and agent (trust domain %s)", s.Topo.TrustDomain.Name())
 	sp, err := localspire.Start(ctx, localspire.Config{BinDir: spireBin, Dir: filepath.Join(opts.StateDir, "spire"),
-		TrustDomain: s.Topo.TrustDomain, DefaultTTL: opts.SVIDTTL})
+		// The server default covers the agent's own SVID: it must outlive a workload-SVID
+		// outage test (the agent re-attests with it), so it is never shorter than an hour;
+		// workload entries carry opts.SVIDTTL themselves.
+		TrustDomain: s.Topo.TrustDomain, DefaultTTL: max(opts.SVIDTTL, time.Hour)})
 	if err != nil {
 		return nil, err
 	}
