@@ -124,8 +124,10 @@ func LiveRoutes() []Route {
 }
 
 // payee is the account a test payment from "from" goes to: the current account of another
-// customer of the same tenant, the last in demo order (for bank-b: dave's, or bob's when
-// dave pays), so every tenant that runs payments pays within itself.
+// customer, of the payer's own tenant when it has one (for bank-b: dave's, or bob's when dave
+// pays), so every tenant that runs payments pays within itself. A payer without such a
+// neighbour (another tenant's account, which the policy refuses before the body matters)
+// gets the last other customer's current account of any tenant, so the body stays valid.
 func payee(from string) string {
 	var payer demo.Account
 	for _, a := range demo.Accounts() {
@@ -133,11 +135,18 @@ func payee(from string) string {
 			payer = a
 		}
 	}
-	to := ""
+	var same, any string
 	for _, a := range demo.Accounts() {
-		if a.Tenant == payer.Tenant && a.Owner != payer.Owner && a.Name == "current" {
-			to = a.ID.String()
+		if a.Owner == payer.Owner || a.Name != "current" {
+			continue
+		}
+		any = a.ID.String()
+		if a.Tenant == payer.Tenant {
+			same = a.ID.String()
 		}
 	}
-	return to
+	if same != "" {
+		return same
+	}
+	return any
 }
