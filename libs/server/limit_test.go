@@ -25,8 +25,8 @@ func TestRateLimiter(t *testing.T) {
 	}
 	steps := []step{
 		{0, "a", true, 0}, {0, "a", true, 0}, {0, "a", true, 0}, // the burst
-		{0, "a", false, 100 * time.Millisecond},                 // empty: one token in 1/rate
-		{0, "b", true, 0},                                        // another key has its own bucket
+		{0, "a", false, 100 * time.Millisecond}, // empty: one token in 1/rate
+		{0, "b", true, 0},                       // another key has its own bucket
 		{50 * time.Millisecond, "a", false, 50 * time.Millisecond},
 		{50 * time.Millisecond, "a", true, 0}, // refilled one token
 		{time.Hour, "a", true, 0},             // idle: full again (and swept)

@@ -57,7 +57,7 @@ func TestLimitsAnswer429PerUserAndTenant(t *testing.T) {
 	before := len(te.gateways["bank-b"].requests())
 	send("bob@bank-b", "bank-b")
 	send("bob@bank-b", "bank-b")
-	send("bob@bank-b", "bank-b") // bob's burst of 2 is spent
+	send("bob@bank-b", "bank-b")  // bob's burst of 2 is spent
 	send("dave@bank-b", "bank-b") // the tenant's third
 	send("erin@bank-b", "bank-b") // the tenant's burst of 3 is spent
 	send("alice@bank-a", "bank-a")

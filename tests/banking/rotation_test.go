@@ -13,9 +13,9 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/ztbank/ztbank/devkit/demo"
 	"github.com/ztbank/ztbank/libs/db"
 	"github.com/ztbank/ztbank/libs/dbcred/passwordfile"
-	"github.com/ztbank/ztbank/devkit/demo"
 	"github.com/ztbank/ztbank/tests/internal/load"
 	"github.com/ztbank/ztbank/tools/devstack/stack"
 )

@@ -9,9 +9,9 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/ztbank/ztbank/libs/authz"
 	"github.com/ztbank/ztbank/devkit/demo"
 	"github.com/ztbank/ztbank/devkit/localspire"
+	"github.com/ztbank/ztbank/libs/authz"
 	"github.com/ztbank/ztbank/libs/usertoken"
 )
 

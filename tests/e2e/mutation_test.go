@@ -11,9 +11,9 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/ztbank/ztbank/devkit/servertest"
 	"github.com/ztbank/ztbank/libs/authz"
 	"github.com/ztbank/ztbank/libs/problem"
-	"github.com/ztbank/ztbank/devkit/servertest"
 	"github.com/ztbank/ztbank/libs/topology"
 )
 

@@ -15,8 +15,8 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 
-	"github.com/ztbank/ztbank/libs/identity"
 	"github.com/ztbank/ztbank/devkit/localspire"
+	"github.com/ztbank/ztbank/libs/identity"
 	"github.com/ztbank/ztbank/libs/transport"
 	"github.com/ztbank/ztbank/tests/internal/load"
 	"github.com/ztbank/ztbank/tools/devstack/stack"

@@ -26,9 +26,9 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/ztbank/ztbank/devkit/demo/seed"
 	"github.com/ztbank/ztbank/libs/dbcred"
 	"github.com/ztbank/ztbank/libs/dbcred/passwordfile"
-	"github.com/ztbank/ztbank/devkit/demo/seed"
 	"github.com/ztbank/ztbank/libs/migrate"
 	"github.com/ztbank/ztbank/libs/topology"
 	"github.com/ztbank/ztbank/tools/dbadmin/config"

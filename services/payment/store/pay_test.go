@@ -15,8 +15,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/ztbank/ztbank/libs/db"
 	"github.com/ztbank/ztbank/devkit/localpg/pgtest"
+	"github.com/ztbank/ztbank/libs/db"
 	"github.com/ztbank/ztbank/libs/money"
 	ledgerstore "github.com/ztbank/ztbank/services/ledger/store"
 	"github.com/ztbank/ztbank/services/payment/store"
