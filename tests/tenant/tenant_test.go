@@ -60,7 +60,8 @@ func TestNewTenantEndToEnd(t *testing.T) {
 	// The suite as `make e2e` runs it, in-process stack included, with -json so every case's
 	// outcome can be counted here.
 	start = time.Now()
-	out := runIn(ctx, t, dst, []string{"ZTBANK_SPIRE_BIN=" + spireBin}, "go", "test", "-count=1", "-json", "-timeout", "35m",
+	// A failed case is an error, not the end: the summary and the removal are still checked.
+	out := runInOrError(ctx, t, dst, []string{"ZTBANK_SPIRE_BIN=" + spireBin}, "go", "test", "-count=1", "-json", "-timeout", "35m",
 		"./tests/e2e", "-args", "-report=docs/isolation-matrix.md")
 	t.Logf("isolation suite with %s: %s", newTenant, time.Since(start).Round(time.Second))
 	sum := summarise(t, out)
@@ -161,6 +162,17 @@ func matrixCases(t *testing.T, root string) int {
 // output's tail.
 func runIn(ctx context.Context, t *testing.T, dir string, env []string, name string, args ...string) []byte {
 	t.Helper()
+	return run(ctx, t, t.Fatalf, dir, env, name, args...)
+}
+
+// runInOrError is runIn with a failure that the test reports and goes on from.
+func runInOrError(ctx context.Context, t *testing.T, dir string, env []string, name string, args ...string) []byte {
+	t.Helper()
+	return run(ctx, t, t.Errorf, dir, env, name, args...)
+}
+
+func run(ctx context.Context, t *testing.T, fail func(string, ...any), dir string, env []string, name string, args ...string) []byte {
+	t.Helper()
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Dir = dir
 	// -trimpath keeps the build cache's keys free of the copy's directory, so a second run
@@ -186,7 +198,7 @@ func runIn(ctx context.Context, t *testing.T, dir string, env []string, name str
 		if len(text) > 4000 {
 			text = text[len(text)-4000:]
 		}
-		t.Fatalf("%s %s: %v (whole output: %s)\n%s\n...\n%s", name, strings.Join(args, " "), err, log, strings.Join(failed, "\n"), text)
+		fail("%s %s: %v (whole output: %s)\n%s\n...\n%s", name, strings.Join(args, " "), err, log, strings.Join(failed, "\n"), text)
 	}
 	return out.Bytes()
 }
