@@ -2,13 +2,10 @@ package server
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"os/signal"
-	"syscall"
 
+	"github.com/ztbank/ztbank/libs/cli"
 	"github.com/ztbank/ztbank/libs/envvar"
 )
 
@@ -72,16 +69,9 @@ func (rt *Runtime) AtClose(fn func()) { rt.closers = append(rt.closers, fn) }
 
 // RunFunc is a binary's run function (STYLE.md): all that main does, callable from tests
 // with their own arguments, environment, output and a cancellable context.
-type RunFunc func(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error
+type RunFunc = cli.RunFunc
 
-// Main is every binary's main: run under a context that SIGINT and SIGTERM cancel (so the
-// service drains), and on failure print "name: error" as one line and exit 1.
-func Main(name string, run RunFunc) {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args, os.Getenv, os.Stdout, os.Stderr)
-	stop()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
-		os.Exit(1)
-	}
-}
+// Main is every service's main: run under a context that SIGINT and SIGTERM cancel (so the
+// service drains), and on failure print "name: error" as one line and exit 1. The tools
+// call cli.Main, the same function, without linking the service runtime.
+func Main(name string, run RunFunc) { cli.Main(name, run) }

@@ -24,14 +24,12 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -39,17 +37,11 @@ import (
 
 	"github.com/ztbank/ztbank/devkit/localports"
 	"github.com/ztbank/ztbank/libs/authz"
+	"github.com/ztbank/ztbank/libs/cli"
 	"github.com/ztbank/ztbank/libs/topology"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args, os.Getenv, os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintf(os.Stderr, "authzbench: %v\n", err)
-		os.Exit(1)
-	}
-}
+func main() { cli.Main("authzbench", run) }
 
 // Goals from issue 14 for the embedded decision without a memo.
 const (

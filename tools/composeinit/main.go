@@ -17,20 +17,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"os/signal"
 	"strings"
-	"syscall"
+
+	"github.com/ztbank/ztbank/libs/cli"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args, os.Getenv, os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintf(os.Stderr, "composeinit: %v\n", err)
-		os.Exit(1)
-	}
-}
+func main() { cli.Main("composeinit", run) }
 
 const usage = "usage: composeinit secrets|spire|rotate|fresh|dial|stack [flags] (see -h of each)"
 

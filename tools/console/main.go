@@ -11,25 +11,16 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
-	"os/signal"
 	"path/filepath"
-	"syscall"
 
 	"github.com/ztbank/ztbank/devkit/localspire"
+	"github.com/ztbank/ztbank/libs/cli"
 	"github.com/ztbank/ztbank/libs/topology"
 	"github.com/ztbank/ztbank/tools/console/web"
 	"github.com/ztbank/ztbank/tools/devstack/stack"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args, os.Getenv, os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintf(os.Stderr, "console: %v\n", err)
-		os.Exit(1)
-	}
-}
+func main() { cli.Main("console", run) }
 
 // DefaultListen is the console's local address. It is not in the topology: the console is a
 // developer tool beside the stack, not a workload.

@@ -17,7 +17,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -31,19 +30,13 @@ import (
 	"github.com/ztbank/ztbank/devkit/demo"
 	"github.com/ztbank/ztbank/devkit/devoidc"
 	"github.com/ztbank/ztbank/devkit/localspire"
+	"github.com/ztbank/ztbank/libs/cli"
 	"github.com/ztbank/ztbank/libs/problem"
 	"github.com/ztbank/ztbank/libs/topology"
 	"github.com/ztbank/ztbank/tools/devstack/stack"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args, os.Getenv, os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintf(os.Stderr, "demo: %v\n", err)
-		os.Exit(1)
-	}
-}
+func main() { cli.Main("demo", run) }
 
 // run plays the scenario. Every step states what must happen; a step that ends otherwise
 // is reported and makes run fail, so the demo doubles as a smoke test of the stack.

@@ -21,21 +21,12 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
-	"os/signal"
-	"syscall"
 
+	"github.com/ztbank/ztbank/libs/cli"
 	"github.com/ztbank/ztbank/tools/devoidc/config"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args, os.Getenv, os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintf(os.Stderr, "devoidc: %v\n", err)
-		os.Exit(1)
-	}
-}
+func main() { cli.Main("devoidc", run) }
 
 const usage = "usage: devoidc serve|token|client-token|healthcheck [flags] (see -h of each)"
 

@@ -10,7 +10,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -20,20 +19,14 @@ import (
 
 	"github.com/ztbank/ztbank/devkit/localpg"
 	"github.com/ztbank/ztbank/devkit/localspire"
+	"github.com/ztbank/ztbank/libs/cli"
 	"github.com/ztbank/ztbank/libs/migrate"
 	"github.com/ztbank/ztbank/libs/topology"
 	"github.com/ztbank/ztbank/tools/devstack/obs"
 	"github.com/ztbank/ztbank/tools/devstack/stack"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args, os.Getenv, os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintf(os.Stderr, "devstack: %v\n", err)
-		os.Exit(1)
-	}
-}
+func main() { cli.Main("devstack", run) }
 
 const usage = "usage: devstack dev|up|down|status|migrate"
 

@@ -21,23 +21,17 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/ztbank/ztbank/libs/cli"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args, os.Getenv, os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintf(os.Stderr, "images: %v\n", err)
-		os.Exit(1)
-	}
-}
+func main() { cli.Main("images", run) }
 
 const usage = "usage: images build [-force] [name ...] | images list"
 

@@ -20,23 +20,16 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
+
+	"github.com/ztbank/ztbank/libs/cli"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args, os.Getenv, os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintf(os.Stderr, "kindprobe: %v\n", err)
-		os.Exit(1)
-	}
-}
+func main() { cli.Main("kindprobe", run) }
 
 // errCannotRun is returned (after the report is printed) when kind cannot run here.
 var errCannotRun = errors.New("kind cannot run on this Docker Engine (see the report above)")

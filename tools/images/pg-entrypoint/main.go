@@ -20,16 +20,11 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+
+	"github.com/ztbank/ztbank/libs/cli"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args, os.Getenv, os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintf(os.Stderr, "pg-entrypoint: %v\n", err)
-		os.Exit(1)
-	}
-}
+func main() { cli.Main("pg-entrypoint", run) }
 
 // Fixed by the image: Debian's PostgreSQL 15 and the data directory the image pre-creates
 // owned by postgres (a named volume mounted there inherits that owner).
