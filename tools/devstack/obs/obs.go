@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/ztbank/ztbank/devkit/localports"
+	"github.com/ztbank/ztbank/devkit/localspire"
 )
 
 // Endpoints says where the started backends listen.
@@ -126,7 +127,7 @@ func Start(ctx context.Context, dir string, opts ...Option) (_ Endpoints, stop f
 		f(&o)
 	}
 	if o.root == "" {
-		if o.root, err = repoRoot(); err != nil {
+		if o.root, err = localspire.RepoRoot(); err != nil {
 			return Endpoints{}, nil, err
 		}
 	}
@@ -372,20 +373,3 @@ func waitFor(ctx context.Context, what string, timeout time.Duration, p *process
 // freePorts reserves ports the way the rest of the local stack does (localports.Reserve), so
 // a parallel test's stack cannot draw the same ones.
 func freePorts(n int) ([]int, error) { return localports.Reserve(n) }
-
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.work")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("go.work not found above the working directory")
-		}
-		dir = parent
-	}
-}

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/ztbank/ztbank/devkit/localspire"
 )
 
 // TestPrometheusScrapesTargets starts the real Prometheus with the repository's alert
@@ -99,7 +101,7 @@ func TestJaegerStarts(t *testing.T) {
 	}
 	bin := os.Getenv("ZTBANK_JAEGER_BIN")
 	if bin == "" {
-		root, err := repoRoot()
+		root, err := localspire.RepoRoot()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -109,7 +111,7 @@ func TestJaegerStarts(t *testing.T) {
 		t.Skipf("no Jaeger binary at %s: build it with `cd tools/jaeger && GOWORK=off go build -o ../../.dev/bin/jaeger github.com/jaegertracing/jaeger/cmd/jaeger`", bin)
 	}
 	// The deploy configuration (compose, clusters) must be one this Jaeger accepts.
-	root, err := repoRoot()
+	root, err := localspire.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
