@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ztbank/ztbank/libs/problem"
+	"github.com/ztbank/ztbank/libs/telemetry"
 )
 
 // TypeTooManyRequests is the problem type of a request refused by a rate or concurrency
@@ -31,33 +32,13 @@ func WriteTooMany(w http.ResponseWriter, r *http.Request, limit string, retryAft
 		Status: http.StatusTooManyRequests, Detail: fmt.Sprintf("%s exceeded; retry after %d s", limit, secs), Instance: r.URL.Path})
 }
 
-var (
-	limitedOnce sync.Once
-	limitedVec  *prometheus.CounterVec
-)
-
 // limited counts 429 answers by the limit that refused.
-func limited() *prometheus.CounterVec {
-	limitedOnce.Do(func() {
-		limitedVec = prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "ztbank_limited_requests_total",
-			Help: "Requests answered 429 by a rate or concurrency limit, by limit.",
-		}, []string{"limit"})
-		limitedVec = registerCounter(limitedVec)
-	})
-	return limitedVec
-}
-
-func registerCounter(c *prometheus.CounterVec) *prometheus.CounterVec {
-	if err := prometheus.DefaultRegisterer.Register(c); err != nil {
-		if are, ok := err.(prometheus.AlreadyRegisteredError); ok {
-			if existing, ok := are.ExistingCollector.(*prometheus.CounterVec); ok {
-				return existing
-			}
-		}
-	}
-	return c
-}
+var limited = telemetry.Lazy(func() *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "ztbank_limited_requests_total",
+		Help: "Requests answered 429 by a rate or concurrency limit, by limit.",
+	}, []string{"limit"})
+})
 
 // RateLimiter is a token bucket per key: each key may make Burst requests at once and
 // Rate per second sustained. Idle keys are forgotten once their bucket is full again, so

@@ -5,12 +5,12 @@ import (
 	"net/http"
 	"sort"
 	"strings"
-	"sync"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ztbank/ztbank/libs/authz"
+	"github.com/ztbank/ztbank/libs/telemetry"
 )
 
 // RouteInfoMetric names the gauge that publishes a service's route table on its health
@@ -51,23 +51,14 @@ func RouteTable(h http.Handler) ([]Route, error) {
 	return out, nil
 }
 
-var (
-	routeInfoOnce sync.Once
-	routeInfo     *prometheus.GaugeVec
-)
-
 // RouteInfo is the gauge behind RouteInfoMetric, registered on the default registry the
 // first time it is needed.
-func RouteInfo() *prometheus.GaugeVec {
-	routeInfoOnce.Do(func() {
-		routeInfo = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: RouteInfoMetric,
-			Help: "Routes this service's API serves, one series per route (chi.Walk over its router at start-up); value 1.",
-		}, []string{"method", "route"})
-		_ = prometheus.DefaultRegisterer.Register(routeInfo)
-	})
-	return routeInfo
-}
+var RouteInfo = telemetry.Lazy(func() *prometheus.GaugeVec {
+	return prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: RouteInfoMetric,
+		Help: "Routes this service's API serves, one series per route (chi.Walk over its router at start-up); value 1.",
+	}, []string{"method", "route"})
+})
 
 // publishRoutes puts api's route table on the health port's /metrics. A handler that is not
 // a chi router publishes nothing and is logged: the isolation suite then fails on the
@@ -100,23 +91,14 @@ func (rt *Runtime) publishRoutes(api http.Handler) {
 // the built router (authz.RoutePermissions). The console shows it when a workload is hovered.
 const RoutePermissionMetric = "ztbank_route_permission"
 
-var (
-	routePermOnce sync.Once
-	routePerm     *prometheus.GaugeVec
-)
-
 // RoutePermissionInfo is the gauge behind RoutePermissionMetric, registered on the default
 // registry the first time it is needed.
-func RoutePermissionInfo() *prometheus.GaugeVec {
-	routePermOnce.Do(func() {
-		routePerm = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: RoutePermissionMetric,
-			Help: "Permission each route of this service's API requires, and the workloads it is restricted to (comma-separated, empty: any the allowlist admits); value 1.",
-		}, []string{"method", "route", "permission", "from"})
-		_ = prometheus.DefaultRegisterer.Register(routePerm)
-	})
-	return routePerm
-}
+var RoutePermissionInfo = telemetry.Lazy(func() *prometheus.GaugeVec {
+	return prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: RoutePermissionMetric,
+		Help: "Permission each route of this service's API requires, and the workloads it is restricted to (comma-separated, empty: any the allowlist admits); value 1.",
+	}, []string{"method", "route", "permission", "from"})
+})
 
 // Handle registers h on mux under a ServeMux pattern ("GET /healthz", or a path prefix like
 // "/<tenant>/" that answers every method) and publishes the route as RouteInfoMetric, for

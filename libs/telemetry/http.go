@@ -3,7 +3,6 @@ package telemetry
 import (
 	"context"
 	"encoding/binary"
-	"errors"
 	"math/rand/v2"
 	"net/http"
 	"strconv"
@@ -124,23 +123,9 @@ func newHTTPMetrics(reg prometheus.Registerer) httpMetrics {
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}, []string{"route", "method"}),
 	}
-	m.requests = register(reg, m.requests)
-	m.duration = register(reg, m.duration)
+	m.requests = Register(reg, m.requests)
+	m.duration = Register(reg, m.duration)
 	return m
-}
-
-// register registers c, or returns the collector already registered under its name, so a
-// process that builds several routers (tests do) shares one set of series.
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing
-			}
-		}
-	}
-	return c
 }
 
 // Server returns middleware that continues the caller's trace (W3C traceparent) with a

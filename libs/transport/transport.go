@@ -16,7 +16,6 @@ import (
 	"net/http"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -27,6 +26,7 @@ import (
 
 	"github.com/ztbank/ztbank/libs/caller"
 	"github.com/ztbank/ztbank/libs/problem"
+	"github.com/ztbank/ztbank/libs/telemetry"
 )
 
 // Mode says who terminates mutual TLS.
@@ -59,43 +59,25 @@ type Source interface {
 // ErrPeerNotAllowed is the handshake failure for a peer outside the allowlist.
 var ErrPeerNotAllowed = errors.New("peer SPIFFE ID not allowed")
 
-var (
-	handshakeOnce     sync.Once
-	handshakeFailures *prometheus.CounterVec
-)
-
 // HandshakeFailures counts mTLS handshakes refused by this process, by reason. It is
 // registered on the default registry the first time it is needed.
-func HandshakeFailures() *prometheus.CounterVec {
-	handshakeOnce.Do(func() {
-		handshakeFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "ztbank_mtls_handshake_failures_total",
-			Help: "mTLS handshakes refused, by reason (not_allowed, bad_certificate, other).",
-		}, []string{"reason"})
-		_ = prometheus.DefaultRegisterer.Register(handshakeFailures)
-	})
-	return handshakeFailures
-}
-
-var (
-	handshakesOnce sync.Once
-	handshakes     *prometheus.CounterVec
-)
+var HandshakeFailures = telemetry.Lazy(func() *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "ztbank_mtls_handshake_failures_total",
+		Help: "mTLS handshakes refused, by reason (not_allowed, bad_certificate, other).",
+	}, []string{"reason"})
+})
 
 // Handshakes counts mTLS handshakes this process completed as a server, by whether the
 // client resumed a session. Clients keep connections alive, so in steady state it should
 // not move with the request rate: each increment is a connection set up (issue 14 reports
 // handshakes per 1,000 requests from it).
-func Handshakes() *prometheus.CounterVec {
-	handshakesOnce.Do(func() {
-		handshakes = prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "ztbank_mtls_handshakes_total",
-			Help: "mTLS handshakes completed as a server, by resumed (true, false).",
-		}, []string{"resumed"})
-		_ = prometheus.DefaultRegisterer.Register(handshakes)
-	})
-	return handshakes
-}
+var Handshakes = telemetry.Lazy(func() *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "ztbank_mtls_handshakes_total",
+		Help: "mTLS handshakes completed as a server, by resumed (true, false).",
+	}, []string{"resumed"})
+})
 
 // countHandshakes makes c count every handshake it completes. VerifyConnection runs after
 // the peer certificate checks on full and resumed handshakes alike, and only for
