@@ -20,11 +20,7 @@ func main() { server.Main(config.Service, run) }
 // run wires the service from its environment and blocks until ctx is done. Tests call it
 // directly with their own getenv and a cancellable ctx.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	cfg, err := config.Load(getenv)
-	if err != nil {
-		return err
-	}
-	return fromenv.Run(ctx, cfg, args, stderr, func(rt *server.Runtime, peers []*server.Peer, pool *pgxpool.Pool) (http.Handler, error) {
+	return fromenv.LoadAndRun(ctx, config.Load, args, getenv, stderr, func(rt *server.Runtime, peers []*server.Peer, pool *pgxpool.Pool) (http.Handler, error) {
 		return NewServer(rt, peers, store.New(pool)), nil
 	})
 }

@@ -94,3 +94,14 @@ func Run(ctx context.Context, cfg Config, args []string, stderr io.Writer, build
 		return api, []server.ReadyCheck{ping}, nil
 	})
 }
+
+// LoadAndRun is the whole run function of a database-backed service whose configuration is
+// exactly Config: read it with the binary's own loader (its config.Load, the one the deploy
+// contract test runs), then Run. A service that needs more than Config loads it itself.
+func LoadAndRun(ctx context.Context, load func(getenv func(string) string) (Config, error), args []string, getenv func(string) string, stderr io.Writer, build Build) error {
+	cfg, err := load(getenv)
+	if err != nil {
+		return err
+	}
+	return Run(ctx, cfg, args, stderr, build)
+}
