@@ -7,7 +7,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	"github.com/ztbank/ztbank/deploy/check/aws"
+	"github.com/ztbank/ztbank/deploy/check/cmd/internal/genfiles"
 	"github.com/ztbank/ztbank/libs/topology"
 )
 
@@ -48,19 +48,7 @@ func run(_ context.Context, args []string, _ func(string) string, stdout, _ io.W
 			return fmt.Errorf("clear %s: %w", dir, err)
 		}
 	}
-	var errs []error
-	for _, f := range files {
-		p := filepath.Join(*out, filepath.FromSlash(f.Name))
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			errs = append(errs, fmt.Errorf("create %s: %w", filepath.Dir(p), err))
-			continue
-		}
-		if err := os.WriteFile(p, f.Body, 0o644); err != nil {
-			errs = append(errs, fmt.Errorf("write %s: %w", p, err))
-			continue
-		}
-		fmt.Fprintln(stdout, "wrote", p)
-	}
+	err = genfiles.Write(*out, files, stdout)
 	fmt.Fprintf(stdout, "generated %d files in %s\n", len(files), time.Since(start).Round(time.Millisecond))
-	return errors.Join(errs...)
+	return err
 }

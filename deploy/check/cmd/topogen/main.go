@@ -6,13 +6,13 @@
 package main
 
 import (
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 
+	"github.com/ztbank/ztbank/deploy/check/cmd/internal/genfiles"
 	"github.com/ztbank/ztbank/deploy/check/topogen"
 	"github.com/ztbank/ztbank/libs/topology"
 )
@@ -44,20 +44,7 @@ func run(args []string, stdout io.Writer) error {
 	if err := os.MkdirAll(*out, 0o755); err != nil {
 		return fmt.Errorf("create output dir: %w", err)
 	}
-	var errs []error
-	for _, f := range files {
-		p := filepath.Join(*out, filepath.FromSlash(f.Name))
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			errs = append(errs, fmt.Errorf("create %s: %w", filepath.Dir(p), err))
-			continue
-		}
-		if err := os.WriteFile(p, f.Body, 0o644); err != nil {
-			errs = append(errs, fmt.Errorf("write %s: %w", p, err))
-			continue
-		}
-		fmt.Fprintln(stdout, "wrote", p)
-	}
-	if err := errors.Join(errs...); err != nil {
+	if err := genfiles.Write(*out, files, stdout); err != nil {
 		return err
 	}
 	return writeObservability(t, *obsDir, *overlays, stdout)
