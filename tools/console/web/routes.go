@@ -107,41 +107,30 @@ func (rc *routeCache) scrape(ctx context.Context, addr string) ([]RouteInfo, err
 	if err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
+	// A service without a Require-walkable router (the edge's ServeMux) publishes its routes
+	// only, without the permission and from labels; they are shown without a permission.
+	fam, ok := fams[server.RoutePermissionMetric]
+	if !ok {
+		fam = fams[server.RouteInfoMetric] // nil when neither is published: no routes
+	}
 	out := []RouteInfo{}
-	if fam, ok := fams[server.RoutePermissionMetric]; ok {
-		for _, m := range fam.GetMetric() {
-			var r RouteInfo
-			for _, l := range m.GetLabel() {
-				switch l.GetName() {
-				case "method":
-					r.Method = l.GetValue()
-				case "route":
-					r.Route = l.GetValue()
-				case "permission":
-					r.Permission = l.GetValue()
-				case "from":
-					if v := l.GetValue(); v != "" {
-						r.From = strings.Split(v, ",")
-					}
+	for _, m := range fam.GetMetric() {
+		var r RouteInfo
+		for _, l := range m.GetLabel() {
+			switch l.GetName() {
+			case "method":
+				r.Method = l.GetValue()
+			case "route":
+				r.Route = l.GetValue()
+			case "permission":
+				r.Permission = l.GetValue()
+			case "from":
+				if v := l.GetValue(); v != "" {
+					r.From = strings.Split(v, ",")
 				}
 			}
-			out = append(out, r)
 		}
-	} else if fam, ok := fams[server.RouteInfoMetric]; ok {
-		// A service without a Require-walkable router (the edge's ServeMux) publishes its
-		// routes only; they are shown without a permission.
-		for _, m := range fam.GetMetric() {
-			var r RouteInfo
-			for _, l := range m.GetLabel() {
-				switch l.GetName() {
-				case "method":
-					r.Method = l.GetValue()
-				case "route":
-					r.Route = l.GetValue()
-				}
-			}
-			out = append(out, r)
-		}
+		out = append(out, r)
 	}
 	slices.SortFunc(out, func(a, b RouteInfo) int {
 		if c := strings.Compare(a.Route, b.Route); c != 0 {

@@ -204,6 +204,39 @@ func TestRoutesFromServices(t *testing.T) {
 	}
 }
 
+// TestScrapeFallsBackToRouteInfo: a service that publishes only its route table (the edge's
+// ServeMux cannot be walked for Require) has its routes shown without a permission; the
+// permission table wins when both are published; a service with neither shows none.
+func TestScrapeFallsBackToRouteInfo(t *testing.T) {
+	const (
+		perm = "# TYPE ztbank_route_permission gauge\n" +
+			`ztbank_route_permission{from="",method="GET",permission="ledger:read",route="/v1/accounts"} 1` + "\n"
+		info = "# TYPE ztbank_route_info gauge\n" +
+			`ztbank_route_info{method="GET",route="/v1/exchange"} 1` + "\n" +
+			`ztbank_route_info{method="*",route="/bank-a/"} 1` + "\n"
+	)
+	for _, tc := range []struct {
+		name, body string
+		want       []RouteInfo
+	}{
+		{"permissions", perm + info, []RouteInfo{{Method: "GET", Route: "/v1/accounts", Permission: "ledger:read"}}},
+		{"route table only", info, []RouteInfo{{Method: "*", Route: "/bank-a/"}, {Method: "GET", Route: "/v1/exchange"}}},
+		{"neither", "# TYPE other gauge\nother 1\n", []RouteInfo{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, tc.body) }))
+			defer srv.Close()
+			got, err := newRouteCache(nil, nil).scrape(context.Background(), strings.TrimPrefix(srv.URL, "http://"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("scrape mismatch (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
 // TestStartServesTLSOnLoopbackOnly starts the console as `make console` does, with a leaf
 // from a dev CA, and checks a client that trusts only that CA gets the page, and that a
 // non-loopback address is refused.
