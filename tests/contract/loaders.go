@@ -261,9 +261,7 @@ func (l Loaded) apiPort() int {
 	if l.Server == nil {
 		return 0
 	}
-	_, p, _ := net.SplitHostPort(l.Server.Listen)
-	n, _ := strconv.Atoi(p)
-	return n
+	return portOf(l.Server.Listen)
 }
 
 // healthPort is the port a service's health listener (and the edge's public JWKS) is on.
@@ -271,7 +269,12 @@ func (l Loaded) healthPort() int {
 	if l.Server == nil {
 		return 0
 	}
-	_, p, _ := net.SplitHostPort(l.Server.HealthListen)
+	return portOf(l.Server.HealthListen)
+}
+
+// portOf is the port of a host:port listen address, 0 when it has none.
+func portOf(addr string) int {
+	_, p, _ := net.SplitHostPort(addr)
 	n, _ := strconv.Atoi(p)
 	return n
 }
