@@ -34,7 +34,7 @@ func TestDockerignore(t *testing.T) {
 		{"go.work", true},
 		{"go.work.sum", true},
 		{"tests/go.mod", true}, // go.work names it: the workspace build needs it
-		{"tests/e2e/coverage.go", true},
+		{"tests/e2e/coverage_test.go", true},
 		{"coverage.html", false},
 		{"libs/topology/topology.yaml", true},
 		{"libs/authz/policy/authz.rego", true}, // embedded files must stay in
