@@ -96,7 +96,7 @@ func generate(topo *topology.Topology, routes []Route, served []ServiceRoute, ed
 			w, _ := topo.Workload(sr.Workload)
 			route := Route{Tenant: w.Tenant, Method: sr.Method, Path: sr.Pattern, Service: sr.Workload,
 				WorkloadOnly: sr.WorkloadOnly, Live: true}
-			t := Target{Relation: NoTarget}
+			t := Target{Relation: NoTarget, ID: sr.Sample}
 			if len(sr.Calls) > 0 && sr.Calls[0].Kind != NoResource {
 				// Name a real resource of the tenant in the path, so the refusal is not about
 				// a malformed ID.

@@ -27,6 +27,13 @@ type ServiceRoute struct {
 	// Calls are the user-token calls each admitted workload makes on the route; empty for
 	// workload-only routes.
 	Calls []UserCall
+	// Sample fills the path parameter of a workload-only route that has no user calls (a
+	// posting reference), so the request reaches the route instead of the router's 404.
+	Sample string
+	// Admitted is what an admitted workload gets without a user token when that is not 200:
+	// an unposted reference is the ledger's 404 from its database, which is only reached
+	// once mTLS and the policy let the call through.
+	Admitted *Expectation
 }
 
 // Name is "workload METHOD pattern".
@@ -49,7 +56,10 @@ var (
 	created   = Expectation{http.StatusCreated, LayerNone}
 	denied    = Expectation{http.StatusForbidden, LayerPolicy}
 	ruleError = Expectation{http.StatusUnprocessableEntity, LayerRule}
-	front     = []string{"edge", "emissary-ingress"}
+	notFound  = Expectation{http.StatusNotFound, LayerNotFound}
+	// unposted is a reference no posting carries: the ledger answers it from its database.
+	unposted = "00000000-0000-4000-8000-00000000e2e0"
+	front    = []string{"edge", "emissary-ingress"}
 )
 
 func openAccountBody(currency string) func(Target) string {
@@ -155,7 +165,8 @@ var ServiceRoutes = slices.Concat(
 			{User: "bob@bank-b", Relation: SameTenantOther, Kind: AccountResource, Body: postingBody, Want: denied}}},
 		// Internal, no user: the payment service's recovery asks whether a reference was
 		// posted (ADR 0996).
-		{Workload: "bank-b/ledger", Method: "GET", Pattern: "/v1/postings/{reference}", From: []string{"bank-b/payment"}, WorkloadOnly: true},
+		{Workload: "bank-b/ledger", Method: "GET", Pattern: "/v1/postings/{reference}", From: []string{"bank-b/payment"}, WorkloadOnly: true,
+			Sample: unposted, Admitted: &notFound},
 	},
 	// The edge's mTLS listener serves the internal-token JWKS to any workload of the trust
 	// domain (public data; mTLS there authenticates the edge to the client). It is an
@@ -178,6 +189,9 @@ func ExpectDirect(calls map[string][]string, caller string, r ServiceRoute, call
 		}
 		if !admitted {
 			return denied
+		}
+		if r.Admitted != nil {
+			return *r.Admitted
 		}
 		return ok200
 	}
