@@ -7,9 +7,9 @@ tenant: ## add a tenant (NEW=bank-c [SERVICES=gateway,user,account,payment,ledge
 	@$(GO) run ./tools/tenant $(if $(NEW),-new '$(NEW)') $(if $(REMOVE),-remove '$(REMOVE)') $(if $(SERVICES),-services '$(SERVICES)')
 	@$(MAKE) --no-print-directory tenant-regen
 
-tenant-regen: generate topology-svg
+tenant-regen: generate aws-generate topology-svg
 	@$(GO) test -count=1 -short -run '^TestMatrixUpToDate$$' ./tests/e2e -args -report=docs/isolation-matrix.md >/dev/null
-	@echo "==> regenerated deploy/k8s/generated, docs/topology.svg, docs/isolation-matrix.md (and .html)"
+	@echo "==> regenerated deploy/k8s/generated, deploy/aws/generated, docs/topology.svg, docs/isolation-matrix.md (and .html)"
 
 tenant-test: spire ## in a copy of the tree: make tenant NEW=bank-c, the isolation suite on that stack, then REMOVE restores the copy byte for byte
 	@$(GO) test -tags tenantstack -count=1 -v -timeout 45m ./tests/tenant | grep -E '^(=== RUN|--- |ok|FAIL|PASS)|tenant_test.go|e2e:'; exit $${PIPESTATUS[0]}
