@@ -98,7 +98,7 @@ func Check(p *types.Project, t *topology.Topology) []error {
 		if !ok {
 			continue
 		}
-		if other, dup := labelled[v]; dup {
+		if other, dup := labelled[v]; dup && !replicas(p, other, s.Name) {
 			errs = append(errs, fmt.Errorf("services %s and %s both carry %s=%s", other, s.Name, WorkloadLabel, v))
 		}
 		labelled[v] = s.Name
@@ -113,23 +113,35 @@ func Check(p *types.Project, t *topology.Topology) []error {
 		var svc *types.ServiceConfig
 		for _, s := range p.Services {
 			if v := s.Environment["ZTBANK_WORKLOAD"]; v != nil && *v == w.Name {
-				if svc != nil {
+				if svc != nil && !replicas(p, svc.Name, s.Name) {
 					errs = append(errs, fmt.Errorf("workload %s runs in two services", w.Name))
 				}
 				s := s
 				svc = &s
+				// Every replica must be in direct mode and carry the label its SVID needs.
+				if m := svc.Environment["ZTBANK_TRANSPORT_MODE"]; m == nil || *m != "direct" {
+					errs = append(errs, fmt.Errorf("service %s is not in direct mTLS mode", svc.Name))
+				}
+				if got := svc.Labels[WorkloadLabel]; got != w.Name {
+					errs = append(errs, fmt.Errorf("service %s (%s) is labelled %s=%q, so it gets no SPIFFE ID or another workload's", svc.Name, w.Name, WorkloadLabel, got))
+				}
 			}
 		}
 		if svc == nil {
 			errs = append(errs, fmt.Errorf("workload %s has no compose service", w.Name))
-			continue
-		}
-		if m := svc.Environment["ZTBANK_TRANSPORT_MODE"]; m == nil || *m != "direct" {
-			errs = append(errs, fmt.Errorf("service %s is not in direct mTLS mode", svc.Name))
-		}
-		if got := svc.Labels[WorkloadLabel]; got != w.Name {
-			errs = append(errs, fmt.Errorf("service %s (%s) is labelled %s=%q, so it gets no SPIFFE ID or another workload's", svc.Name, w.Name, WorkloadLabel, got))
 		}
 	}
 	return errs
+}
+
+// replicas reports whether services a and b are replicas of one workload (ADR 0985: edge-2
+// runs the edge's image in the edge's network namespace). Any other pair of services sharing
+// a workload would be two identities' worth of containers behind one SPIFFE ID.
+func replicas(p *types.Project, a, b string) bool {
+	sa, errA := p.GetService(a)
+	sb, errB := p.GetService(b)
+	if errA != nil || errB != nil || sa.Image != sb.Image {
+		return false
+	}
+	return sa.NetworkMode == "service:"+b || sb.NetworkMode == "service:"+a
 }

@@ -49,6 +49,7 @@ func TestComposeDefectsAreCaught(t *testing.T) {
 		{name: "mesh mode", old: "ZTBANK_TRANSPORT_MODE: direct", new: "ZTBANK_TRANSPORT_MODE: mesh", want: "is not in direct mTLS mode"},
 		{name: "schema violation", old: "  read_only: true\n", new: "  read_only: yes please\n", want: "read_only"},
 		{name: "another workload's label", old: "org.ztbank.workload: bank-b/ledger", new: "org.ztbank.workload: bank-a/account", want: "both carry org.ztbank.workload=bank-a/account"},
+		{name: "edge replica off the edge's namespace", old: "network_mode: \"service:edge\"\n    environment:\n      <<: [*service-env", new: "environment:\n      <<: [*service-env", want: "runs in two services"},
 		{name: "label missing", old: "      org.ztbank.workload: bank-b/gateway\n", new: "      org.ztbank.other: bank-b/gateway\n", want: "service bank-b-gateway (bank-b/gateway) is labelled"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
