@@ -7,10 +7,16 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 )
 
-func TestDefaultTopology(t *testing.T) {
-	topo := Default()
+// TestTwoTenantFixture pins exact callers and edges for a fixed two-tenant file; the
+// committed topology changes with make tenant, so TestDefaultTopology checks its shape.
+func TestTwoTenantFixture(t *testing.T) {
+	topo, err := Load("testdata/two-tenants.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
 	got := map[string][]string{}
 	for _, w := range topo.Workloads {
 		for _, id := range topo.AllowedCallers(w.Name) {
@@ -35,6 +41,62 @@ func TestDefaultTopology(t *testing.T) {
 	edge, _ := topo.Workload("edge")
 	if edge.ID.String() != "spiffe://ztbank.local/ns/ztbank-system/sa/edge" || edge.Tenant != "" {
 		t.Errorf("edge = %+v", edge)
+	}
+}
+
+// TestDefaultTopology checks the committed topology, whatever tenants it has, for what every
+// tree must hold: Edges and AllowedCallers agree, no call crosses tenants, each tenant is
+// entered only through its gateway by the edge and the ingress, and the edge's only caller
+// is the ingress.
+func TestDefaultTopology(t *testing.T) {
+	topo := Default()
+	if len(topo.Tenants) == 0 {
+		t.Fatal("no tenants")
+	}
+	fromEdges := map[string][]string{}
+	for _, e := range topo.Edges() {
+		from, ok := topo.Workload(e[0])
+		if !ok {
+			t.Fatalf("edge from unknown workload %q", e[0])
+		}
+		to, ok := topo.Workload(e[1])
+		if !ok {
+			t.Fatalf("edge to unknown workload %q", e[1])
+		}
+		if from.Tenant != "" && from.Tenant != to.Tenant {
+			t.Errorf("%s may call %s in another tenant", from.Name, to.Name)
+		}
+		if from.Tenant == "" && to.Tenant != "" && to.Service != EntryService {
+			t.Errorf("platform workload %s may call %s, not its tenant's %s", from.Name, to.Name, EntryService)
+		}
+		fromEdges[to.Name] = append(fromEdges[to.Name], from.ID.String())
+	}
+	fromCallers := map[string][]string{}
+	for _, w := range topo.Workloads {
+		for _, id := range topo.AllowedCallers(w.Name) {
+			fromCallers[w.Name] = append(fromCallers[w.Name], id.String())
+		}
+	}
+	sorted := cmpopts.SortSlices(func(a, b string) bool { return a < b })
+	if diff := cmp.Diff(fromEdges, fromCallers, sorted); diff != "" {
+		t.Errorf("Edges and AllowedCallers disagree (-edges +callers):\n%s", diff)
+	}
+	platform := func(service string) string {
+		return "spiffe://" + topo.TrustDomain.Name() + "/ns/" + topo.PlatformNamespace + "/sa/" + service
+	}
+	for _, tn := range topo.Tenants {
+		gw, ok := topo.TenantWorkload(tn.Name, EntryService)
+		if !ok {
+			t.Errorf("tenant %s has no %s", tn.Name, EntryService)
+			continue
+		}
+		want := []string{platform("edge"), platform("emissary-ingress")}
+		if diff := cmp.Diff(want, fromCallers[gw.Name], sorted); diff != "" {
+			t.Errorf("%s callers (-want +got):\n%s", gw.Name, diff)
+		}
+	}
+	if diff := cmp.Diff([]string{platform("emissary-ingress")}, fromCallers["edge"]); diff != "" {
+		t.Errorf("edge callers (-want +got):\n%s", diff)
 	}
 }
 
