@@ -9,7 +9,9 @@ tenant: ## add a tenant (NEW=bank-c [SERVICES=gateway,user,account,payment,ledge
 
 tenant-regen: generate aws-generate topology-svg compose-generate
 	@$(GO) test -count=1 -short -run '^TestMatrixUpToDate$$' ./tests/e2e -args -report=docs/isolation-matrix.md >/dev/null
-	@echo "==> regenerated deploy/k8s/generated, deploy/aws/generated, docs/topology.svg, docs/isolation-matrix.md (and .html), docker-compose.yml and its companions"
+	@# The kind overlay's enrolment table lists the demo users, one set per tenant (devkit/devoidc).
+	@$(GO) test -count=1 -run '^TestKindEnrolmentCurrent$$' ./devkit/devoidc -args -update >/dev/null
+	@echo "==> regenerated deploy/k8s/generated, deploy/aws/generated, docs/topology.svg, docs/isolation-matrix.md (and .html), docker-compose.yml and its companions, the kind overlay's edge-enrolment.yaml"
 
 compose-generate: ## rewrite docker-compose.yml, images.json's composeinit dirs, the Prometheus targets and Falco namespaces from the topology (tools/composegen)
 	@$(GO) run ./tools/composegen
