@@ -12,6 +12,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/ztbank/ztbank/devkit/demo"
+	"github.com/ztbank/ztbank/libs/topology"
 )
 
 // Load shape for the fault tests: a few concurrent clients at a modest fixed rate, which a
@@ -23,9 +24,22 @@ const (
 	agentOutage = 30 * time.Second
 )
 
-// tenantServices are the containers of the six banking workloads and the edge: none may be
-// restarted by a fault elsewhere.
-var tenantServices = []string{"edge", "bank-a-gateway", "bank-a-user", "bank-a-account", "bank-b-gateway", "bank-b-payment", "bank-b-ledger"}
+// tenantServices are the containers of the edge and every banking workload of the topology
+// (docker-compose.yml is generated from it, tools/composegen): none may be restarted by a
+// fault elsewhere.
+var tenantServices = func() []string {
+	var out []string
+	for _, w := range topology.Default().Workloads {
+		switch {
+		case w.External:
+		case w.Tenant == "":
+			out = append(out, w.Service)
+		default:
+			out = append(out, w.Tenant+"-"+w.Service)
+		}
+	}
+	return out
+}()
 
 // TestSpireAgentOutage stops the SPIRE agent container for 30 s under load: the workloads
 // keep serving with the SVIDs they hold (and the mTLS connections they pool), so not one
