@@ -318,8 +318,8 @@ func TestPlantedEKSDrift(t *testing.T) {
 		edit             func(m map[string]any)
 		want             string
 	}{
-		{"secret store missing", "ClusterSecretStore", "", "aws-parameter-store", nil,
-			"ExternalSecret bank-a/ztbank-db-account: reads from ClusterSecretStore/aws-parameter-store, which does not exist"},
+		{"secret store missing", "SecretStore", "bank-a", "aws-parameter-store", nil,
+			"ExternalSecret bank-a/ztbank-db-account: reads from SecretStore/bank-a/aws-parameter-store, which does not exist"},
 		{"ExternalSecret fills a variable nothing reads", "ExternalSecret", "bank-b", "ztbank-db-ledger", func(m map[string]any) {
 			dig(m, "spec", "target", "template", "data").(map[string]any)["ZTBANK_DB_HOST"] = "{{ .host }}"
 		}, "Deployment bank-b/ledger container ledger: sets ZTBANK_DB_HOST, which the ledger binary does not read"},

@@ -375,7 +375,7 @@ kind: ExternalSecret
 metadata: {name: misspelt, namespace: bank-a}
 spec:
   refreshIntervall: 1h
-  secretStoreRef: {name: aws-parameter-store, kind: ClusterSecretStore}
+  secretStoreRef: {name: aws-parameter-store, kind: SecretStore}
   target: {name: x}`,
 			want: `.spec.refreshIntervall: field not declared in schema`,
 		},

@@ -15,7 +15,6 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	api "github.com/weaveworks/eksctl/pkg/apis/eksctl.io/v1alpha5"
-	"github.com/ztbank/ztbank/deploy/check/topogen"
 	"github.com/ztbank/ztbank/libs/topology"
 	yaml3 "go.yaml.in/yaml/v3"
 	"sigs.k8s.io/yaml"
@@ -134,68 +133,6 @@ func TestClusterConfigIsValidEksctl(t *testing.T) {
 	if err := yaml.UnmarshalStrict(bad, &api.ClusterConfig{}); err == nil {
 		t.Fatal("misspelt eksctl field decoded")
 	}
-}
-
-// Every Parameter Store key an ExternalSecret of a tenant namespace reads (topogen's
-// objects) is one that tenant's ESO reader role may read.
-func TestExternalSecretsKeysAreReadable(t *testing.T) {
-	topo := topology.Default()
-	kfiles, err := topogen.Files(topo)
-	if err != nil {
-		t.Fatal(err)
-	}
-	readable := map[string][]string{} // namespace -> parameter ARNs
-	for _, tn := range topo.Tenants {
-		for _, leaf := range TenantParameters {
-			readable[tn.Name] = append(readable[tn.Name], str(sub("arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter"+TenantParameterName(tn.Name, leaf))))
-		}
-	}
-	docs := decodeAll(t, committed(t))
-	pols, _ := policiesOf(docs)
-	n := 0
-	for _, f := range kfiles {
-		if f.Name != "eks/externalsecrets.yaml" {
-			continue
-		}
-		dec := yaml3.NewDecoder(bytes.NewReader(f.Body))
-		for {
-			var es struct {
-				Metadata struct{ Namespace string }
-				Spec     struct {
-					Data []struct {
-						RemoteRef struct{ Key string } `yaml:"remoteRef"`
-					}
-				}
-			}
-			if err := dec.Decode(&es); err != nil {
-				break
-			}
-			for _, d := range es.Spec.Data {
-				n++
-				arn := "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter" + d.RemoteRef.Key
-				if !grants(pols, TenantTemplate(es.Metadata.Namespace), ESOTenantRoleName(es.Metadata.Namespace), "ssm:GetParameter", arn) {
-					t.Errorf("ExternalSecret in %s reads %s, which %s may not read", es.Metadata.Namespace, d.RemoteRef.Key, ESOTenantRoleName(es.Metadata.Namespace))
-				}
-			}
-		}
-	}
-	if n == 0 {
-		t.Fatal("no ExternalSecret keys found in topogen's output")
-	}
-}
-
-func grants(pols []policyDoc, template, role, action, resource string) bool {
-	for _, p := range pols {
-		if p.template != template || p.owner != role || p.kind != "identity" {
-			continue
-		}
-		for _, st := range p.doc.Statement {
-			if st.Effect == "Allow" && slices.Contains(st.Action, action) && slices.ContainsFunc(st.Resource, func(r any) bool { return str(r) == resource }) {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // withTenant returns the committed topology plus a tenant named name, a copy of the first

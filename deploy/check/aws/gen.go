@@ -18,6 +18,7 @@ import (
 	"github.com/awslabs/goformation/v7/cloudformation/securityhub"
 	"github.com/awslabs/goformation/v7/cloudformation/ssm"
 	"github.com/awslabs/goformation/v7/cloudformation/wafv2"
+	"github.com/ztbank/ztbank/deploy/check/awsnames"
 	"github.com/ztbank/ztbank/libs/topology"
 )
 
@@ -504,12 +505,12 @@ func tenantTemplate(topo *topology.Topology, tn topology.Tenant) *cloudformation
 	}
 
 	t.Resources["HostParameter"] = &ssm.Parameter{
-		Name: s(TenantParameterName(tn.Name, "db/host")), Type: "String",
+		Name: s(TenantParameterName(tn.Name, awsnames.ParamDBHost)), Type: "String",
 		Value:       cloudformation.GetAtt(IDDatabase, "Endpoint.Address"),
 		Description: s("RDS endpoint of " + tn.Name + " (External Secrets: ztbank-db-<service>)"),
 	}
 	t.Resources["RegionParameter"] = &ssm.Parameter{
-		Name: s(TenantParameterName(tn.Name, "db/region")), Type: "String",
+		Name: s(TenantParameterName(tn.Name, awsnames.ParamDBRegion)), Type: "String",
 		Value:       cloudformation.Ref("AWS::Region"),
 		Description: s("region for RDS IAM tokens of " + tn.Name),
 	}

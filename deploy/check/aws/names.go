@@ -9,12 +9,13 @@ import (
 	"strings"
 	"unicode"
 
+	"github.com/ztbank/ztbank/deploy/check/awsnames"
 	"github.com/ztbank/ztbank/libs/topology"
 )
 
-// Prefix names every AWS resource this project creates, so IAM names and paths stay
-// predictable across stacks (cross-stack references are by name, not by export).
-const Prefix = "ztbank"
+// Prefix names every AWS resource this project creates (spelt in package awsnames, shared
+// with the Kubernetes generator).
+const Prefix = awsnames.Prefix
 
 // SigningKeySecretName is the Secrets Manager secret holding the edge's internal-JWT signing
 // keys. It is the one place the name is spelt; the edge's configuration names it on EKS.
@@ -22,15 +23,16 @@ const SigningKeySecretName = Prefix + "/edge/signing-keys"
 
 // ParameterRoot is the Parameter Store prefix; each tenant's values live under
 // ParameterRoot + <tenant> + "/", which is the boundary of that tenant's ESO reader role.
-const ParameterRoot = "/" + Prefix + "/"
+const ParameterRoot = awsnames.ParameterRoot
 
-// Parameter names the External Secrets objects (deploy/k8s/generated/eks) read for a tenant.
-// ca-bundle is created by the runbook (the RDS CA bundle exceeds a CloudFormation parameter),
-// host and region by the tenant stack.
-var TenantParameters = []string{"db/host", "db/region", "db/ca-bundle"}
+// TenantParameters are the parameter leaves the External Secrets objects
+// (deploy/k8s/generated/eks) read for a tenant.
+var TenantParameters = awsnames.TenantParameters
 
 // TenantParameterName is the Parameter Store name of one of a tenant's values.
-func TenantParameterName(tenant, leaf string) string { return ParameterRoot + tenant + "/" + leaf }
+func TenantParameterName(tenant, leaf string) string {
+	return awsnames.TenantParameterName(tenant, leaf)
+}
 
 // Role names. Pod Identity roles are per workload; ESO has a controller role that may only
 // assume the per-tenant reader roles.
@@ -39,11 +41,11 @@ func WorkloadRoleName(w topology.Workload) string {
 }
 
 // ESOControllerRoleName is the role ESO's own pod receives through Pod Identity.
-const ESOControllerRoleName = Prefix + "-external-secrets"
+const ESOControllerRoleName = awsnames.ESOControllerRoleName
 
 // ESOTenantRoleName is the role a tenant's SecretStore makes ESO assume to read that
-// tenant's parameters and nothing else.
-func ESOTenantRoleName(tenant string) string { return Prefix + "-" + tenant + "-eso" }
+// tenant's parameters and nothing else; topogen writes the same name into the SecretStore.
+func ESOTenantRoleName(tenant string) string { return awsnames.ESOTenantRoleName(tenant) }
 
 // LBControllerRoleName is the AWS Load Balancer Controller's Pod Identity role.
 const LBControllerRoleName = Prefix + "-aws-load-balancer-controller"

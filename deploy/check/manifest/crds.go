@@ -214,24 +214,39 @@ type ExternalSecret struct {
 	} `json:"spec"`
 }
 
-// ClusterSecretStore says where ExternalSecrets read from and with which identity.
+// SecretStore says where the ExternalSecrets of its namespace read from and with which
+// identity: on EKS, Parameter Store as the tenant's reader role (role), assumed with ESO's
+// own Pod Identity credentials. Only what the ESO v1 schema has for AWS.
+type SecretStore struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata"`
+	Spec              SecretStoreSpec `json:"spec"`
+}
+
+// ClusterSecretStore is the cluster-wide SecretStore. Nothing generated uses one (a tenant's
+// reader role must not be reachable from another namespace); kept so a stray one is decoded
+// and seen by the checks rather than rejected as an unknown kind.
 type ClusterSecretStore struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata"`
-	Spec              struct {
-		Provider struct {
-			AWS *struct {
-				Service string `json:"service"`
-				Region  string `json:"region"`
-				Auth    *struct {
-					JWT *struct {
-						ServiceAccountRef struct {
-							Name      string `json:"name"`
-							Namespace string `json:"namespace,omitempty"`
-						} `json:"serviceAccountRef"`
-					} `json:"jwt,omitempty"`
-				} `json:"auth,omitempty"`
-			} `json:"aws,omitempty"`
-		} `json:"provider"`
-	} `json:"spec"`
+	Spec              SecretStoreSpec `json:"spec"`
+}
+
+// SecretStoreSpec is the part of a (Cluster)SecretStore spec the overlays set.
+type SecretStoreSpec struct {
+	Provider struct {
+		AWS *struct {
+			Service string `json:"service"`
+			Region  string `json:"region"`
+			Role    string `json:"role,omitempty"`
+			Auth    *struct {
+				JWT *struct {
+					ServiceAccountRef struct {
+						Name      string `json:"name"`
+						Namespace string `json:"namespace,omitempty"`
+					} `json:"serviceAccountRef"`
+				} `json:"jwt,omitempty"`
+			} `json:"auth,omitempty"`
+		} `json:"aws,omitempty"`
+	} `json:"provider"`
 }

@@ -64,6 +64,7 @@ var crdTypes = map[schema.GroupVersionKind]func() any{
 	{Group: "getambassador.io", Version: "v3alpha1", Kind: "TLSContext"}:             func() any { return new(TLSContext) },
 	{Group: "getambassador.io", Version: "v3alpha1", Kind: "AuthService"}:            func() any { return new(AuthService) },
 	{Group: "external-secrets.io", Version: "v1", Kind: "ExternalSecret"}:            func() any { return new(ExternalSecret) },
+	{Group: "external-secrets.io", Version: "v1", Kind: "SecretStore"}:               func() any { return new(SecretStore) },
 	{Group: "external-secrets.io", Version: "v1", Kind: "ClusterSecretStore"}:        func() any { return new(ClusterSecretStore) },
 	// The Prometheus Operator's own Go types, at the release whose CRDs the API-server test
 	// installs (v0.85.0; ADR 0975).

@@ -16,6 +16,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/ztbank/ztbank/deploy/check/awsnames"
 	"github.com/ztbank/ztbank/libs/topology"
 	"sigs.k8s.io/yaml"
 )
@@ -142,23 +143,48 @@ func Files(t *topology.Topology) ([]File, error) {
 	return append(append(files, eks...), kind...), nil
 }
 
-// eksFiles renders the EKS-only objects into the eks/ subdirectory: External Secrets that
-// bring each tenant's RDS endpoint into its namespace, and the eksctl Pod Identity
-// associations with one rds-db:connect policy per DB workload, scoped to its own DB user.
+// SecretStoreName is the namespaced External Secrets store in every tenant namespace; the
+// tenant's ExternalSecrets read through it and nothing else.
+const SecretStoreName = "aws-parameter-store"
+
+// EKSPlaceholder stands for an account-specific value (the region, the account ID in a role
+// ARN) that the eks overlay replaces from its settings.env, so no account is committed here.
+const EKSPlaceholder = "set-by-eks-overlay"
+
+// eksFiles renders the EKS-only objects into the eks/ subdirectory: per tenant namespace a
+// SecretStore that makes External Secrets assume that tenant's reader role (created, with the
+// Pod Identity roles and associations of the workloads, by the tenant's CloudFormation stack,
+// ADR 0960/0965), and the ExternalSecrets that bring the tenant's RDS endpoint, region and CA
+// into its namespace through that store.
 func (g gen) eksFiles() ([]File, error) {
-	var secrets []obj
+	var objs []obj
+	for _, tn := range g.t.Tenants {
+		objs = append(objs, obj{
+			"apiVersion": "external-secrets.io/v1",
+			"kind":       "SecretStore",
+			"metadata":   obj{"name": SecretStoreName, "namespace": tn.Name},
+			"spec": obj{"provider": obj{"aws": obj{
+				"service": "ParameterStore",
+				"region":  EKSPlaceholder,
+				// No auth block: ESO uses its own Pod Identity credentials, whose only
+				// permission is to assume the tenant reader roles, and reads as this one.
+				"role": awsnames.RoleARN(EKSPlaceholder, awsnames.ESOTenantRoleName(tn.Name)),
+			}}},
+		})
+	}
+	storeRef := obj{"name": SecretStoreName, "kind": "SecretStore"}
 	for _, tn := range g.t.Tenants {
 		// The RDS CA bundle of the tenant's database, which every DB workload verifies it by.
-		secrets = append(secrets, obj{
+		objs = append(objs, obj{
 			"apiVersion": "external-secrets.io/v1",
 			"kind":       "ExternalSecret",
 			"metadata":   obj{"name": DBCASecret, "namespace": tn.Name},
 			"spec": obj{
 				"refreshInterval": "1h",
-				"secretStoreRef":  obj{"name": "aws-parameter-store", "kind": "ClusterSecretStore"},
+				"secretStoreRef":  storeRef,
 				"target":          obj{"name": DBCASecret, "creationPolicy": "Owner"},
 				"data": []any{
-					obj{"secretKey": DBCAKey, "remoteRef": obj{"key": "/ztbank/" + tn.Name + "/db/ca-bundle"}},
+					obj{"secretKey": DBCAKey, "remoteRef": obj{"key": awsnames.TenantParameterName(tn.Name, awsnames.ParamDBCABundle)}},
 				},
 			},
 		})
@@ -167,15 +193,19 @@ func (g gen) eksFiles() ([]File, error) {
 		if w.DBRole == "" {
 			continue
 		}
+		if _, ok := g.t.Tenant(w.Namespace); !ok || w.Tenant != w.Namespace {
+			// Only tenant namespaces have a SecretStore and a reader role.
+			return nil, fmt.Errorf("DB workload %s is not in its tenant's namespace; no SecretStore reads for it", w.Name)
+		}
 		// The endpoint and region come from Parameter Store; the template makes the one DSN the
 		// binary reads (database, role and TLS settings are the topology's, not the account's).
-		secrets = append(secrets, obj{
+		objs = append(objs, obj{
 			"apiVersion": "external-secrets.io/v1",
 			"kind":       "ExternalSecret",
 			"metadata":   obj{"name": DBSecretName(w), "namespace": w.Namespace},
 			"spec": obj{
 				"refreshInterval": "1h",
-				"secretStoreRef":  obj{"name": "aws-parameter-store", "kind": "ClusterSecretStore"},
+				"secretStoreRef":  storeRef,
 				"target": obj{
 					"name":           DBSecretName(w),
 					"creationPolicy": "Owner",
@@ -189,13 +219,13 @@ func (g gen) eksFiles() ([]File, error) {
 					},
 				},
 				"data": []any{
-					obj{"secretKey": "host", "remoteRef": obj{"key": "/ztbank/" + w.Tenant + "/db/host"}},
-					obj{"secretKey": "region", "remoteRef": obj{"key": "/ztbank/" + w.Tenant + "/db/region"}},
+					obj{"secretKey": "host", "remoteRef": obj{"key": awsnames.TenantParameterName(w.Tenant, awsnames.ParamDBHost)}},
+					obj{"secretKey": "region", "remoteRef": obj{"key": awsnames.TenantParameterName(w.Tenant, awsnames.ParamDBRegion)}},
 				},
 			},
 		})
 	}
-	es, err := render(secrets)
+	es, err := render(objs)
 	if err != nil {
 		return nil, fmt.Errorf("render external secrets: %w", err)
 	}
@@ -207,55 +237,9 @@ func (g gen) eksFiles() ([]File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("render eks kustomization: %w", err)
 	}
-	var assocs []any
-	for _, w := range g.t.Workloads {
-		if w.DBRole == "" {
-			continue
-		}
-		resID := "${RDS_RESOURCE_ID_" + strings.ToUpper(strings.ReplaceAll(w.Tenant, "-", "_")) + "}"
-		assocs = append(assocs, obj{
-			"namespace":          w.Namespace,
-			"serviceAccountName": w.Service,
-			"roleName":           "ztbank-" + w.Namespace + "-" + w.Service,
-			"permissionPolicy": obj{
-				"Version": "2012-10-17",
-				"Statement": []any{obj{
-					"Effect": "Allow",
-					"Action": []any{"rds-db:connect"},
-					// The DbiResourceId (db-…), not the instance name; the user is this
-					// workload's own login role and nothing else.
-					"Resource": []any{"arn:aws:rds-db:${AWS_REGION}:${AWS_ACCOUNT_ID}:dbuser:" + resID + "/" + w.DBRole},
-				}},
-			},
-		})
-	}
-	assocs = append(assocs, obj{
-		"namespace":          "external-secrets",
-		"serviceAccountName": "external-secrets",
-		"roleName":           "ztbank-external-secrets",
-		"permissionPolicy": obj{
-			"Version": "2012-10-17",
-			"Statement": []any{obj{
-				"Effect":   "Allow",
-				"Action":   []any{"ssm:GetParameter", "ssm:GetParameters"},
-				"Resource": []any{"arn:aws:ssm:${AWS_REGION}:${AWS_ACCOUNT_ID}:parameter/ztbank/*"},
-			}},
-		},
-	})
-	cc, err := render([]obj{{
-		"apiVersion": "eksctl.io/v1alpha5",
-		"kind":       "ClusterConfig",
-		"metadata":   obj{"name": "${EKS_CLUSTER_NAME}", "region": "${AWS_REGION}"},
-		"addons":     []any{obj{"name": "eks-pod-identity-agent"}},
-		"iam":        obj{"podIdentityAssociations": assocs},
-	}})
-	if err != nil {
-		return nil, fmt.Errorf("render eksctl config: %w", err)
-	}
 	return []File{
 		{Name: "eks/externalsecrets.yaml", Body: es},
 		{Name: "eks/kustomization.yaml", Body: k},
-		{Name: "eks/eksctl-pod-identity.yaml", Body: cc},
 	}, nil
 }
 
