@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -42,6 +43,11 @@ type Source struct {
 	lastErr  error
 	updated  chan struct{} // closed on first update
 	firstSet bool
+
+	// notAfter caches the current leaf's expiry (Unix nanoseconds, 0 before the first
+	// SVID) so the per-request fail-closed check (transport.FailClosed) reads one atomic
+	// instead of taking the lock.
+	notAfter atomic.Int64
 }
 
 type config struct {
@@ -169,6 +175,7 @@ func (s *Source) OnX509ContextUpdate(c *workloadapi.X509Context) {
 	s.mu.Lock()
 	wasDown := s.lastErr != nil
 	s.svid, s.bundles, s.lastErr = svid, c.Bundles, nil
+	s.notAfter.Store(svid.Certificates[0].NotAfter.UnixNano())
 	first := !s.firstSet
 	s.firstSet = true
 	s.mu.Unlock()
@@ -255,14 +262,14 @@ func (s *Source) Connected() bool {
 	return s.lastErr == nil
 }
 
-// NotAfter returns the expiry of the current leaf certificate.
+// NotAfter returns the expiry of the current leaf certificate, the zero time before the
+// first SVID. It takes no lock and allocates nothing: servers call it on every request.
 func (s *Source) NotAfter() time.Time {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if s.svid == nil {
+	n := s.notAfter.Load()
+	if n == 0 {
 		return time.Time{}
 	}
-	return s.svid.Certificates[0].NotAfter
+	return time.Unix(0, n)
 }
 
 // Leaf returns the current leaf certificate, for diagnostics.

@@ -105,6 +105,11 @@ const (
 	// TypeNoRoute: nothing is served at this path (the router's own 404, never a data
 	// lookup).
 	TypeNoRoute = TypeBase + "no-such-route"
+	// TypeIdentityExpired: a service refused a request on an mTLS connection whose peer
+	// certificate has passed its NotAfter, or while its own SVID has expired and it can no
+	// longer prove who it is (transport.FailClosed, ADR 0989). A 503: it clears on a new
+	// connection once the SVIDs are renewed.
+	TypeIdentityExpired = TypeBase + "identity-expired"
 )
 
 // Refuse returns an error in category cat, shown with msg and extra extension members,

@@ -251,7 +251,7 @@ func (rt *Runtime) ServeListeners(ctx context.Context, apiLn, healthLn net.Liste
 // allowlist in direct mode) and health. The API's route table is published on the health
 // port's /metrics.
 func (rt *Runtime) apiListeners(ctx context.Context, api http.Handler, ready []func(context.Context) error) []Listener {
-	apiSrv := rt.NewHTTPServer(ctx, api)
+	apiSrv := rt.NewHTTPServer(ctx, rt.FailClosed(api))
 	if rt.Env.Mode == transport.Direct {
 		apiSrv.TLSConfig = transport.ServerTLS(rt.Source, rt.Topology.AllowedCallers(rt.Self.Name))
 	}
@@ -260,6 +260,17 @@ func (rt *Runtime) apiListeners(ctx context.Context, api http.Handler, ready []f
 		{Name: "api", Addr: rt.Env.Listen, Server: apiSrv},
 		{Name: "health", Addr: rt.Env.HealthListen, Server: &http.Server{Handler: rt.HealthMux(ready...), ReadHeaderTimeout: 5 * time.Second}},
 	}
+}
+
+// FailClosed wraps the handler of an mTLS listener so that no request is served on a
+// connection whose client certificate has expired, nor while this workload's own SVID has
+// expired (transport.FailClosed, ADR 0989). In mesh mode the sidecar terminates mTLS and
+// holds the certificates, so h is returned as it is.
+func (rt *Runtime) FailClosed(h http.Handler) http.Handler {
+	if rt.Source == nil {
+		return h
+	}
+	return transport.FailClosed(rt.Source.NotAfter)(h)
 }
 
 // Listener is one HTTP server a service runs until shutdown: the API, the health port, or

@@ -156,6 +156,11 @@ func WithRoundTripper(wrap func(http.RoundTripper) http.RoundTripper) ClientOpti
 // are kept alive and pooled: a full handshake costs about as much as 50 policy decisions,
 // so one per request would be a defect. Requests made with a context that carries a
 // verified user forward that user's internal JWT, so the next service can verify it too.
+//
+// Pooled connections do not outlive the certificates they were opened with (ADR 0989): the
+// transport dials through an expiry guard that closes idle connections when the workload's
+// SVID rotates, never reuses a connection past its own or the server's NotAfter, and fails
+// requests with ErrExpired while the workload's own SVID has expired.
 func Client(src Source, server spiffeid.ID, opts ...ClientOption) *http.Client {
 	t := &http.Transport{
 		TLSClientConfig:     ClientTLS(src, server),
@@ -164,9 +169,10 @@ func Client(src Source, server spiffeid.ID, opts ...ClientOption) *http.Client {
 		MaxIdleConnsPerHost: 32,
 		IdleConnTimeout:     90 * time.Second,
 		TLSHandshakeTimeout: 5 * time.Second,
-		DialContext:         (&net.Dialer{Timeout: 3 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 	}
-	c := &http.Client{Transport: forwardUserToken{t}, Timeout: 10 * time.Second}
+	g := newExpiryGuard(t, src, t.TLSClientConfig,
+		&net.Dialer{Timeout: 3 * time.Second, KeepAlive: 30 * time.Second}, t.TLSHandshakeTimeout)
+	c := &http.Client{Transport: forwardUserToken{g}, Timeout: 10 * time.Second}
 	for _, o := range opts {
 		o(t, c)
 	}

@@ -138,7 +138,7 @@ func listeners(ctx context.Context, rt *server.Runtime, cfg config.Edge, stdout 
 			}
 		}
 	}
-	internal := newHTTPServer(ctx, NewInternalServer(d), rt)
+	internal := newHTTPServer(ctx, rt.FailClosed(NewInternalServer(d)), rt)
 	if rt.Env.Mode == transport.Direct {
 		internal.TLSConfig = transport.ServerTLSAnyMember(rt.Source, rt.Topology.TrustDomain)
 	}
