@@ -107,7 +107,7 @@ func TestAddThenRemoveRestoresTheTree(t *testing.T) {
 		workloads      []string
 		migrations     []string
 	}{
-		{"bank-c", "", []string{"bank-c/gateway", "bank-c/user", "bank-c/account", "bank-c/payment", "bank-c/ledger"},
+		{"bank-q", "", []string{"bank-q/gateway", "bank-q/user", "bank-q/account", "bank-q/payment", "bank-q/ledger"},
 			[]string{"0001_database", "0002_users", "0003_accounts", "0004_ledger", "0005_payments"}},
 		{"bank-retail", "account,gateway,user", []string{"bank-retail/gateway", "bank-retail/user", "bank-retail/account"},
 			[]string{"0001_database", "0002_users", "0003_accounts"}},
@@ -183,14 +183,14 @@ func TestBadInput(t *testing.T) {
 		want string
 	}{
 		{[]string{}, usage},
-		{[]string{"-new", "bank-c", "-remove", "bank-a"}, usage},
+		{[]string{"-new", "bank-q", "-remove", "bank-a"}, usage},
 		{[]string{"-new", "Bank-C"}, `tenant name "Bank-C": want 2-24 characters of a-z, 0-9 and -, starting with a letter`},
 		{[]string{"-new", "bank--c"}, `tenant name "bank--c": want 2-24 characters of a-z, 0-9 and -, starting with a letter`},
 		{[]string{"-new", "bank-a"}, `tenant "bank-a" already exists in libs/topology/topology.yaml`},
-		{[]string{"-new", "bank-c", "-services", "gateway,vault"}, `service "vault" is not in the tenant catalogue (gateway, user, account, payment, ledger)`},
-		{[]string{"-new", "bank-c", "-services", "gateway,user,user"}, `service "user" named twice`},
-		{[]string{"-new", "bank-c", "-services", "gateway,user"}, `invalid topology: libs/topology/topology.yaml with bank-c:95: tenant "bank-c" runs user but not account, which user needs: add workload "bank-c/account"`},
-		{[]string{"-new", "bank-c", "-services", "user,account"}, `invalid topology: libs/topology/topology.yaml with bank-c:18: tenant "bank-c" runs no gateway, the only way into a tenant: add workload "bank-c/gateway"`},
+		{[]string{"-new", "bank-q", "-services", "gateway,vault"}, `service "vault" is not in the tenant catalogue (gateway, user, account, payment, ledger)`},
+		{[]string{"-new", "bank-q", "-services", "gateway,user,user"}, `service "user" named twice`},
+		{[]string{"-new", "bank-q", "-services", "gateway,user"}, `invalid topology: libs/topology/topology.yaml with bank-q:95: tenant "bank-q" runs user but not account, which user needs: add workload "bank-q/account"`},
+		{[]string{"-new", "bank-q", "-services", "user,account"}, `invalid topology: libs/topology/topology.yaml with bank-q:18: tenant "bank-q" runs no gateway, the only way into a tenant: add workload "bank-q/gateway"`},
 		{[]string{"-remove", "bank-z"}, `no tenant "bank-z" in libs/topology/topology.yaml`},
 		{[]string{"-remove", "bank-b"}, `tests/e2e/rules.go holds no rows written by make tenant for bank-b: a tenant written by hand is removed by hand`},
 		{[]string{"-remove", "bank-b", "-services", "gateway"}, `-services goes with -new, not -remove`},

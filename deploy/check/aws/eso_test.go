@@ -231,7 +231,7 @@ func TestSecretStoresMatchCloudFormation(t *testing.T) {
 		}
 	})
 	t.Run("third tenant", func(t *testing.T) {
-		topo3 := withTenant(t, "bank-c")
+		topo3 := withTenant(t, "bank-q")
 		files, err := Files(topo3)
 		if err != nil {
 			t.Fatal(err)
