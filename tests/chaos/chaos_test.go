@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -498,9 +499,67 @@ func agentOutage(ctx context.Context, t *testing.T, e *env) ([]string, error) {
 			}
 		}
 	}
-	notes = append(notes, fmt.Sprintf("outage %s; every SVID expired; all services unready, refused plaintext and certificate-less TLS",
-		time.Since(latest.Add(-chaosSVIDTTL)).Round(time.Second)))
+	probed, err := expiredProbes(ctx, e)
+	if err != nil {
+		return nil, err
+	}
+	notes = append(notes, fmt.Sprintf("outage %s; every SVID expired; all services unready, refused plaintext and certificate-less TLS; %s",
+		time.Since(latest.Add(-chaosSVIDTTL)).Round(time.Second), probed))
 	return notes, nil
+}
+
+// expiredProbes sends reads of both tenants through the edge while every SVID has expired.
+// The edge→gateway and service→service connections opened before expiry are still in the
+// pools, so each read would succeed if a kept-alive connection outlived its certificates;
+// ADR 0989 says each must fail closed instead: 502 or 503, never an answer. The probes
+// log in as the staff users, whom the load does not use, so the edge's per-user rate limit
+// (spent by the load's retries) does not answer for the services; a 429 is waited out.
+func expiredProbes(ctx context.Context, e *env) (string, error) {
+	probes := []struct{ user, path string }{
+		{"carol@bank-a", "/bank-a/v1/users/me"},
+		{"erin@bank-b", "/bank-b/v1/accounts/" + bob.String() + "/balance"},
+	}
+	const rounds = 5
+	statuses := map[int]int{}
+	for range rounds {
+		for _, p := range probes {
+			tok, err := e.tokens.get(ctx, p.user)
+			if err != nil {
+				return "", fmt.Errorf("token for %s: %w", p.user, err)
+			}
+			var (
+				resp *http.Response
+				b    []byte
+			)
+			for try := 0; ; try++ {
+				req, err := http.NewRequestWithContext(ctx, http.MethodGet, e.edge+p.path, nil)
+				if err != nil {
+					return "", err
+				}
+				req.Header.Set("Authorization", "Bearer "+tok)
+				if resp, err = e.client.Do(req); err != nil {
+					return "", fmt.Errorf("GET %s with expired SVIDs: the edge did not answer: %w", p.path, err)
+				}
+				b, _ = io.ReadAll(io.LimitReader(resp.Body, 300))
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusTooManyRequests || try == 10 {
+					break
+				}
+				secs, _ := strconv.Atoi(resp.Header.Get("Retry-After"))
+				select {
+				case <-ctx.Done():
+					return "", ctx.Err()
+				case <-time.After(max(time.Duration(secs)*time.Second, 250*time.Millisecond)):
+				}
+			}
+			if resp.StatusCode != http.StatusBadGateway && resp.StatusCode != http.StatusServiceUnavailable {
+				return "", fmt.Errorf("GET %s with every SVID expired answered %d, want 502 or 503 (fail closed): %s", p.path, resp.StatusCode, b)
+			}
+			statuses[resp.StatusCode]++
+		}
+	}
+	return fmt.Sprintf("%d reads through the edge while expired all refused (%d× 502, %d× 503)",
+		rounds*len(probes), statuses[http.StatusBadGateway], statuses[http.StatusServiceUnavailable]), nil
 }
 
 func chaosReport(mode string, rows []row) string {
