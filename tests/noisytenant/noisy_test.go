@@ -42,7 +42,7 @@ const (
 	// (load generator, edge and services share it) measures the generator's own CPU use
 	// rather than tenant isolation (ADR 0990).
 	floodClients = 6
-	floodFactor  = 10
+	floodFactor  = 3
 )
 
 var (
