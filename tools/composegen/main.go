@@ -24,24 +24,17 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"text/template"
 
+	"github.com/ztbank/ztbank/libs/cli"
 	"github.com/ztbank/ztbank/libs/topology"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "composegen:", err)
-		os.Exit(1)
-	}
-}
+func main() { cli.Main("composegen", run) }
 
 // Paths of the files composegen writes, relative to the repository root.
 const (
@@ -60,7 +53,7 @@ func run(_ context.Context, args []string, _ func(string) string, stdout, _ io.W
 	root := fs.String("root", ".", "repository `root`")
 	topoPath := fs.String("topology", "", "topology `file` (default: the one compiled into libs/topology)")
 	check := fs.Bool("check", false, "write nothing; fail if a committed file is not what would be written")
-	if err := fs.Parse(args); err != nil {
+	if err := fs.Parse(args[1:]); err != nil {
 		return fmt.Errorf("%w (usage: composegen [-root DIR] [-topology FILE] [-check])", err)
 	}
 	if fs.NArg() > 0 {

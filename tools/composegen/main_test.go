@@ -347,20 +347,20 @@ func TestRunCheck(t *testing.T) {
 		}
 	}
 	ctx := context.Background()
-	err := run(ctx, []string{"-root", dir, "-check"}, os.Getenv, io.Discard, io.Discard)
+	err := run(ctx, []string{"composegen", "-root", dir, "-check"}, os.Getenv, io.Discard, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), ComposeFile) {
 		t.Fatalf("run -check = %v, want an error naming %s", err, ComposeFile)
 	}
 	if b, _ := os.ReadFile(filepath.Join(dir, ComposeFile)); !bytes.HasSuffix(b, []byte("# hand edit\n")) {
 		t.Fatal("run -check rewrote the file")
 	}
-	if err := run(ctx, []string{"-root", dir}, os.Getenv, io.Discard, io.Discard); err != nil {
+	if err := run(ctx, []string{"composegen", "-root", dir}, os.Getenv, io.Discard, io.Discard); err != nil {
 		t.Fatal(err)
 	}
-	if err := run(ctx, []string{"-root", dir, "-check"}, os.Getenv, io.Discard, io.Discard); err != nil {
+	if err := run(ctx, []string{"composegen", "-root", dir, "-check"}, os.Getenv, io.Discard, io.Discard); err != nil {
 		t.Fatalf("after regenerating, run -check = %v", err)
 	}
-	if err := run(ctx, []string{"-root", dir, "extra"}, os.Getenv, io.Discard, io.Discard); err == nil {
+	if err := run(ctx, []string{"composegen", "-root", dir, "extra"}, os.Getenv, io.Discard, io.Discard); err == nil {
 		t.Error("run with a stray argument succeeded")
 	}
 }

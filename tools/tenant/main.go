@@ -19,23 +19,16 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
 
+	"github.com/ztbank/ztbank/libs/cli"
 	"github.com/ztbank/ztbank/libs/topology"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "tenant:", err)
-		os.Exit(1)
-	}
-}
+func main() { cli.Main("tenant", run) }
 
 const usage = "usage: tenant -new NAME [-services gateway,user,account,payment,ledger] | -remove NAME [-root DIR]"
 
@@ -52,7 +45,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	remove := fs.String("remove", "", "name of a tenant added by this command, to remove")
 	services := fs.String("services", "", "comma-separated services from the catalogue (default: all of them)")
 	root := fs.String("root", ".", "repository root")
-	if err := fs.Parse(args); err != nil {
+	if err := fs.Parse(args[1:]); err != nil {
 		return fmt.Errorf("%w (%s)", err, usage)
 	}
 	if fs.NArg() > 0 || (*add == "") == (*remove == "") {

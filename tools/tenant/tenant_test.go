@@ -94,7 +94,7 @@ func snapshot(t *testing.T, root string) map[string]string {
 
 func runTool(root string, args ...string) (string, error) {
 	var stdout, stderr bytes.Buffer
-	err := run(context.Background(), append(args, "-root", root), os.Getenv, &stdout, &stderr)
+	err := run(context.Background(), append(append([]string{"tenant"}, args...), "-root", root), os.Getenv, &stdout, &stderr)
 	return stdout.String(), err
 }
 
