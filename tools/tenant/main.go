@@ -127,15 +127,25 @@ func checkName(name string) error {
 	return nil
 }
 
-func planAdd(root, name, servicesFlag string) ([]fileChange, error) {
+// readTopology checks the tenant name the command was given and reads the topology it edits:
+// the file's bytes, which the edit is made on, and what they parse to.
+func readTopology(root, name string) ([]byte, *topology.Topology, error) {
 	if err := checkName(name); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	src, err := os.ReadFile(filepath.Join(root, topologyFile))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	topo, err := topology.Parse(topologyFile, src)
+	if err != nil {
+		return nil, nil, err
+	}
+	return src, topo, nil
+}
+
+func planAdd(root, name, servicesFlag string) ([]fileChange, error) {
+	src, topo, err := readTopology(root, name)
 	if err != nil {
 		return nil, err
 	}
@@ -183,14 +193,7 @@ func planAdd(root, name, servicesFlag string) ([]fileChange, error) {
 }
 
 func planRemove(root, name string) ([]fileChange, error) {
-	if err := checkName(name); err != nil {
-		return nil, err
-	}
-	src, err := os.ReadFile(filepath.Join(root, topologyFile))
-	if err != nil {
-		return nil, err
-	}
-	topo, err := topology.Parse(topologyFile, src)
+	src, topo, err := readTopology(root, name)
 	if err != nil {
 		return nil, err
 	}
