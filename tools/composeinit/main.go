@@ -15,11 +15,13 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"strings"
 
 	"github.com/ztbank/ztbank/libs/cli"
+	"github.com/ztbank/ztbank/libs/topology"
 )
 
 func main() { cli.Main("composeinit", run) }
@@ -51,6 +53,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	default:
 		return fmt.Errorf("%w: unknown subcommand %q; %s", errUsage, args[1], usage)
 	}
+}
+
+// parseWithTopology adds the -topology flag the topology-driven subcommands take to fs,
+// parses args and loads the topology it names.
+func parseWithTopology(fs *flag.FlagSet, args []string, getenv func(string) string) (*topology.Topology, error) {
+	topoPath := fs.String("topology", getenv("ZTBANK_TOPOLOGY"), "topology `file` (default: the embedded one)")
+	if err := fs.Parse(args); err != nil {
+		return nil, fmt.Errorf("%w: %w", errUsage, err)
+	}
+	return topology.Load(*topoPath)
 }
 
 func envOr(getenv func(string) string, key, def string) string {

@@ -56,11 +56,7 @@ func secrets(ctx context.Context, args []string, getenv func(string) string, std
 	fs := flag.NewFlagSet("composeinit secrets", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	out := fs.String("out", envOr(getenv, "COMPOSEINIT_OUT", "/out"), "`directory` whose subdirectories are the secret volumes")
-	topoPath := fs.String("topology", getenv("ZTBANK_TOPOLOGY"), "topology `file` (default: the embedded one)")
-	if err := fs.Parse(args); err != nil {
-		return fmt.Errorf("%w: %w", errUsage, err)
-	}
-	topo, err := topology.Load(*topoPath)
+	topo, err := parseWithTopology(fs, args, getenv)
 	if err != nil {
 		return err
 	}

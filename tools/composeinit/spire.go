@@ -44,13 +44,9 @@ func spire(ctx context.Context, args []string, getenv func(string) string, stdou
 	fs.SetOutput(stderr)
 	socket := fs.String("socket", envOr(getenv, "SPIRE_SERVER_SOCKET", "/run/spire/admin/api.sock"), "SPIRE server admin API `socket`")
 	out := fs.String("out", envOr(getenv, "COMPOSEINIT_OUT", "/run/spire/bootstrap"), "`directory` for bundle.pem and join-token (the agent reads them)")
-	topoPath := fs.String("topology", getenv("ZTBANK_TOPOLOGY"), "topology `file` (default: the embedded one)")
 	wait := fs.Duration("wait", 2*time.Minute, "how long to wait for the server to answer")
 	ttl := fs.Duration("svid-ttl", 0, "X509-SVID TTL of the workload entries (0: the server default)")
-	if err := fs.Parse(args); err != nil {
-		return fmt.Errorf("%w: %w", errUsage, err)
-	}
-	topo, err := topology.Load(*topoPath)
+	topo, err := parseWithTopology(fs, args, getenv)
 	if err != nil {
 		return err
 	}

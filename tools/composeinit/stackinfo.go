@@ -62,11 +62,7 @@ func stackInfo(ctx context.Context, args []string, getenv func(string) string, s
 	dir := fs.String("dir", ".dev/compose", "host `directory` for stack.json and the files it names")
 	adminSock := fs.String("spire-admin", "", "host path of the SPIRE server admin socket (default: api.sock in the spire-admin volume's host directory)")
 	spireBin := fs.String("spire-bin", "", "spire-server binary on the host for minting test SVIDs (default: the one make images built, else make spire's)")
-	topoPath := fs.String("topology", getenv("ZTBANK_TOPOLOGY"), "topology `file` (default: the embedded one)")
-	if err := fs.Parse(args); err != nil {
-		return fmt.Errorf("%w: %w", errUsage, err)
-	}
-	topo, err := topology.Load(*topoPath)
+	topo, err := parseWithTopology(fs, args, getenv)
 	if err != nil {
 		return err
 	}
