@@ -66,6 +66,25 @@ func (e *endpointFlags) resolve(secretsFromInfo func(providerInfo) string) error
 
 // httpClient trusts only the dev CA: a token request that reached anything else would hand
 // a password to it.
+// secretAndClient is what both token commands need before they ask the provider: name's
+// secret from the secrets file resolve chose (what says what kind of name it is, for the
+// error), and a client that trusts the provider's CA.
+func (e *endpointFlags) secretAndClient(name, what string) (string, *http.Client, error) {
+	secrets, err := devoidc.ReadSecrets(e.secretsFile)
+	if err != nil {
+		return "", nil, err
+	}
+	secret, ok := secrets[name]
+	if !ok {
+		return "", nil, fmt.Errorf("no %s %q in %s", what, name, e.secretsFile)
+	}
+	client, err := e.httpClient()
+	if err != nil {
+		return "", nil, err
+	}
+	return secret, client, nil
+}
+
 func (e *endpointFlags) httpClient() (*http.Client, error) {
 	pem, err := os.ReadFile(e.caFile)
 	if err != nil {
@@ -97,15 +116,7 @@ func userToken(ctx context.Context, args []string, _ func(string) string, stdout
 	if err := e.resolve(func(i providerInfo) string { return i.PasswordsFile }); err != nil {
 		return fmt.Errorf("token: %w", err)
 	}
-	passwords, err := devoidc.ReadSecrets(e.secretsFile)
-	if err != nil {
-		return fmt.Errorf("token: %w", err)
-	}
-	password, ok := passwords[*user]
-	if !ok {
-		return fmt.Errorf("token: no demo user %q in %s", *user, e.secretsFile)
-	}
-	client, err := e.httpClient()
+	password, client, err := e.secretAndClient(*user, "demo user")
 	if err != nil {
 		return fmt.Errorf("token: %w", err)
 	}
@@ -136,15 +147,7 @@ func clientToken(ctx context.Context, args []string, _ func(string) string, stdo
 	if err != nil {
 		return fmt.Errorf("client-token: %w", err)
 	}
-	secrets, err := devoidc.ReadSecrets(e.secretsFile)
-	if err != nil {
-		return fmt.Errorf("client-token: %w", err)
-	}
-	secret, ok := secrets[*clientID]
-	if !ok {
-		return fmt.Errorf("client-token: no client %q in %s", *clientID, e.secretsFile)
-	}
-	client, err := e.httpClient()
+	secret, client, err := e.secretAndClient(*clientID, "client")
 	if err != nil {
 		return fmt.Errorf("client-token: %w", err)
 	}
