@@ -97,31 +97,12 @@ func TestDockerignore(t *testing.T) {
 	cid := mustDocker(t, "create", tag, "/none") // never started: only exported
 	t.Cleanup(func() { dockerCmd(context.Background(), "rm", "-f", cid) })
 
-	export := exec.CommandContext(ctx, "docker", "export", cid)
-	stdout, err := export.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := export.Start(); err != nil {
-		t.Fatal(err)
-	}
 	var got []string
-	tr := tar.NewReader(stdout)
-	for {
-		hdr, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+	exportFiles(ctx, t, cid, func(hdr *tar.Header, _ io.Reader) {
 		if hdr.Typeflag == tar.TypeReg && strings.HasPrefix(hdr.Name, "ctx/") {
 			got = append(got, hdr.Name)
 		}
-	}
-	if err := export.Wait(); err != nil {
-		t.Fatal(err)
-	}
+	})
 	sort.Strings(got)
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("files in the build context (-want +got):\n%s", diff)

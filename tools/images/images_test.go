@@ -168,17 +168,10 @@ func healthProbes(t *testing.T) map[string]healthProbe {
 	return probes
 }
 
-// checkRoot reads an image's /etc files and binary owner from a created (never started)
-// container: the CA bundle holds the Mozilla set, passwd names the non-root user, and the
-// binary belongs to root so the user cannot replace it.
-func checkRoot(t *testing.T, im image) {
+// exportFiles streams container cid's filesystem (docker export) and calls each with every
+// entry's header and contents, in archive order.
+func exportFiles(ctx context.Context, t *testing.T, cid string, each func(hdr *tar.Header, r io.Reader)) {
 	t.Helper()
-	cid := mustDocker(t, "create", im.Image)
-	t.Cleanup(func() { dockerCmd(context.Background(), "rm", "-f", cid) })
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	files := map[string]*tar.Header{}
-	contents := map[string]string{}
 	export := exec.CommandContext(ctx, "docker", "export", cid)
 	stdout, err := export.StdoutPipe()
 	if err != nil {
@@ -196,19 +189,35 @@ func checkRoot(t *testing.T, im image) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		each(hdr, tr)
+	}
+	if err := export.Wait(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// checkRoot reads an image's /etc files and binary owner from a created (never started)
+// container: the CA bundle holds the Mozilla set, passwd names the non-root user, and the
+// binary belongs to root so the user cannot replace it.
+func checkRoot(t *testing.T, im image) {
+	t.Helper()
+	cid := mustDocker(t, "create", im.Image)
+	t.Cleanup(func() { dockerCmd(context.Background(), "rm", "-f", cid) })
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	files := map[string]*tar.Header{}
+	contents := map[string]string{}
+	exportFiles(ctx, t, cid, func(hdr *tar.Header, r io.Reader) {
 		name := "/" + strings.TrimPrefix(hdr.Name, "./")
 		files[strings.TrimSuffix(name, "/")] = hdr
 		if strings.HasPrefix(name, "/etc/") && hdr.Typeflag == tar.TypeReg {
-			b, err := io.ReadAll(tr)
+			b, err := io.ReadAll(r)
 			if err != nil {
 				t.Fatal(err)
 			}
 			contents[name] = string(b)
 		}
-	}
-	if err := export.Wait(); err != nil {
-		t.Fatal(err)
-	}
+	})
 	if n := strings.Count(contents["/etc/ssl/certs/ca-certificates.crt"], "-----BEGIN CERTIFICATE-----"); n < 100 {
 		t.Errorf("CA bundle holds %d certificates, want the Mozilla set (over 100)", n)
 	}
