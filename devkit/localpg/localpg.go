@@ -153,7 +153,7 @@ func Start(ctx context.Context, dir string, opts ...Option) (*Cluster, error) {
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
 		port := st.Port
-		if attempt > 0 || port == 0 || !portFree(port) {
+		if attempt > 0 || port == 0 || !localports.Bindable(port) {
 			if port, err = freePort(); err != nil {
 				return nil, err
 			}
@@ -444,15 +444,6 @@ func freePort() (int, error) {
 		return 0, fmt.Errorf("localpg: find a free port: %w", err)
 	}
 	return ports[0], nil
-}
-
-func portFree(port int) bool {
-	l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-	if err != nil {
-		return false
-	}
-	l.Close()
-	return true
 }
 
 func randomPassword() string {

@@ -53,7 +53,7 @@ func Reserve(n int) ([]int, error) {
 		if err != nil {
 			continue
 		}
-		if !bindable(port) {
+		if !Bindable(port) {
 			f.Close() // closing releases the lock
 			continue
 		}
@@ -83,7 +83,9 @@ func claim(dir string, port int) (*os.File, error) {
 	return f, nil
 }
 
-func bindable(port int) bool {
+// Bindable reports whether nothing listens on loopback port right now; localpg asks it
+// before reusing the port a cluster had last time.
+func Bindable(port int) bool {
 	l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 	if err != nil {
 		return false

@@ -65,7 +65,7 @@ func TestBusyPortIsNotBindable(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	if bindable(l.Addr().(*net.TCPAddr).Port) {
-		t.Error("bindable() = true for a port with a listener")
+	if Bindable(l.Addr().(*net.TCPAddr).Port) {
+		t.Error("Bindable() = true for a port with a listener")
 	}
 }
