@@ -55,6 +55,9 @@ func WorkloadOnly() RouteOption {
 // ReasonUnguarded. Requests that match no route keep their 404/405 and are audited as
 // ReasonNoRoute.
 func (e *Engine) Audit(next http.Handler) http.Handler {
+	if benchOff {
+		return next // no audit in tools/pathbench's zero-trust-off reference build
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rec := newRecord()
 		ctx := context.WithValue(r.Context(), recordKey{}, rec)
@@ -199,6 +202,10 @@ type guardedHandler struct {
 }
 
 func (h *guardedHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if benchOff {
+		h.next.ServeHTTP(w, r) // no policy in the zero-trust-off reference build
+		return
+	}
 	g := h.g
 	ctx := r.Context()
 	in := g.e.inputFrom(ctx, g.perm, g.opts)
@@ -222,6 +229,9 @@ func (h *guardedHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 //		return err
 //	}
 func (e *Engine) Check(ctx context.Context, perm string, res Resource) error {
+	if benchOff {
+		return nil
+	}
 	var ro routeOptions
 	if rec := recordFrom(ctx); rec != nil {
 		rec.mu.Lock()

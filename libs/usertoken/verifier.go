@@ -73,6 +73,7 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (caller.User, error) 
 	v.mu.RUnlock()
 	if hit {
 		v.hits.Add(1)
+		countVerify(true)
 		// The cache never extends a token's life: a replay past exp fails here as it would
 		// on a fresh verification.
 		if now.After(c.exp.Add(v.opts.leeway)) {
@@ -84,6 +85,7 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (caller.User, error) 
 		return c.user, nil
 	}
 	v.misses.Add(1)
+	countVerify(false)
 	u, exp, err := v.verify(ctx, raw, now)
 	if err != nil {
 		return caller.User{}, err

@@ -52,6 +52,9 @@ type Options struct {
 	// OOM kill, kill -9), as a process manager or Kubernetes would. `make dev` turns it on;
 	// the chaos suite relies on it.
 	Supervise bool
+	// BuildTags are passed to go build for the service binaries (tools/pathbench builds its
+	// reference stacks with bench-only tags); empty for every other stack.
+	BuildTags string
 }
 
 // Stack is a running local stack.
@@ -260,7 +263,11 @@ func (s *Stack) build(ctx context.Context, workloads []topology.Workload) error 
 			continue
 		}
 		out := filepath.Join(s.BinDir, "build", w.Service)
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", out, "./services/"+w.Service)
+		args := []string{"build", "-o", out}
+		if s.opts.BuildTags != "" {
+			args = append(args, "-tags", s.opts.BuildTags)
+		}
+		cmd := exec.CommandContext(ctx, "go", append(args, "./services/"+w.Service)...)
 		cmd.Dir = s.opts.Root
 		if b, err := cmd.CombinedOutput(); err != nil {
 			return fmt.Errorf("build %s: %w\n%s", w.Service, err, b)
