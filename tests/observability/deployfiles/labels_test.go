@@ -15,7 +15,6 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-	"go.yaml.in/yaml/v3"
 )
 
 // ClusterTargetLabels are the labels a Prometheus Operator ServiceMonitor scrape attaches to
@@ -333,11 +332,7 @@ func TestUnknownLabelsCatches(t *testing.T) {
 // a cluster scrape adds.
 func TestDashboardsAndRulesUseClusterLabels(t *testing.T) {
 	exported := exportedLabels(t)
-	files, err := filepath.Glob(filepath.Join(obsDir(t), "grafana", "dashboards", "*.json"))
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no dashboards (%v)", err)
-	}
-	for _, f := range files {
+	for _, f := range dashboardFiles(t) {
 		b, err := os.ReadFile(f)
 		if err != nil {
 			t.Fatal(err)
@@ -384,36 +379,17 @@ func TestDashboardsAndRulesUseClusterLabels(t *testing.T) {
 			}
 		}
 	}
-	b, err := os.ReadFile(filepath.Join(obsDir(t), "prometheus", "alerts.yml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var rules struct {
-		Groups []struct {
-			Rules []struct {
-				Alert       string            `yaml:"alert"`
-				Expr        string            `yaml:"expr"`
-				Annotations map[string]string `yaml:"annotations"`
-			} `yaml:"rules"`
-		} `yaml:"groups"`
-	}
-	if err := yaml.Unmarshal(b, &rules); err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	for _, g := range rules.Groups {
-		for _, r := range g.Rules {
-			n++
-			var tmpl []string
-			for _, a := range r.Annotations {
-				tmpl = append(tmpl, a)
-			}
-			if bad := unknownLabels(exported, r.Expr, tmpl...); len(bad) > 0 {
-				t.Errorf("alert %s uses labels %v that a cluster scrape does not give", r.Alert, bad)
-			}
+	rules := alertRules(t)
+	for _, r := range rules {
+		var tmpl []string
+		for _, a := range r.Annotations {
+			tmpl = append(tmpl, a)
+		}
+		if bad := unknownLabels(exported, r.Expr, tmpl...); len(bad) > 0 {
+			t.Errorf("alert %s uses labels %v that a cluster scrape does not give", r.Alert, bad)
 		}
 	}
-	if n == 0 {
+	if len(rules) == 0 {
 		t.Fatal("alerts.yml has no rules")
 	}
 }
