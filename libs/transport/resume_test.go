@@ -1,0 +1,383 @@
+package transport
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+)
+
+// barrier holds requests in the handler until n of them are inside at once, so n requests
+// need n connections.
+type barrier struct {
+	mu   sync.Mutex
+	n    int
+	in   int
+	open chan struct{}
+}
+
+func (b *barrier) arm(n int) {
+	b.mu.Lock()
+	b.n, b.in, b.open = n, 0, make(chan struct{})
+	b.mu.Unlock()
+}
+
+func (b *barrier) wait(ctx context.Context) {
+	b.mu.Lock()
+	open := b.open
+	if b.in++; b.in == b.n {
+		close(open)
+	}
+	b.mu.Unlock()
+	select {
+	case <-open:
+	case <-ctx.Done():
+	}
+}
+
+// handshakeCount is what one phase of TestReconnectsAfterRotationResume saw.
+type handshakeCount struct {
+	Full, Resumed int // new connections, by whether the client resumed (DidResume)
+	ServerFull    int // the server's counter (ztbank_mtls_handshakes_total), same phase
+	ServerResumed int
+	ClientSerials []string // client certificate serials the server saw, distinct
+	ServerSerials []string // server certificate serials the client saw, distinct
+}
+
+// TestReconnectsAfterRotationResume: a Client keeping four HTTP/1.1 connections to a server
+// (four requests held in the handler at once) rotates its SVID, then the server rotates
+// its own and the old one comes due. Each time every connection is re-established, and
+// the reconnects cost one full handshake, presenting the new certificate; the other three
+// resume the session that handshake negotiated. The server's handshake counter agrees.
+func TestReconnectsAfterRotationResume(t *testing.T) {
+	const conns = 4
+	// The server's first SVID must come due during the test: long enough for the first two
+	// phases (a few handshakes), short enough to wait for.
+	const serverLife = 6 * time.Second
+	ca := newTestCA(t, "ztbank.local")
+	bundle := x509bundle.FromX509Authorities(ca.td, []*x509.Certificate{ca.cert})
+	serverID := spiffeid.RequireFromPath(ca.td, "/ns/bank-b/sa/ledger")
+	clientID := spiffeid.RequireFromPath(ca.td, "/ns/bank-b/sa/payment")
+	server := newRotatingSource(ca.svidUntil(t, serverID, 1, time.Now().Add(serverLife)), bundle)
+	client := newRotatingSource(ca.svidUntil(t, clientID, 2, time.Now().Add(time.Hour)), bundle)
+
+	hold := &barrier{}
+	url := mtlsServer(t, server, clientID, func(http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			hold.wait(r.Context())
+			fmt.Fprint(w, r.TLS.PeerCertificates[0].SerialNumber)
+		})
+	})
+	c := Client(client, serverID, func(tr *http.Transport, _ *http.Client) { tr.ForceAttemptHTTP2 = false })
+
+	full, resumed := Handshakes().WithLabelValues("false"), Handshakes().WithLabelValues("true")
+	phase := func(t *testing.T) handshakeCount {
+		t.Helper()
+		f0, r0 := testutil.ToFloat64(full), testutil.ToFloat64(resumed)
+		hold.arm(conns)
+		var (
+			mu      sync.Mutex
+			got     handshakeCount
+			clients = map[string]bool{}
+			servers = map[string]bool{}
+			wg      sync.WaitGroup
+		)
+		for range conns {
+			wg.Go(func() {
+				ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+				defer cancel()
+				ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GotConn: func(i httptrace.GotConnInfo) {
+					if i.Reused {
+						return
+					}
+					cs := i.Conn.(*tls.Conn).ConnectionState()
+					mu.Lock()
+					defer mu.Unlock()
+					servers[cs.PeerCertificates[0].SerialNumber.String()] = true
+					if cs.DidResume {
+						got.Resumed++
+					} else {
+						got.Full++
+					}
+				}})
+				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+				resp, err := c.Do(req)
+				if err != nil {
+					t.Errorf("request: %v", err)
+					return
+				}
+				defer resp.Body.Close()
+				b, _ := io.ReadAll(resp.Body)
+				mu.Lock()
+				clients[string(b)] = true
+				mu.Unlock()
+			})
+		}
+		wg.Wait()
+		got.ServerFull = int(testutil.ToFloat64(full) - f0)
+		got.ServerResumed = int(testutil.ToFloat64(resumed) - r0)
+		for s := range clients {
+			got.ClientSerials = append(got.ClientSerials, s)
+		}
+		for s := range servers {
+			got.ServerSerials = append(got.ServerSerials, s)
+		}
+		return got
+	}
+	var log []string
+	check := func(name string, got, want handshakeCount) {
+		t.Helper()
+		log = append(log, fmt.Sprintf("%s: %d full, %d resumed handshakes for %d connections", name, got.Full, got.Resumed, conns))
+		if d := cmp.Diff(want, got); d != "" {
+			t.Errorf("%s (-want +got):\n%s", name, d)
+		}
+	}
+
+	// Cold start: no session yet and the server has issued no ticket, so every concurrent
+	// dial handshakes in full.
+	check("cold start", phase(t), handshakeCount{Full: conns, ServerFull: conns, ClientSerials: []string{"2"}, ServerSerials: []string{"1"}})
+
+	client.svid.Store(ca.svidUntil(t, clientID, 3, time.Now().Add(time.Hour)))
+	check("client SVID rotated", phase(t), handshakeCount{Full: 1, Resumed: conns - 1, ServerFull: 1, ServerResumed: conns - 1,
+		ClientSerials: []string{"3"}, ServerSerials: []string{"1"}})
+
+	oldServer := server.NotAfter()
+	if left := time.Until(oldServer); left < retireMargin(serverLife) {
+		t.Fatalf("the first phases took until %v before the server's NotAfter, past the retirement of its connections: machine too slow for serverLife %v", left, serverLife)
+	}
+	server.svid.Store(ca.svidUntil(t, serverID, 4, time.Now().Add(time.Hour)))
+	waitPast(t, oldServer)
+	check("server SVID rotated, old one expired", phase(t), handshakeCount{Full: 1, Resumed: conns - 1, ServerFull: 1, ServerResumed: conns - 1,
+		ClientSerials: []string{"3"}, ServerSerials: []string{"4"}})
+	for _, l := range log {
+		t.Log(l)
+	}
+}
+
+// intermediateCA issues SVIDs through an intermediate certificate, as SPIRE does with an
+// upstream authority: the chain a peer presents is leaf + intermediate.
+func (ca *testCA) intermediate(t *testing.T, notAfter time.Time) *testCA {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(99), Subject: pkix.Name{CommonName: "test intermediate"},
+		NotBefore: time.Now().Add(-time.Minute), NotAfter: notAfter,
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &testCA{td: ca.td, cert: cert, key: key}
+}
+
+// resumeServer serves cfg on a loopback port; each response says whether the server
+// resumed the connection's session.
+func resumeServer(t *testing.T, cfg *tls.Config) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, r.TLS.DidResume)
+	}), TLSConfig: cfg, ErrorLog: quietLog()}
+	go srv.ServeTLS(ln, "", "")
+	t.Cleanup(func() { srv.Close() })
+	return "https://" + ln.Addr().String()
+}
+
+// connect makes one request on a new connection with cfg and reports whether the handshake
+// resumed, as the client saw it; "refused" when the handshake or request failed.
+func connect(t *testing.T, url string, cfg *tls.Config) string {
+	t.Helper()
+	tr := &http.Transport{TLSClientConfig: cfg, DisableKeepAlives: true}
+	defer tr.CloseIdleConnections()
+	var didResume bool
+	ctx := httptrace.WithClientTrace(t.Context(), &httptrace.ClientTrace{GotConn: func(i httptrace.GotConnInfo) {
+		didResume = i.Conn.(*tls.Conn).ConnectionState().DidResume
+	}})
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		return "refused"
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "refused"
+	}
+	if string(b) != fmt.Sprint(didResume) {
+		t.Errorf("client saw DidResume=%v, server %s", didResume, b)
+	}
+	return map[bool]string{true: "resumed", false: "full"}[didResume]
+}
+
+// TestResumptionIsVerifiedAgain: a resumed handshake skips VerifyPeerCertificate, where
+// go-spiffe checks the chain and our allowlist; the sessions these cases resume would be
+// accepted by crypto/tls alone. Each case first negotiates a session, then changes what a
+// full handshake would check, and offers the session again.
+func TestResumptionIsVerifiedAgain(t *testing.T) {
+	ca := newTestCA(t, "ztbank.local")
+	bundle := x509bundle.FromX509Authorities(ca.td, []*x509.Certificate{ca.cert})
+	serverID := spiffeid.RequireFromPath(ca.td, "/ns/bank-b/sa/ledger")
+	clientID := spiffeid.RequireFromPath(ca.td, "/ns/bank-b/sa/payment")
+	otherID := spiffeid.RequireFromPath(ca.td, "/ns/bank-b/sa/user")
+	serverSrc := staticSource{ca.svid(t, serverID, 1), bundle}
+	clientSrc := staticSource{ca.svid(t, clientID, 2), bundle}
+
+	// sharing makes b open a's tickets, as one process's two listeners, or a restart that
+	// kept its ticket keys, would: what b allows must still decide.
+	sharing := func(a, b *tls.Config) *tls.Config {
+		b.WrapSession, b.UnwrapSession = a.WrapSession, a.UnwrapSession
+		return b
+	}
+	// clientCfg is a plain client with a session cache, keyed by a fixed server name so a
+	// session from one listener is offered to the other.
+	clientCfg := func(src Source, expect spiffeid.ID, cache tls.ClientSessionCache) *tls.Config {
+		c := ClientTLS(src, expect)
+		c.ClientSessionCache, c.ServerName = cache, "ledger"
+		return c
+	}
+
+	cases := []struct {
+		name string
+		run  func(t *testing.T) []string
+		want []string
+	}{
+		{name: "same server, same allowlist: resumed (the control)", want: []string{"full", "resumed"},
+			run: func(t *testing.T) []string {
+				url := resumeServer(t, ServerTLS(serverSrc, []spiffeid.ID{clientID}))
+				cfg := clientCfg(clientSrc, serverID, tls.NewLRUClientSessionCache(4))
+				return []string{connect(t, url, cfg), connect(t, url, cfg)}
+			}},
+		{name: "server with the same ticket keys that also allows the client: resumed (the control)", want: []string{"full", "resumed"},
+			run: func(t *testing.T) []string {
+				a := ServerTLS(serverSrc, []spiffeid.ID{clientID})
+				b := sharing(a, ServerTLS(serverSrc, []spiffeid.ID{otherID, clientID}))
+				cfg := clientCfg(clientSrc, serverID, tls.NewLRUClientSessionCache(4))
+				return []string{connect(t, resumeServer(t, a), cfg), connect(t, resumeServer(t, b), cfg)}
+			}},
+		{name: "client no longer on the server's allowlist: refused", want: []string{"full", "refused"},
+			run: func(t *testing.T) []string {
+				a := ServerTLS(serverSrc, []spiffeid.ID{clientID})
+				b := sharing(a, ServerTLS(serverSrc, []spiffeid.ID{otherID}))
+				cfg := clientCfg(clientSrc, serverID, tls.NewLRUClientSessionCache(4))
+				return []string{connect(t, resumeServer(t, a), cfg), connect(t, resumeServer(t, b), cfg)}
+			}},
+		{name: "client's cached intermediate expired (leaf still valid): refused", want: []string{"full", "refused"},
+			run: func(t *testing.T) []string {
+				inter := ca.intermediate(t, time.Now().Add(shortLife))
+				leaf := inter.svid(t, clientID, 5)
+				leaf.Certificates = append(leaf.Certificates, inter.cert)
+				url := resumeServer(t, ServerTLS(serverSrc, []spiffeid.ID{clientID}))
+				cfg := clientCfg(staticSource{leaf, bundle}, serverID, tls.NewLRUClientSessionCache(4))
+				first := connect(t, url, cfg)
+				waitPast(t, inter.cert.NotAfter)
+				return []string{first, connect(t, url, cfg)}
+			}},
+		{name: "client's cached certificate issued by an authority no longer in the bundle: refused", want: []string{"full", "refused"},
+			run: func(t *testing.T) []string {
+				src := &bundleSwap{staticSource: serverSrc}
+				src.b.Store(bundle)
+				url := resumeServer(t, ServerTLS(src, []spiffeid.ID{clientID}))
+				cfg := clientCfg(clientSrc, serverID, tls.NewLRUClientSessionCache(4))
+				first := connect(t, url, cfg)
+				// The trust domain's authority was replaced (the old CA key retired).
+				src.b.Store(x509bundle.FromX509Authorities(ca.td, []*x509.Certificate{newTestCA(t, "ztbank.local").cert}))
+				return []string{first, connect(t, url, cfg)}
+			}},
+		{name: "client expecting another server identity is offered this server's session: refused", want: []string{"full", "refused"},
+			run: func(t *testing.T) []string {
+				url := resumeServer(t, ServerTLS(serverSrc, []spiffeid.ID{clientID}))
+				cache := tls.NewLRUClientSessionCache(4)
+				return []string{connect(t, url, clientCfg(clientSrc, serverID, cache)), connect(t, url, clientCfg(clientSrc, otherID, cache))}
+			}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			if d := cmp.Diff(tc.want, tc.run(t)); d != "" {
+				t.Errorf("first connection, second connection (-want +got):\n%s", d)
+			}
+		})
+	}
+}
+
+// TestTicketKeysRotateWithTheSVID: a ticket opens after one rotation of the server's SVID
+// (the previous key is kept) and not after two; the client then handshakes in full.
+func TestTicketKeysRotateWithTheSVID(t *testing.T) {
+	ca := newTestCA(t, "ztbank.local")
+	bundle := x509bundle.FromX509Authorities(ca.td, []*x509.Certificate{ca.cert})
+	serverID := spiffeid.RequireFromPath(ca.td, "/ns/bank-b/sa/ledger")
+	clientID := spiffeid.RequireFromPath(ca.td, "/ns/bank-b/sa/payment")
+	server := newRotatingSource(ca.svid(t, serverID, 1), bundle)
+	url := resumeServer(t, ServerTLS(server, []spiffeid.ID{clientID}))
+	clientSrc := staticSource{ca.svid(t, clientID, 2), bundle}
+	// A client that keeps only its first session, so each connection offers the same ticket.
+	first := &firstSession{}
+	cfg := ClientTLS(clientSrc, serverID)
+	cfg.ClientSessionCache = first
+	var got []string
+	got = append(got, connect(t, url, cfg), connect(t, url, cfg))
+	server.svid.Store(ca.svid(t, serverID, 3))
+	got = append(got, connect(t, url, cfg))
+	server.svid.Store(ca.svid(t, serverID, 4))
+	got = append(got, connect(t, url, cfg))
+	want := []string{"full", "resumed", "resumed", "full"}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("new, same key, one rotation, two rotations (-want +got):\n%s", d)
+	}
+}
+
+// bundleSwap is a Source whose trust bundle the test replaces.
+type bundleSwap struct {
+	staticSource
+	b atomic.Pointer[x509bundle.Bundle]
+}
+
+func (s *bundleSwap) GetX509BundleForTrustDomain(spiffeid.TrustDomain) (*x509bundle.Bundle, error) {
+	return s.b.Load(), nil
+}
+
+type firstSession struct {
+	mu sync.Mutex
+	cs *tls.ClientSessionState
+}
+
+func (f *firstSession) Get(string) (*tls.ClientSessionState, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.cs, f.cs != nil
+}
+
+func (f *firstSession) Put(_ string, cs *tls.ClientSessionState) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.cs == nil {
+		f.cs = cs
+	}
+}
