@@ -246,13 +246,7 @@ func TestPlantedDrift(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			objs := planted(t, base, tc.kind, tc.ns, tc.object, tc.edit)
-			got := Check(mustRender(t, objs))
-			for _, p := range got {
-				if strings.Contains(p, tc.want) {
-					return
-				}
-			}
-			t.Errorf("no problem contains %q; got %q", tc.want, got)
+			wantProblem(t, Check(mustRender(t, objs)), tc.want)
 		})
 	}
 }
@@ -332,13 +326,7 @@ func TestPlantedEKSDrift(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got := Check(r)
-			for _, p := range got {
-				if strings.Contains(p, tc.want) {
-					return
-				}
-			}
-			t.Errorf("no problem contains %q; got %q", tc.want, got)
+			wantProblem(t, Check(r), tc.want)
 		})
 	}
 }
@@ -373,13 +361,19 @@ func TestPlantedComposeDrift(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got := Check(r)
-			for _, p := range got {
-				if strings.Contains(p, tc.want) {
-					return
-				}
-			}
-			t.Errorf("no problem contains %q; got %q", tc.want, got)
+			wantProblem(t, Check(r), tc.want)
 		})
 	}
+}
+
+// wantProblem fails t unless one of the problems Check reported contains want: a planted
+// drift must be caught, and caught for its own reason.
+func wantProblem(t *testing.T, problems []string, want string) {
+	t.Helper()
+	for _, p := range problems {
+		if strings.Contains(p, want) {
+			return
+		}
+	}
+	t.Errorf("no problem contains %q; got %q", want, problems)
 }
