@@ -12,7 +12,6 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/ztbank/ztbank/devkit/demo"
-	"github.com/ztbank/ztbank/devkit/demo/seed"
 	"github.com/ztbank/ztbank/devkit/localpg/pgtest"
 	"github.com/ztbank/ztbank/devkit/servertest"
 	"github.com/ztbank/ztbank/services/account/store"
@@ -21,17 +20,10 @@ import (
 var accountStore *store.Store
 
 func TestMain(m *testing.M) {
-	os.Exit(pgtest.Main(m, func(e *pgtest.Env) error {
-		ctx := context.Background()
-		if err := seed.Run(ctx, e.Cluster.AdminDSN("postgres"), e.Topology); err != nil {
-			return err
-		}
+	os.Exit(pgtest.MainSeeded(m, func(ctx context.Context, e *pgtest.Env) error {
 		pool, err := e.Pool(ctx, "account_svc", "bank_a")
-		if err != nil {
-			return err
-		}
 		accountStore = store.New(pool)
-		return nil
+		return err
 	}))
 }
 

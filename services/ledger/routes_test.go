@@ -13,7 +13,6 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/ztbank/ztbank/devkit/demo"
-	"github.com/ztbank/ztbank/devkit/demo/seed"
 	"github.com/ztbank/ztbank/devkit/localpg/pgtest"
 	"github.com/ztbank/ztbank/devkit/servertest"
 	"github.com/ztbank/ztbank/services/ledger/store"
@@ -22,17 +21,10 @@ import (
 var ledgerStore *store.Store
 
 func TestMain(m *testing.M) {
-	os.Exit(pgtest.Main(m, func(e *pgtest.Env) error {
-		ctx := context.Background()
-		if err := seed.Run(ctx, e.Cluster.AdminDSN("postgres"), e.Topology); err != nil {
-			return err
-		}
+	os.Exit(pgtest.MainSeeded(m, func(ctx context.Context, e *pgtest.Env) error {
 		pool, err := e.Pool(ctx, "ledger_svc", "bank_b")
-		if err != nil {
-			return err
-		}
 		ledgerStore = store.New(pool)
-		return nil
+		return err
 	}))
 }
 

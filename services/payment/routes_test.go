@@ -17,7 +17,6 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/ztbank/ztbank/devkit/demo"
-	"github.com/ztbank/ztbank/devkit/demo/seed"
 	"github.com/ztbank/ztbank/devkit/localpg/pgtest"
 	"github.com/ztbank/ztbank/devkit/servertest"
 	"github.com/ztbank/ztbank/libs/money"
@@ -34,21 +33,14 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	os.Exit(pgtest.Main(m, func(e *pgtest.Env) error {
-		ctx := context.Background()
-		if err := seed.Run(ctx, e.Cluster.AdminDSN("postgres"), e.Topology); err != nil {
-			return err
-		}
+	os.Exit(pgtest.MainSeeded(m, func(ctx context.Context, e *pgtest.Env) error {
 		pp, err := e.Pool(ctx, "payment_svc", "bank_b")
 		if err != nil {
 			return err
 		}
 		lp, err := e.Pool(ctx, "ledger_svc", "bank_b")
-		if err != nil {
-			return err
-		}
 		paymentStore, ledgerStore = store.New(pp), ledgerstore.New(lp)
-		return nil
+		return err
 	}))
 }
 

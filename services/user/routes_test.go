@@ -15,7 +15,6 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/ztbank/ztbank/devkit/demo"
-	"github.com/ztbank/ztbank/devkit/demo/seed"
 	"github.com/ztbank/ztbank/devkit/localpg/pgtest"
 	"github.com/ztbank/ztbank/devkit/servertest"
 	"github.com/ztbank/ztbank/libs/server"
@@ -30,21 +29,14 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	os.Exit(pgtest.Main(m, func(e *pgtest.Env) error {
-		ctx := context.Background()
-		if err := seed.Run(ctx, e.Cluster.AdminDSN("postgres"), e.Topology); err != nil {
-			return err
-		}
+	os.Exit(pgtest.MainSeeded(m, func(ctx context.Context, e *pgtest.Env) error {
 		up, err := e.Pool(ctx, "user_svc", "bank_a")
 		if err != nil {
 			return err
 		}
 		ap, err := e.Pool(ctx, "account_svc", "bank_a")
-		if err != nil {
-			return err
-		}
 		userStore, accountStore = store.New(up), accountstore.New(ap)
-		return nil
+		return err
 	}))
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/ztbank/ztbank/devkit/demo/seed"
 	"github.com/ztbank/ztbank/devkit/localpg"
 	"github.com/ztbank/ztbank/libs/dbcred"
 	"github.com/ztbank/ztbank/libs/dbcred/passwordfile"
@@ -64,6 +65,19 @@ func Main(m *testing.M, setup func(*Env) error) int {
 		}
 	}
 	return m.Run()
+}
+
+// MainSeeded is Main with the demo data (devkit/demo/seed) loaded into every tenant
+// database before setup runs: the handler and store tests of the services read the demo
+// users and accounts by name.
+func MainSeeded(m *testing.M, setup func(ctx context.Context, e *Env) error) int {
+	return Main(m, func(e *Env) error {
+		ctx := context.Background()
+		if err := seed.Run(ctx, e.Cluster.AdminDSN("postgres"), e.Topology); err != nil {
+			return fmt.Errorf("seed: %w", err)
+		}
+		return setup(ctx, e)
+	})
 }
 
 // Require skips t when Main started no server.

@@ -12,7 +12,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ztbank/ztbank/devkit/demo"
-	"github.com/ztbank/ztbank/devkit/demo/seed"
 	"github.com/ztbank/ztbank/devkit/localpg/pgtest"
 	"github.com/ztbank/ztbank/services/user/store"
 )
@@ -20,12 +19,7 @@ import (
 var pool *pgxpool.Pool
 
 func TestMain(m *testing.M) {
-	os.Exit(pgtest.Main(m, func(e *pgtest.Env) error {
-		ctx := context.Background()
-		if err := seed.Run(ctx, e.Cluster.AdminDSN("postgres"), e.Topology); err != nil {
-			return err
-		}
-		var err error
+	os.Exit(pgtest.MainSeeded(m, func(ctx context.Context, e *pgtest.Env) (err error) {
 		pool, err = e.Pool(ctx, "user_svc", "bank_a")
 		return err
 	}))
