@@ -123,14 +123,7 @@ func SVG(t *topology.Topology) []byte {
 	sizeBox := func(b *box, extra float64) {
 		inner := 0.0
 		for _, row := range b.rows {
-			rw := 0.0
-			for i, n := range row {
-				if i > 0 {
-					rw += nodeGapX
-				}
-				rw += n.wd
-			}
-			inner = math.Max(inner, rw)
+			inner = math.Max(inner, rowWidth(row))
 		}
 		b.w = inner + 2*boxPad + extra
 		b.h = b.header + float64(len(b.rows))*nodeH + float64(max(len(b.rows)-1, 0))*rowGapY + b.footer
@@ -337,19 +330,24 @@ func layers(ws []topology.Workload) map[string]int {
 	return depth
 }
 
+// rowWidth is a row of nodes side by side, gaps included: what sizes a box and centres the row in it.
+func rowWidth(row []*node) float64 {
+	w := 0.0
+	for i, n := range row {
+		if i > 0 {
+			w += nodeGapX
+		}
+		w += n.wd
+	}
+	return w
+}
+
 // placeRows positions a box's nodes: rows top to bottom, each row centred in the box
 // (leaving the right-hand bulge free in tenants).
 func placeRows(b *box, extra float64) {
 	innerW := b.w - 2*boxPad - extra
 	for r, row := range b.rows {
-		rw := 0.0
-		for i, n := range row {
-			if i > 0 {
-				rw += nodeGapX
-			}
-			rw += n.wd
-		}
-		x := b.x + boxPad + (innerW-rw)/2
+		x := b.x + boxPad + (innerW-rowWidth(row))/2
 		y := b.y + b.header + float64(r)*(nodeH+rowGapY)
 		for _, n := range row {
 			n.x, n.y, n.row = x, y, r
