@@ -32,6 +32,7 @@ type Source struct {
 	creds                  aws.CredentialsProvider
 	now                    func() time.Time
 	skew                   time.Duration
+	lifetime               time.Duration
 
 	mu     sync.Mutex
 	cached dbcred.Credential
@@ -43,8 +44,14 @@ type Option func(*Source)
 // WithClock replaces time.Now, for tests.
 func WithClock(now func() time.Time) Option { return func(s *Source) { s.now = now } }
 
-// WithSkew sets how long before expiry a token is renewed. It must be under TokenLifetime.
+// WithSkew sets how long before expiry a token is renewed. It must be under the token
+// lifetime.
 func WithSkew(d time.Duration) Option { return func(s *Source) { s.skew = d } }
+
+// WithTokenLifetime replaces TokenLifetime, for tests that scale time down against a fake
+// RDS honouring the same lifetime (devkit/awsfake.RDSIAM). RDS itself honours 15 minutes
+// whatever the token says; never shorten it elsewhere.
+func WithTokenLifetime(d time.Duration) Option { return func(s *Source) { s.lifetime = d } }
 
 // New returns a Source for user at endpoint ("host:port") in region, signing with creds.
 func New(endpoint, region, user string, creds aws.CredentialsProvider, opts ...Option) (*Source, error) {
@@ -58,12 +65,15 @@ func New(endpoint, region, user string, creds aws.CredentialsProvider, opts ...O
 	if creds == nil {
 		return nil, errors.New("rdsiam: nil credentials provider")
 	}
-	s := &Source{endpoint: endpoint, region: region, user: user, creds: creds, now: time.Now, skew: DefaultSkew}
+	s := &Source{endpoint: endpoint, region: region, user: user, creds: creds, now: time.Now, skew: DefaultSkew, lifetime: TokenLifetime}
 	for _, opt := range opts {
 		opt(s)
 	}
-	if s.skew < 0 || s.skew >= TokenLifetime {
-		return nil, fmt.Errorf("rdsiam: skew %v must be in [0, %v)", s.skew, TokenLifetime)
+	if s.lifetime <= 0 || s.lifetime > TokenLifetime {
+		return nil, fmt.Errorf("rdsiam: token lifetime %v must be in (0, %v]", s.lifetime, TokenLifetime)
+	}
+	if s.skew < 0 || s.skew >= s.lifetime {
+		return nil, fmt.Errorf("rdsiam: skew %v must be in [0, %v)", s.skew, s.lifetime)
 	}
 	return s, nil
 }
@@ -94,7 +104,7 @@ func (s *Source) Token(ctx context.Context) (dbcred.Credential, error) {
 	}
 	// A token signed with temporary credentials dies with them, even if X-Amz-Expires says
 	// otherwise, so the cache must not outlive the credentials either.
-	expires := now.Add(TokenLifetime)
+	expires := now.Add(s.lifetime)
 	if creds.CanExpire && creds.Expires.Before(expires) {
 		expires = creds.Expires
 	}
