@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -123,12 +124,7 @@ func policiesOf(docs []*Decoded) ([]policyDoc, []string) {
 	}
 	for _, d := range docs {
 		res, _ := d.Raw["Resources"].(map[string]any)
-		ids := make([]string, 0, len(res))
-		for id := range res {
-			ids = append(ids, id)
-		}
-		sort.Strings(ids)
-		for _, id := range ids {
+		for _, id := range slices.Sorted(maps.Keys(res)) {
 			r, _ := res[id].(map[string]any)
 			props, _ := r["Properties"].(map[string]any)
 			switch r["Type"] {

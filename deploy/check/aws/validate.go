@@ -4,8 +4,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"regexp"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 
@@ -234,11 +235,7 @@ func Decode(name string, body []byte) (*Decoded, error) {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	rres, _ := resolved["Resources"].(map[string]any)
-	ids := make([]string, 0, len(rres))
-	for id := range rres {
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
+	ids := slices.Sorted(maps.Keys(rres))
 	for _, id := range ids {
 		r, _ := rres[id].(map[string]any)
 		typ, _ := r["Type"].(string)
