@@ -150,16 +150,7 @@ func (g gen) observability() []obj {
 		"apiVersion": "spire.spiffe.io/v1alpha1",
 		"kind":       "ClusterSPIFFEID",
 		"metadata":   obj{"name": "ztbank-prometheus", "labels": partOf},
-		"spec": obj{
-			"className":         "ztbank",
-			"spiffeIDTemplate":  "spiffe://{{ .TrustDomain }}/ns/{{ .PodMeta.Namespace }}/sa/{{ .PodSpec.ServiceAccountName }}",
-			"namespaceSelector": obj{"matchLabels": obj{"kubernetes.io/metadata.name": MonitoringNamespace}},
-			"podSelector": obj{"matchLabels": obj{
-				"app.kubernetes.io/name":           "prometheus",
-				"spiffe.io/spire-managed-identity": "true",
-			}},
-			"ttl": "1h",
-		},
+		"spec":       clusterSPIFFEIDSpec(MonitoringNamespace, "prometheus"),
 	})
 	// The collector: OTLP in from the ztbank pods only, out to Jaeger, Loki and DNS only.
 	var senders []any
