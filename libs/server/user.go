@@ -2,8 +2,10 @@ package server
 
 import (
 	"context"
+	"net/http"
 	"strings"
 
+	"github.com/go-chi/chi/v5"
 	"github.com/google/uuid"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
@@ -41,4 +43,14 @@ func OwnerID(tenant string, owner uuid.UUID) spiffeid.ID {
 		return spiffeid.ID{}
 	}
 	return id
+}
+
+// PathUUID reads the route parameter name (such as "accountID" in /v1/accounts/{accountID})
+// as a UUID; anything else is a 400 problem naming the parameter.
+func PathUUID(r *http.Request, name string) (uuid.UUID, error) {
+	id, err := uuid.Parse(chi.URLParam(r, name))
+	if err != nil {
+		return uuid.Nil, problem.Errorf(problem.ErrBadRequest, name+" must be a UUID")
+	}
+	return id, nil
 }

@@ -3,8 +3,11 @@ package server
 import (
 	"context"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"testing"
 
+	"github.com/go-chi/chi/v5"
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/uuid"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -97,6 +100,41 @@ func TestSameTenantPeer(t *testing.T) {
 			}
 			if diff := cmp.Diff(tc.want, got); diff != "" {
 				t.Errorf("SameTenantPeer(%q) mismatch (-want +got):\n%s", tc.service, diff)
+			}
+		})
+	}
+}
+
+// TestPathUUID checks the route-parameter reader the handlers share: a UUID passes, anything
+// else is a 400 problem that names the parameter.
+func TestPathUUID(t *testing.T) {
+	id := uuid.MustParse("6f1c2a0e-8d0b-4d7e-9a39-0d3c1b2f4a55")
+	for _, tc := range []struct {
+		path       string
+		want       uuid.UUID
+		wantStatus int // 0: no error
+		wantDetail string
+	}{
+		{"/v1/accounts/" + id.String(), id, 0, ""},
+		{"/v1/accounts/not-a-uuid", uuid.Nil, 400, "accountID must be a UUID"},
+		{"/v1/accounts/" + id.String() + "x", uuid.Nil, 400, "accountID must be a UUID"},
+	} {
+		t.Run(tc.path, func(t *testing.T) {
+			var got uuid.UUID
+			var err error
+			r := chi.NewRouter()
+			r.Get("/v1/accounts/{accountID}", func(w http.ResponseWriter, r *http.Request) { got, err = PathUUID(r, "accountID") })
+			r.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, tc.path, nil))
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("PathUUID mismatch (-want +got):\n%s", diff)
+			}
+			status, detail := 0, ""
+			if err != nil {
+				d := problem.From(err)
+				status, detail = d.Status, d.Detail
+			}
+			if diff := cmp.Diff([]any{tc.wantStatus, tc.wantDetail}, []any{status, detail}); diff != "" {
+				t.Errorf("PathUUID error mismatch (-want +got):\n%s (err %v)", diff, err)
 			}
 		})
 	}

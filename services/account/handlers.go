@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 
-	"github.com/go-chi/chi/v5"
 	"github.com/google/uuid"
 
 	"github.com/ztbank/ztbank/libs/authz"
@@ -30,9 +29,9 @@ type handlers struct {
 }
 
 func (h *handlers) get(w http.ResponseWriter, r *http.Request) {
-	id, err := uuid.Parse(chi.URLParam(r, "accountID"))
+	id, err := server.PathUUID(r, "accountID")
 	if err != nil {
-		problem.Write(w, r, problem.Errorf(problem.ErrBadRequest, "accountID must be a UUID"))
+		problem.Write(w, r, err)
 		return
 	}
 	a, err := h.accounts.Get(r.Context(), id)
@@ -59,9 +58,9 @@ func (h *handlers) get(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handlers) listByOwner(w http.ResponseWriter, r *http.Request) {
-	owner, err := uuid.Parse(chi.URLParam(r, "userID"))
+	owner, err := server.PathUUID(r, "userID")
 	if err != nil {
-		problem.Write(w, r, problem.Errorf(problem.ErrBadRequest, "userID must be a UUID"))
+		problem.Write(w, r, err)
 		return
 	}
 	// The owner is in the path, so the decision needs no database read and a refused

@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/go-chi/chi/v5"
 	"github.com/google/uuid"
 
 	"github.com/ztbank/ztbank/libs/authz"
@@ -71,9 +70,9 @@ func (h *handlers) listAccounts(w http.ResponseWriter, r *http.Request) {
 // made-up ID and cannot probe which IDs exist; staff, who may read any account of the
 // tenant, get the 404.
 func (h *handlers) load(r *http.Request, perm string) (store.Account, error) {
-	id, err := uuid.Parse(chi.URLParam(r, "accountID"))
+	id, err := server.PathUUID(r, "accountID")
 	if err != nil {
-		return store.Account{}, problem.Errorf(problem.ErrBadRequest, "accountID must be a UUID")
+		return store.Account{}, err
 	}
 	a, err := h.ledger.Account(r.Context(), id)
 	if errors.Is(err, store.ErrNotFound) {
@@ -105,9 +104,9 @@ func (h *handlers) balance(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handlers) accountOwner(w http.ResponseWriter, r *http.Request) {
-	id, err := uuid.Parse(chi.URLParam(r, "accountID"))
+	id, err := server.PathUUID(r, "accountID")
 	if err != nil {
-		problem.Write(w, r, problem.Errorf(problem.ErrBadRequest, "accountID must be a UUID"))
+		problem.Write(w, r, err)
 		return
 	}
 	// Only the payment service reaches this route (FromSameTenant in routes.go); it makes the

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net/http"
 
-	"github.com/go-chi/chi/v5"
 	"github.com/google/uuid"
 
 	"github.com/ztbank/ztbank/libs/authz"
@@ -96,9 +95,9 @@ func (h *handlers) createPayment(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (h *handlers) get(w http.ResponseWriter, r *http.Request) {
-	id, err := uuid.Parse(chi.URLParam(r, "paymentID"))
+	id, err := server.PathUUID(r, "paymentID")
 	if err != nil {
-		problem.Write(w, r, problem.Errorf(problem.ErrBadRequest, "paymentID must be a UUID"))
+		problem.Write(w, r, err)
 		return
 	}
 	p, err := h.payments.Get(r.Context(), id)

@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/go-chi/chi/v5"
 	"github.com/google/uuid"
 
 	"github.com/ztbank/ztbank/libs/authz"
@@ -45,9 +44,9 @@ func (h *handlers) me(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handlers) get(w http.ResponseWriter, r *http.Request) {
-	id, err := uuid.Parse(chi.URLParam(r, "userID"))
+	id, err := server.PathUUID(r, "userID")
 	if err != nil {
-		problem.Write(w, r, problem.Errorf(problem.ErrBadRequest, "userID must be a UUID"))
+		problem.Write(w, r, err)
 		return
 	}
 	h.show(w, r, id)
@@ -72,9 +71,9 @@ func (h *handlers) show(w http.ResponseWriter, r *http.Request, id uuid.UUID) {
 }
 
 func (h *handlers) accountsOf(w http.ResponseWriter, r *http.Request) {
-	id, err := uuid.Parse(chi.URLParam(r, "userID"))
+	id, err := server.PathUUID(r, "userID")
 	if err != nil {
-		problem.Write(w, r, problem.Errorf(problem.ErrBadRequest, "userID must be a UUID"))
+		problem.Write(w, r, err)
 		return
 	}
 	if err := h.az.Check(r.Context(), "accounts:read", h.resource(id)); err != nil {
