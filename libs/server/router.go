@@ -11,6 +11,7 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
 
+	"github.com/ztbank/ztbank/libs/authz"
 	"github.com/ztbank/ztbank/libs/caller"
 	"github.com/ztbank/ztbank/libs/problem"
 	"github.com/ztbank/ztbank/libs/telemetry"
@@ -100,6 +101,15 @@ func requestLog(log *slog.Logger) func(http.Handler) http.Handler {
 // service exposes to its allowed callers.
 func (rt *Runtime) WhoAmI(w http.ResponseWriter, r *http.Request) {
 	WriteJSON(w, http.StatusOK, rt.whoami(r))
+}
+
+// Diagnostics serves the two diagnostic routes every service exposes, WhoAmI at
+// /internal/whoami and Chain(peers) at /internal/chain, under permission and for workloads
+// only: a request that carries a verified user is refused (a bad token is still a 401).
+func (rt *Runtime) Diagnostics(r chi.Router, permission string, peers []*Peer) {
+	az := rt.Authz
+	r.With(rt.OptionalUserToken, az.Require(permission, authz.WorkloadOnly())).Get("/internal/whoami", rt.WhoAmI)
+	r.With(rt.OptionalUserToken, az.Require(permission, authz.WorkloadOnly())).Get("/internal/chain", rt.Chain(peers))
 }
 
 // Hop is one service's view of a request.

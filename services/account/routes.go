@@ -21,8 +21,7 @@ func NewServer(rt *server.Runtime, peers []*server.Peer, accounts Accounts) http
 
 func addRoutes(r chi.Router, rt *server.Runtime, peers []*server.Peer, h *handlers) {
 	az := rt.Authz
-	r.With(rt.OptionalUserToken, az.Require("whoami", authz.WorkloadOnly())).Get("/internal/whoami", rt.WhoAmI)
-	r.With(rt.OptionalUserToken, az.Require("whoami", authz.WorkloadOnly())).Get("/internal/chain", rt.Chain(peers))
+	rt.Diagnostics(r, "whoami", peers)
 
 	r.With(rt.UserToken, az.Require("accounts:read", authz.FromSameTenant("gateway"))).Get("/v1/accounts/{accountID}", h.get)
 	// The user service fronts these two: it lists a user's accounts, and it checks that the

@@ -62,8 +62,7 @@ func addRoutes(r chi.Router, rt *server.Runtime, peers []*server.Peer, halves []
 	// backend, so a client reaching it through the edge could multiply its load. The edge
 	// refuses /internal/ paths; here "diagnostics", which no role grants, refuses any request
 	// that carries a user (a verified one; a bad token is still a 401).
-	r.With(rt.OptionalUserToken, az.Require("diagnostics", authz.WorkloadOnly())).Get("/internal/whoami", rt.WhoAmI)
-	r.With(rt.OptionalUserToken, az.Require("diagnostics", authz.WorkloadOnly())).Get("/internal/chain", rt.Chain(peers))
+	rt.Diagnostics(r, "diagnostics", peers)
 
 	// The API description is not secret, but like everything here it is served only over
 	// mTLS to the edge; a user token, when present, must still verify.

@@ -22,8 +22,7 @@ func NewServer(rt *server.Runtime, peers []*server.Peer, ledger Ledger) http.Han
 
 func addRoutes(r chi.Router, rt *server.Runtime, peers []*server.Peer, h *handlers) {
 	az := rt.Authz
-	r.With(rt.OptionalUserToken, az.Require("whoami", authz.WorkloadOnly())).Get("/internal/whoami", rt.WhoAmI)
-	r.With(rt.OptionalUserToken, az.Require("whoami", authz.WorkloadOnly())).Get("/internal/chain", rt.Chain(peers))
+	rt.Diagnostics(r, "whoami", peers)
 
 	// Public through the gateway: the caller's own accounts, balances and entries.
 	r.With(rt.UserToken, az.Require("accounts:read", authz.FromSameTenant("gateway"))).Get("/v1/accounts", h.listAccounts)

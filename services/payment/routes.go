@@ -21,8 +21,7 @@ func NewServer(rt *server.Runtime, peers []*server.Peer, payments Payments, ledg
 
 func addRoutes(r chi.Router, rt *server.Runtime, peers []*server.Peer, h *handlers) {
 	az := rt.Authz
-	r.With(rt.OptionalUserToken, az.Require("whoami", authz.WorkloadOnly())).Get("/internal/whoami", rt.WhoAmI)
-	r.With(rt.OptionalUserToken, az.Require("whoami", authz.WorkloadOnly())).Get("/internal/chain", rt.Chain(peers))
+	rt.Diagnostics(r, "whoami", peers)
 
 	r.With(rt.UserToken, az.Require("payments:create", authz.FromSameTenant("gateway"))).Post("/v1/payments", h.create)
 	r.With(rt.UserToken, az.Require("payments:read", authz.FromSameTenant("gateway"))).Get("/v1/payments/{paymentID}", h.get)

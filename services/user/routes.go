@@ -21,8 +21,7 @@ func NewServer(rt *server.Runtime, peers []*server.Peer, users Users, accounts *
 
 func addRoutes(r chi.Router, rt *server.Runtime, peers []*server.Peer, h *handlers) {
 	az := rt.Authz
-	r.With(rt.OptionalUserToken, az.Require("whoami", authz.WorkloadOnly())).Get("/internal/whoami", rt.WhoAmI)
-	r.With(rt.OptionalUserToken, az.Require("whoami", authz.WorkloadOnly())).Get("/internal/chain", rt.Chain(peers))
+	rt.Diagnostics(r, "whoami", peers)
 
 	r.With(rt.UserToken, az.Require("users:read", authz.FromSameTenant("gateway"))).Get("/v1/users/me", h.me)
 	r.With(rt.UserToken, az.Require("users:read", authz.FromSameTenant("gateway"))).Get("/v1/users/{userID}", h.get)
