@@ -191,6 +191,7 @@ type window struct {
 	handshakes float64
 	hits, ver  float64
 	rss        map[string]float64
+	perProc    map[string]float64 // CPU seconds by process ("postgresql": all of it)
 }
 
 const (
@@ -202,14 +203,18 @@ func (b *bench) window(ctx context.Context, m *mode, load func() *result, withRS
 	svc, pg := m.pids()
 	all := slices.Concat(slices.Collect(mapValues(svc)), pg)
 	before := m.scrape(ctx, metricHandshakes, metricVerify)
-	cpu0 := cpuSeconds(all)
+	cpu0, proc0 := cpuSeconds(all), procCPU(svc, pg)
 	r := load()
-	cpu1 := cpuSeconds(all)
+	cpu1, proc1 := cpuSeconds(all), procCPU(svc, pg)
 	after := m.scrape(ctx, metricHandshakes, metricVerify)
 	w := window{res: r, cpu: cpu1 - cpu0,
 		handshakes: after[metricHandshakes] - before[metricHandshakes],
 		hits:       after[metricVerify+`{result="cache_hit"}`] - before[metricVerify+`{result="cache_hit"}`],
-		ver:        after[metricVerify+`{result="verified"}`] - before[metricVerify+`{result="verified"}`]}
+		ver:        after[metricVerify+`{result="verified"}`] - before[metricVerify+`{result="verified"}`],
+		perProc:    map[string]float64{}}
+	for k, v := range proc1 {
+		w.perProc[k] = v - proc0[k]
+	}
 	if withRSS {
 		w.rss = map[string]float64{}
 		for name, pid := range svc {
@@ -222,6 +227,15 @@ func (b *bench) window(ctx context.Context, m *mode, load func() *result, withRS
 		w.rss["postgresql"] = pgRSS
 	}
 	return w
+}
+
+// procCPU is each service's CPU seconds so far, and PostgreSQL's (all its processes).
+func procCPU(svc map[string]int, pg []int) map[string]float64 {
+	out := map[string]float64{"postgresql": cpuSeconds(pg)}
+	for name, pid := range svc {
+		out[name] = cpuSeconds([]int{pid})
+	}
+	return out
 }
 
 func mapValues(m map[string]int) func(func(int) bool) {

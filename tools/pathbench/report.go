@@ -110,6 +110,14 @@ func (r *results) section(svg string) string {
 		w("| %s p50 / p99 ms | %.1f / %.1f | %.1f / %.1f | |\n", pathLabel[path], on.P50, on.P99, off.P50, off.P99)
 	}
 
+	if len(r.ClosedByProc) > 0 {
+		w("\nCPU per request by process in the closed loop (µs, median of the rounds; both paths together, so a process on one path only carries its share):\n\n")
+		w("| process | on | off | on − off |\n|---|---:|---:|---:|\n")
+		for _, proc := range sortedKeys(r.ClosedByProc) {
+			c := r.ClosedByProc[proc]
+			w("| %s | %.0f | %.0f | %+.0f |\n", proc, c["on"], c["off"], c["on"]-c["off"])
+		}
+	}
 	w("\n### Memory at 300 req/s\n\nResident set (VmRSS) of each process at the end of each 300 req/s window, median of the rounds. " +
 		"For comparison, a service-mesh sidecar alone is 50–60 MB per pod.\n\n| process | on MB | off MB |\n|---|---:|---:|\n")
 	for _, wl := range sortedKeys(r.RSS300) {

@@ -28,12 +28,13 @@ type round struct {
 	CacheHits  float64            `json:"jwt_cache_hits"`
 	Verified   float64            `json:"jwt_verified"`
 	RSS        map[string]float64 `json:"rss_mb,omitempty"`
+	ProcCPU    map[string]float64 `json:"cpu_seconds_by_process,omitempty"`
 }
 
 func newRound(w window) round {
 	r := w.res
 	rd := round{Dist: map[string]dist{}, OK: r.OK, Failed: r.Failed, Dropped: r.Dropped, Status: r.Status,
-		Seconds: r.Elapsed.Seconds(), CPU: w.cpu, Handshakes: w.handshakes, CacheHits: w.hits, Verified: w.ver, RSS: w.rss}
+		Seconds: r.Elapsed.Seconds(), CPU: w.cpu, Handshakes: w.handshakes, CacheHits: w.hits, Verified: w.ver, RSS: w.rss, ProcCPU: w.perProc}
 	for path, ds := range r.Latency {
 		rd.Dist[path] = summarise(ds)
 	}
@@ -76,6 +77,7 @@ type results struct {
 	PeakRatio    float64                       `json:"peak_ratio"`
 	ClosedCPU    map[string]float64            `json:"closed_loop_cpu_us_per_request"`
 	ClosedDist   map[string]map[string]dist    `json:"closed_loop_latency"`
+	ClosedByProc map[string]map[string]float64 `json:"closed_loop_cpu_us_per_request_by_process"` // process → mode
 	Rates        []*rateResult                 `json:"rates"`
 	RSS300       map[string]map[string]float64 `json:"rss_mb_at_300"` // workload → mode → MB
 	Handshakes   handshakes                    `json:"handshakes_on"`
@@ -128,9 +130,24 @@ func (r *results) addOpen(rate float64, mode string, _ int, w window) {
 func (r *results) derive() {
 	r.PeakRatio = ratio(r.PeakOn, r.PeakOff)
 	r.ClosedCPU, r.ClosedDist = map[string]float64{}, map[string]map[string]dist{}
+	r.ClosedByProc = map[string]map[string]float64{}
 	for mode, rounds := range r.Closed {
 		r.ClosedCPU[mode] = cpuPerRequest(rounds)
 		r.ClosedDist[mode] = medianDists(rounds)
+		per := map[string][]float64{}
+		for _, rd := range rounds {
+			for proc, sec := range rd.ProcCPU {
+				if n := rd.requests(); n > 0 {
+					per[proc] = append(per[proc], 1e6*sec/n)
+				}
+			}
+		}
+		for proc, xs := range per {
+			if r.ClosedByProc[proc] == nil {
+				r.ClosedByProc[proc] = map[string]float64{}
+			}
+			r.ClosedByProc[proc][mode] = median(xs)
+		}
 	}
 	r.RSS300 = map[string]map[string]float64{}
 	r.Handshakes, r.Cache = handshakes{}, cacheStats{}
