@@ -36,10 +36,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	state := filepath.Join(root, ".dev")
-	if d := getenv("ZTBANK_DEV_DIR"); d != "" {
-		state = d
-	}
+	state := stack.StateDir(root, getenv)
 	jaegerDefault := ""
 	if getenv("OBS") == "1" {
 		jaegerDefault = DefaultJaegerUI

@@ -38,12 +38,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	// ZTBANK_DEV_DIR and ZTBANK_DEV_FREE_PORTS let tests run a second stack beside a
-	// developer's own without clashing on .dev/ or the topology's fixed ports.
-	state := filepath.Join(root, ".dev")
-	if d := getenv("ZTBANK_DEV_DIR"); d != "" {
-		state = d
-	}
+	// ZTBANK_DEV_FREE_PORTS (with ZTBANK_DEV_DIR, see stack.StateDir) lets tests run a
+	// second stack beside a developer's own without clashing on the topology's fixed ports.
+	state := stack.StateDir(root, getenv)
 	freePorts := getenv("ZTBANK_DEV_FREE_PORTS") == "1"
 	withObs := getenv("OBS") == "1"
 	switch args[1] {

@@ -25,6 +25,16 @@ import (
 	"github.com/ztbank/ztbank/libs/topology"
 )
 
+// StateDir is where the local stack keeps its state under the repository root: .dev, or
+// $ZTBANK_DEV_DIR, so tests can run a second stack beside a developer's own without clashing
+// on .dev/.
+func StateDir(root string, getenv func(string) string) string {
+	if d := getenv("ZTBANK_DEV_DIR"); d != "" {
+		return d
+	}
+	return filepath.Join(root, ".dev")
+}
+
 // Options configure a stack.
 type Options struct {
 	Root     string             // repository root (holds go.work)
