@@ -60,7 +60,8 @@ func collectorPeer() obj {
 
 var partOf = obj{"app.kubernetes.io/part-of": "ztbank"}
 
-// ourWorkloads are the topology workloads the overlays deploy, in topology order.
+// ourWorkloads are the topology workloads the overlays deploy, in topology order. External
+// ones (Emissary) are not ours to deploy; the policies admit them as callers.
 func (g gen) ourWorkloads() []topology.Workload {
 	var out []topology.Workload
 	for _, w := range g.t.Workloads {

@@ -334,18 +334,6 @@ func (g gen) namespaces() []obj {
 	return out
 }
 
-// deployed lists the workloads ztbank builds and runs, in topology order. External ones
-// (Emissary) are not ours to deploy; the policies admit them as callers.
-func (g gen) deployed() []topology.Workload {
-	var out []topology.Workload
-	for _, w := range g.t.Workloads {
-		if !w.External {
-			out = append(out, w)
-		}
-	}
-	return out
-}
-
 func (g gen) allNamespaces() []string {
 	ns := []string{g.t.PlatformNamespace}
 	for _, tn := range g.t.Tenants {
@@ -399,7 +387,7 @@ func meta(name, ns string, w topology.Workload) obj {
 
 func (g gen) serviceAccounts() []obj {
 	var out []obj
-	for _, w := range g.deployed() {
+	for _, w := range g.ourWorkloads() {
 		out = append(out, obj{
 			"apiVersion": "v1",
 			"kind":       "ServiceAccount",
@@ -414,7 +402,7 @@ func (g gen) serviceAccounts() []obj {
 
 func (g gen) workloads() []obj {
 	var out []obj
-	for _, w := range g.deployed() {
+	for _, w := range g.ourWorkloads() {
 		out = append(out, g.deployment(w), g.service(w), pdb(w))
 	}
 	return out
@@ -572,7 +560,7 @@ func pdb(w topology.Workload) obj {
 // entries and hold two identities.
 func (g gen) clusterSPIFFEIDs() []obj {
 	var out []obj
-	for _, w := range g.deployed() {
+	for _, w := range g.ourWorkloads() {
 		spec := clusterSPIFFEIDSpec(w.Namespace, w.Service)
 		// Istio's SDS asks SPIRE for the bundle named ROOTCA and the SVID named default; the
 		// pod's DNS names let clients that verify hostnames still work.
@@ -713,7 +701,7 @@ func (g gen) authorizationPolicies() []obj {
 		},
 	})
 	edge, hasEdge := g.issuer()
-	for _, w := range g.deployed() {
+	for _, w := range g.ourWorkloads() {
 		var principals []string
 		for _, id := range g.t.AllowedCallers(w.Name) {
 			principals = append(principals, principal(id.String()))
@@ -863,7 +851,7 @@ func (g gen) networkPolicies() []obj {
 		)
 	}
 	edge, hasEdge := g.issuer()
-	for _, w := range g.deployed() {
+	for _, w := range g.ourWorkloads() {
 		var ingress, egress []any
 		var callers []any
 		for _, id := range g.t.AllowedCallers(w.Name) {
