@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ztbank/ztbank/devkit/demo"
@@ -154,6 +155,44 @@ func (h *Harness) Send(workload, method, path, body string, hdr http.Header) Res
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
 	return Response{Status: resp.StatusCode, Header: resp.Header, Body: string(raw)}
+}
+
+// Check fails t unless the answer to request (such as "GET /v1/accounts") has status want
+// and a body that holds every string of holds and none of lacks (another user's data, say);
+// empty strings are skipped. A wrong status stops the test, as nothing after it can hold.
+func Check(t testing.TB, request string, status int, body string, want int, holds, lacks []string) {
+	t.Helper()
+	if diff := cmp.Diff(want, status); diff != "" {
+		t.Fatalf("%s status mismatch (-want +got):\n%s\nbody: %s", request, diff, body)
+	}
+	for _, s := range holds {
+		if !strings.Contains(body, s) {
+			t.Errorf("body lacks %q: %s", s, body)
+		}
+	}
+	for _, s := range lacks {
+		if s != "" && strings.Contains(body, s) {
+			t.Errorf("body leaks %q: %s", s, body)
+		}
+	}
+}
+
+// PeerGuard is the middleware of a test server that stands in for a peer of the service
+// under test: like the real peer, it refuses a request that does not come from the service
+// (XFCC, as PeerClient sends it) or carries no valid forwarded user token.
+func (h *Harness) PeerGuard(next http.Handler) http.Handler {
+	self := "URI=" + h.Runtime.Self.ID.String()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("X-Forwarded-Client-Cert") != self {
+			http.Error(w, "not the service under test", http.StatusForbidden)
+			return
+		}
+		if _, err := h.Runtime.Tokens.Verify(r.Context(), usertoken.BearerToken(r.Header)); err != nil {
+			http.Error(w, "no user token forwarded", http.StatusUnauthorized)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // PeerClient is the real mesh-mode peer client of the service under test (it forwards the

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -72,15 +71,7 @@ func TestRoutes(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			status, body := s.Do(tc.workload, tc.user, tc.method, tc.path, tc.body)
-			if diff := cmp.Diff(tc.wantStatus, status); diff != "" {
-				t.Fatalf("%s %s status mismatch (-want +got):\n%s\nbody: %s", tc.method, tc.path, diff, body)
-			}
-			if !strings.Contains(body, tc.want) {
-				t.Errorf("body lacks %q: %s", tc.want, body)
-			}
-			if tc.forbidden != "" && strings.Contains(body, tc.forbidden) {
-				t.Errorf("body leaks %q: %s", tc.forbidden, body)
-			}
+			servertest.Check(t, tc.method+" "+tc.path, status, body, tc.wantStatus, []string{tc.want}, []string{tc.forbidden})
 		})
 	}
 	// The opened account is alice's, with a zero balance, and listed for her.

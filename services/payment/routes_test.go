@@ -21,7 +21,6 @@ import (
 	"github.com/ztbank/ztbank/devkit/servertest"
 	"github.com/ztbank/ztbank/libs/money"
 	"github.com/ztbank/ztbank/libs/server"
-	"github.com/ztbank/ztbank/libs/usertoken"
 	"github.com/ztbank/ztbank/services/ledger/ledgerapi"
 	ledgerstore "github.com/ztbank/ztbank/services/ledger/store"
 	"github.com/ztbank/ztbank/services/payment/store"
@@ -47,31 +46,19 @@ func TestMain(m *testing.M) {
 // ledgerPeer stands in for the ledger service's two routes the payment service calls,
 // over the real ledger store in the same database, and records what reached it. It
 // requires the forwarded user token and the payment workload's identity, as the ledger does.
-func ledgerPeer(t *testing.T, verifier *usertoken.Verifier, paymentID string) (*httptest.Server, *int) {
+func ledgerPeer(t *testing.T, h *servertest.Harness) (*httptest.Server, *int) {
 	posts := new(int)
 	r := chi.NewRouter()
-	auth := func(next http.HandlerFunc) http.HandlerFunc {
-		return func(w http.ResponseWriter, r *http.Request) {
-			if r.Header.Get("X-Forwarded-Client-Cert") != "URI="+paymentID {
-				http.Error(w, "not payment", http.StatusForbidden)
-				return
-			}
-			if _, err := verifier.Verify(r.Context(), usertoken.BearerToken(r.Header)); err != nil {
-				http.Error(w, "no user token forwarded", http.StatusUnauthorized)
-				return
-			}
-			next(w, r)
-		}
-	}
-	r.Get("/v1/accounts/{accountID}", auth(func(w http.ResponseWriter, r *http.Request) {
+	r.Use(h.PeerGuard)
+	r.Get("/v1/accounts/{accountID}", func(w http.ResponseWriter, r *http.Request) {
 		a, err := ledgerStore.Account(r.Context(), uuid.MustParse(chi.URLParam(r, "accountID")))
 		if errors.Is(err, ledgerstore.ErrNotFound) {
 			http.Error(w, "not found", http.StatusNotFound)
 			return
 		}
 		server.WriteJSON(w, 200, ledgerapi.Account{ID: a.ID, OwnerID: a.OwnerID, Kind: a.Kind, Name: a.Name, Balance: a.Balance, CreatedAt: a.CreatedAt})
-	}))
-	r.Post("/v1/postings", auth(func(w http.ResponseWriter, r *http.Request) {
+	})
+	r.Post("/v1/postings", func(w http.ResponseWriter, r *http.Request) {
 		*posts++
 		// The stand-in decodes the shared contract strictly, as the real ledger does.
 		var req ledgerapi.PostingRequest
@@ -101,7 +88,7 @@ func ledgerPeer(t *testing.T, verifier *usertoken.Verifier, paymentID string) (*
 			return
 		}
 		server.WriteJSON(w, 201, ledgerapi.PostingResult{TransactionID: out.ID, Replayed: out.Replayed})
-	}))
+	})
 	srv := httptest.NewServer(r)
 	t.Cleanup(srv.Close)
 	return srv, posts
@@ -117,7 +104,7 @@ type stack struct {
 func newStack(t *testing.T) stack {
 	t.Helper()
 	h := servertest.New(t, "bank-b/payment")
-	ledgerSrv, posts := ledgerPeer(t, h.Runtime.Tokens, h.Runtime.Self.ID.String())
+	ledgerSrv, posts := ledgerPeer(t, h)
 	ledger := NewLedgerClient(&server.Peer{Name: "bank-b/ledger", BaseURL: ledgerSrv.URL, Client: h.PeerClient()})
 	h.Serve(NewServer(h.Runtime, nil, paymentStore, ledger))
 	return stack{h, posts}
@@ -209,12 +196,7 @@ func TestCreatePayment(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := s.do(tc.workload, tc.user, http.MethodPost, "/v1/payments", tc.key, tc.body)
-			if diff := cmp.Diff(tc.wantStatus, got.Status); diff != "" {
-				t.Fatalf("POST /v1/payments status mismatch (-want +got):\n%s\nbody: %s", diff, got.Raw)
-			}
-			if !strings.Contains(got.Raw, tc.want) {
-				t.Errorf("body lacks %q: %s", tc.want, got.Raw)
-			}
+			servertest.Check(t, "POST /v1/payments", got.Status, got.Raw, tc.wantStatus, []string{tc.want}, nil)
 			if tc.check != nil {
 				tc.check(t, got)
 			}

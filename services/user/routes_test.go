@@ -7,18 +7,15 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"strings"
 	"testing"
 
 	"github.com/go-chi/chi/v5"
-	"github.com/google/go-cmp/cmp"
 	"github.com/google/uuid"
 
 	"github.com/ztbank/ztbank/devkit/demo"
 	"github.com/ztbank/ztbank/devkit/localpg/pgtest"
 	"github.com/ztbank/ztbank/devkit/servertest"
 	"github.com/ztbank/ztbank/libs/server"
-	"github.com/ztbank/ztbank/libs/usertoken"
 	accountstore "github.com/ztbank/ztbank/services/account/store"
 	"github.com/ztbank/ztbank/services/user/store"
 )
@@ -43,21 +40,9 @@ func TestMain(m *testing.M) {
 // accountPeer stands in for the account service's two routes the user service calls, over
 // the real account store, and refuses requests without the user service's identity or a
 // valid forwarded user token, as the account service does.
-func accountPeer(t *testing.T, verifier *usertoken.Verifier, userSvc string) *httptest.Server {
+func accountPeer(t *testing.T, h *servertest.Harness) *httptest.Server {
 	r := chi.NewRouter()
-	r.Use(func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if r.Header.Get("X-Forwarded-Client-Cert") != "URI="+userSvc {
-				http.Error(w, "not the user service", http.StatusForbidden)
-				return
-			}
-			if _, err := verifier.Verify(r.Context(), usertoken.BearerToken(r.Header)); err != nil {
-				http.Error(w, "no user token forwarded", http.StatusUnauthorized)
-				return
-			}
-			next.ServeHTTP(w, r)
-		})
-	})
+	r.Use(h.PeerGuard)
 	r.Get("/v1/users/{userID}/accounts", func(w http.ResponseWriter, r *http.Request) {
 		accts, err := accountStore.ListByOwner(r.Context(), uuid.MustParse(chi.URLParam(r, "userID")), 20)
 		if err != nil {
@@ -93,7 +78,7 @@ func accountPeer(t *testing.T, verifier *usertoken.Verifier, userSvc string) *ht
 func newStack(t *testing.T) *servertest.Harness {
 	t.Helper()
 	h := servertest.New(t, "bank-a/user")
-	peerSrv := accountPeer(t, h.Runtime.Tokens, h.Runtime.Self.ID.String())
+	peerSrv := accountPeer(t, h)
 	h.Serve(NewServer(h.Runtime, nil, userStore, &server.Peer{Name: "bank-a/account", BaseURL: peerSrv.URL, Client: h.PeerClient()}))
 	return h
 }
@@ -133,15 +118,7 @@ func TestRoutes(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			status, body := s.Do("bank-a/gateway", tc.user, tc.method, tc.path, tc.body)
-			if diff := cmp.Diff(tc.wantStatus, status); diff != "" {
-				t.Fatalf("%s %s status mismatch (-want +got):\n%s\nbody: %s", tc.method, tc.path, diff, body)
-			}
-			if !strings.Contains(body, tc.want) {
-				t.Errorf("body lacks %q: %s", tc.want, body)
-			}
-			if tc.forbidden != "" && strings.Contains(body, tc.forbidden) {
-				t.Errorf("body leaks %q: %s", tc.forbidden, body)
-			}
+			servertest.Check(t, tc.method+" "+tc.path, status, body, tc.wantStatus, []string{tc.want}, []string{tc.forbidden})
 		})
 	}
 }
