@@ -110,7 +110,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	started := time.Now()
 	res := &results{When: started.UTC().Format("2006-01-02 15:04 UTC"), LoadStart: loadavg(),
 		Hops: map[string]int{"read": 2, "pay": 3}, ReadTenant: p.ReadTenant, PayTenant: p.PayTenant,
-		Window: cfg.Window.String(), Rounds: cfg.Rounds, Workers: cfg.Workers}
+		Window: cfg.Window.String(), Rounds: cfg.Rounds, Workers: cfg.Workers, MaxInFlight: cfg.MaxFlight}
 	// One stack at a time: two cold builds and two SPIRE start-ups at once only slow each
 	// other on two cores.
 	modes := map[string]*mode{}

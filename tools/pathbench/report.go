@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"sort"
 	"strings"
 )
 
@@ -85,6 +86,7 @@ func (r *results) section(svg string) string {
 	for _, g := range r.Goals {
 		w("| %s | %s | %s | %s |\n", g.What, g.Goal, g.Measured, g.Verdict)
 	}
+	r.missedNote(&b)
 	w("\n### Latency at fixed offered rates\n\n")
 	w("| offered req/s | path | on p50 / p90 / p99 ms | off p50 / p90 / p99 ms | added per hop p50 / p90 / p99 ms | answered req/s on / off | failed on / off | CPU µs/req on / off |\n")
 	w("|---:|---|---:|---:|---:|---:|---:|---:|\n")
@@ -98,7 +100,7 @@ func (r *results) section(svg string) string {
 		}
 	}
 	w("\nAnswered and CPU columns count both paths together. Failed counts errors, non-2xx answers and requests the open "+
-		"loop dropped because %s were outstanding.\n\n", "2,000")
+		"loop dropped because %d were outstanding.\n\n", r.MaxInFlight)
 	w("![request-path latency, zero trust on and off](%s)\n\n", svg)
 
 	w("### Peak throughput (closed loop, %d clients)\n\n", r.Workers)
@@ -144,6 +146,54 @@ func (r *results) section(svg string) string {
 	w("### Reproduce\n\n```sh\nmake bench-path      # both stacks, the load, this section, %s\n"+
 		"go run ./tools/pathbench -h   # rates, window, rounds, workers, profile length\n```\n", svg)
 	return b.String()
+}
+
+// missedNote says, when a goal is missed, where the extra cost of zero trust lands: the
+// CPU per request on and off, the processes whose CPU grew most, and the profile's top
+// functions.
+func (r *results) missedNote(b *strings.Builder) {
+	var missed []string
+	for _, g := range r.Goals {
+		if g.Verdict != "met" {
+			missed = append(missed, g.What)
+		}
+	}
+	if len(missed) == 0 {
+		return
+	}
+	w := func(format string, args ...any) { fmt.Fprintf(b, format, args...) }
+	w("\n**Missed: %s.** ", strings.Join(missed, "; "))
+	w("In the closed loop zero trust costs %.0f µs of CPU per request against %.0f µs off (%+.0f µs, %.2f×)",
+		r.ClosedCPU["on"], r.ClosedCPU["off"], r.ClosedCPU["on"]-r.ClosedCPU["off"], ratio(r.ClosedCPU["on"], r.ClosedCPU["off"]))
+	type inc struct {
+		proc string
+		d    float64
+	}
+	var incs []inc
+	for proc, c := range r.ClosedByProc {
+		incs = append(incs, inc{proc, c["on"] - c["off"]})
+	}
+	sort.Slice(incs, func(i, j int) bool { return incs[i].d > incs[j].d })
+	if len(incs) > 3 {
+		incs = incs[:3]
+	}
+	var parts []string
+	for _, x := range incs {
+		parts = append(parts, fmt.Sprintf("%s %+.0f µs", x.proc, x.d))
+	}
+	if len(parts) > 0 {
+		w("; the largest increases by process are %s", strings.Join(parts, ", "))
+	}
+	w(". On %d cores shared with other work, CPU per request is what bounds throughput and, once the cores are busy, queueing "+
+		"turns it into latency.", r.Machine.Cores)
+	if len(r.Profile.Top) > 0 {
+		var fs []string
+		for _, t := range r.Profile.Top {
+			fs = append(fs, fmt.Sprintf("`%s` (%.0f µs/req)", t.Func, t.FlatUS))
+		}
+		w(" The profile's functions with the most CPU of their own: %s.", strings.Join(fs, ", "))
+	}
+	w("\n")
 }
 
 func (r *results) profileSection(b *strings.Builder) {

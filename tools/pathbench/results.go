@@ -68,6 +68,7 @@ type results struct {
 	Hops         map[string]int                `json:"zero_trust_hops"`
 	Window       string                        `json:"window"`
 	Rounds       int                           `json:"rounds"`
+	MaxInFlight  int64                         `json:"max_in_flight"`
 	Workers      int                           `json:"closed_loop_workers"`
 	StartSeconds float64                       `json:"stack_start_seconds"`
 	TotalSeconds float64                       `json:"total_seconds"`
