@@ -11,6 +11,7 @@ import (
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/storage"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
 )
 
@@ -124,15 +125,7 @@ func compileResidual(ctx context.Context, src *policySource, data map[string]any
 		if err != nil {
 			return nil, err
 		}
-		opts := []func(*rego.Rego){
-			rego.ParsedQuery(step.Body.Copy()), rego.Package("ztbank.authz"),
-			rego.Store(store), rego.StoreReadAST(true), rego.SetRegoVersion(ast.RegoV1),
-			rego.Unknowns([]string{"input"}), rego.PartialNamespace(fmt.Sprintf("residual_c%d", i)),
-		}
-		for _, m := range modules {
-			opts = append(opts, rego.ParsedModule(m))
-		}
-		pq, err := rego.New(opts...).Partial(ctx)
+		pq, err := partialCondition(ctx, step.Body, i, store, modules)
 		if err != nil {
 			return nil, fmt.Errorf("partially evaluate decision condition %d: %w", i, err)
 		}
@@ -651,4 +644,18 @@ func length(v val) (int, bool) {
 		return len(v.ss), true
 	}
 	return 0, false
+}
+
+// partialCondition partially evaluates condition i of the decision chain (body) against
+// the fixed data in store, input left unknown: one step of compileResidual.
+func partialCondition(ctx context.Context, body ast.Body, i int, store storage.Store, modules []*ast.Module) (*rego.PartialQueries, error) {
+	opts := []func(*rego.Rego){
+		rego.ParsedQuery(body.Copy()), rego.Package("ztbank.authz"),
+		rego.Store(store), rego.StoreReadAST(true), rego.SetRegoVersion(ast.RegoV1),
+		rego.Unknowns([]string{"input"}), rego.PartialNamespace(fmt.Sprintf("residual_c%d", i)),
+	}
+	for _, m := range modules {
+		opts = append(opts, rego.ParsedModule(m))
+	}
+	return rego.New(opts...).Partial(ctx)
 }

@@ -52,15 +52,7 @@ func residualPolicy(ctx context.Context, e *Engine) (rego.PreparedEvalQuery, str
 	var decision strings.Builder
 	i := 0
 	for cur := chain; cur != nil; cur, i = cur.Else, i+1 {
-		opts := []func(*rego.Rego){
-			rego.ParsedQuery(cur.Body.Copy()), rego.Package("ztbank.authz"),
-			rego.Store(store), rego.StoreReadAST(true), rego.SetRegoVersion(ast.RegoV1),
-			rego.Unknowns([]string{"input"}), rego.PartialNamespace(fmt.Sprintf("residual_c%d", i)),
-		}
-		for _, m := range modules {
-			opts = append(opts, rego.ParsedModule(m))
-		}
-		pq, err := rego.New(opts...).Partial(ctx)
+		pq, err := partialCondition(ctx, cur.Body, i, store, modules)
 		if err != nil {
 			return rego.PreparedEvalQuery{}, "", fmt.Errorf("partially evaluate condition %d: %w", i, err)
 		}
