@@ -20,8 +20,11 @@ func typicalInput(b testing.TB) Input {
 
 // BenchmarkDecide measures one decision as services make it (the compiled residual policy
 // of ADR 0980) for a typical input. The policy is prepared once, outside the timed loop.
-func BenchmarkDecide(b *testing.B) {
-	e := newTestEngine(b, "bank-a/account")
+func BenchmarkDecide(b *testing.B) { benchmarkTypical(b) }
+
+// benchmarkTypical times the typical input's decision by an engine with opts.
+func benchmarkTypical(b *testing.B, opts ...Option) {
+	e := newTestEngine(b, "bank-a/account", opts...)
 	in := typicalInput(b)
 	if d := e.Decide(b.Context(), in); !d.Allow {
 		b.Fatalf("typical input denied: %+v", d)
@@ -62,13 +65,5 @@ func BenchmarkDecideParallel(b *testing.B) {
 // decision memo: what every decision cost before ADR 0980, and still costs for a policy
 // outside the residual's fragment.
 func BenchmarkDecideUncached(b *testing.B) {
-	e := newTestEngine(b, "bank-a/account", WithoutResidual(), WithoutDecisionCache())
-	in := typicalInput(b)
-	if d := e.Decide(b.Context(), in); !d.Allow {
-		b.Fatalf("typical input denied: %+v", d)
-	}
-	b.ReportAllocs()
-	for b.Loop() {
-		e.Decide(b.Context(), in)
-	}
+	benchmarkTypical(b, WithoutResidual(), WithoutDecisionCache())
 }
