@@ -7,23 +7,17 @@ import (
 	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
-	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
 	"github.com/ztbank/ztbank/devkit/demo"
-	"github.com/ztbank/ztbank/devkit/devoidc"
-	"github.com/ztbank/ztbank/devkit/localspire"
+	"github.com/ztbank/ztbank/tests/internal/teststack"
 	"github.com/ztbank/ztbank/tools/devstack/stack"
 )
 
@@ -31,66 +25,30 @@ import (
 const internalTTL = 15 * time.Second
 
 var (
-	st     *stack.Stack
-	tmp    string
+	st     *teststack.Stack
 	public *http.Client // trusts the dev CA, like `curl --cacert`
 )
 
 func TestMain(m *testing.M) {
-	for _, a := range os.Args {
-		if a == "-test.short=true" || a == "-test.short" {
-			fmt.Println("skipping local-stack edge tests in -short mode")
-			os.Exit(0)
+	teststack.Main(m, "ztedge", stack.Options{FrontDoor: true, Postgres: true, Configure: func(s *stack.Stack) {
+		if e := s.Services["edge"]; e != nil {
+			e.Env = append(e.Env, "EDGE_TOKEN_TTL="+internalTTL.String(), "EDGE_KEY_OVERLAP=1m")
 		}
-	}
-	os.Exit(runMain(m))
-}
-
-func runMain(m *testing.M) int {
-	root, err := localspire.RepoRoot()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	if tmp, err = os.MkdirTemp("", "ztedge"); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer os.RemoveAll(tmp)
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
-	defer cancel()
-	st, err = stack.Start(ctx, stack.Options{Root: root, StateDir: tmp, FreePorts: true, FrontDoor: true, Postgres: true,
-		Progress: os.Stderr, Configure: func(s *stack.Stack) {
-			if e := s.Services["edge"]; e != nil {
-				e.Env = append(e.Env, "EDGE_TOKEN_TTL="+internalTTL.String(), "EDGE_KEY_OVERLAP=1m")
-			}
-		}})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "start local stack:", err)
-		return 1
-	}
-	defer st.Stop()
-	ca, err := os.ReadFile(st.Edge.CAFile)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.TLSClientConfig = caConfig(ca)
-	public = &http.Client{Timeout: 15 * time.Second, Transport: tr}
-	return m.Run()
+	}}, func(s *teststack.Stack) int {
+		st = s
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = st.EdgeTLS()
+		public = &http.Client{Timeout: 15 * time.Second, Transport: tr}
+		return m.Run()
+	})
 }
 
 // login obtains an external access token through the provider's real endpoints.
 func login(t *testing.T, user string) string {
 	t.Helper()
-	pw, err := devoidc.ReadSecrets(st.OIDC.PasswordsFile)
+	tok, err := st.Login(context.Background(), public, user)
 	if err != nil {
 		t.Fatal(err)
-	}
-	tok, err := devoidc.Login(context.Background(), public, st.OIDC.Issuer, devoidc.CLIClientID, user, pw[user])
-	if err != nil {
-		t.Fatalf("login %s: %v", user, err)
 	}
 	return tok.AccessToken
 }
@@ -212,20 +170,12 @@ func TestEdgeRefusals(t *testing.T) {
 func ingressClient(t *testing.T) *http.Client {
 	t.Helper()
 	w, _ := st.Topo.Workload("emissary-ingress")
-	dir := filepath.Join(tmp, "minted", "emissary-ingress")
-	if err := st.Spire.Mint(context.Background(), w.ID, time.Hour, dir); err != nil {
-		t.Fatal(err)
-	}
-	cert, err := tls.LoadX509KeyPair(filepath.Join(dir, "svid.pem"), filepath.Join(dir, "key.pem"))
+	svid, err := st.MintSVID(context.Background(), w.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ca, err := os.ReadFile(st.Edge.CAFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := caConfig(ca)
-	cfg.Certificates = []tls.Certificate{cert}
+	cfg := st.EdgeTLS()
+	cfg.Certificates = []tls.Certificate{svid.TLSCertificate()}
 	return &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg}}
 }
 
@@ -252,19 +202,11 @@ func workloadClient(t *testing.T, as string, target spiffeid.ID) *http.Client {
 	if !ok {
 		t.Fatalf("no workload %s", as)
 	}
-	dir := filepath.Join(tmp, "minted", strings.ReplaceAll(as, "/", "-"))
-	if err := st.Spire.Mint(context.Background(), w.ID, time.Hour, dir); err != nil {
-		t.Fatal(err)
-	}
-	svid, err := x509svid.Load(filepath.Join(dir, "svid.pem"), filepath.Join(dir, "key.pem"))
+	svid, err := st.MintSVID(context.Background(), w.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
-	bundle, err := x509bundle.Load(w.ID.TrustDomain(), filepath.Join(dir, "bundle.pem"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := tlsconfig.MTLSClientConfig(svid, bundle, tlsconfig.AuthorizeID(target))
+	cfg := tlsconfig.MTLSClientConfig(svid, svid.Bundle, tlsconfig.AuthorizeID(target))
 	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg, DisableKeepAlives: true}}
 }
 
