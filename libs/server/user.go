@@ -9,6 +9,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
+	"github.com/ztbank/ztbank/libs/authz"
 	"github.com/ztbank/ztbank/libs/caller"
 	"github.com/ztbank/ztbank/libs/problem"
 	"github.com/ztbank/ztbank/libs/usertoken"
@@ -43,6 +44,17 @@ func OwnerID(tenant string, owner uuid.UUID) spiffeid.ID {
 		return spiffeid.ID{}
 	}
 	return id
+}
+
+// Unknown answers for a resource a handler looked up and did not find: it is decided as res,
+// a resource of the tenant that nobody owns, so a customer gets the same 403 for a made-up ID
+// as for a neighbour's and cannot probe which IDs exist; a caller the policy lets read
+// any resource of the tenant (staff) gets a 404 problem with detail notFound.
+func Unknown(ctx context.Context, az *authz.Engine, perm string, res authz.Resource, notFound string) error {
+	if err := az.Check(ctx, perm, res); err != nil {
+		return err
+	}
+	return problem.Errorf(problem.ErrNotFound, notFound)
 }
 
 // PathUUID reads the route parameter name (such as "accountID" in /v1/accounts/{accountID})

@@ -38,11 +38,8 @@ func (h *handlers) get(w http.ResponseWriter, r *http.Request) {
 	if errors.Is(err, store.ErrNotFound) {
 		// Decided as an account nobody owns: a customer gets the same 403 for an unknown ID
 		// as for a neighbour's, so IDs cannot be probed; staff get the 404.
-		if err := h.az.Check(r.Context(), "accounts:read", authz.Resource{Kind: "account", ID: id.String(), Tenant: h.tenant}); err != nil {
-			problem.Write(w, r, err)
-			return
-		}
-		problem.Write(w, r, problem.Errorf(problem.ErrNotFound, "no such account"))
+		problem.Write(w, r, server.Unknown(r.Context(), h.az, "accounts:read",
+			authz.Resource{Kind: "account", ID: id.String(), Tenant: h.tenant}, "no such account"))
 		return
 	}
 	if err != nil {

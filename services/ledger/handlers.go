@@ -76,10 +76,8 @@ func (h *handlers) load(r *http.Request, perm string) (store.Account, error) {
 	}
 	a, err := h.ledger.Account(r.Context(), id)
 	if errors.Is(err, store.ErrNotFound) {
-		if err := h.az.Check(r.Context(), perm, authz.Resource{Kind: "ledger_account", ID: id.String(), Tenant: h.tenant}); err != nil {
-			return store.Account{}, err
-		}
-		return store.Account{}, problem.Errorf(problem.ErrNotFound, "no such account")
+		return store.Account{}, server.Unknown(r.Context(), h.az, perm,
+			authz.Resource{Kind: "ledger_account", ID: id.String(), Tenant: h.tenant}, "no such account")
 	}
 	if err != nil {
 		return store.Account{}, err

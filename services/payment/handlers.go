@@ -103,11 +103,8 @@ func (h *handlers) get(w http.ResponseWriter, r *http.Request) {
 	p, err := h.payments.Get(r.Context(), id)
 	if errors.Is(err, store.ErrNotFound) {
 		// Decided as a payment nobody owns: customers cannot tell unknown from not theirs.
-		if err := h.az.Check(r.Context(), "payments:read", authz.Resource{Kind: "payment", ID: id.String(), Tenant: h.tenant}); err != nil {
-			problem.Write(w, r, err)
-			return
-		}
-		problem.Write(w, r, problem.Errorf(problem.ErrNotFound, "no such payment"))
+		problem.Write(w, r, server.Unknown(r.Context(), h.az, "payments:read",
+			authz.Resource{Kind: "payment", ID: id.String(), Tenant: h.tenant}, "no such payment"))
 		return
 	}
 	if err != nil {
