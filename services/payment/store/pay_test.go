@@ -97,6 +97,14 @@ func fundAccounts(t *testing.T, ls *ledgerstore.Store, n int, each int64) []uuid
 	return ids
 }
 
+// fundedLedger opens n accounts funded with each (fundAccounts) and returns them with a
+// counting adapter over the ledger store that holds them.
+func fundedLedger(t *testing.T, n int, each int64) (*ledgerAdapter, []uuid.UUID) {
+	t.Helper()
+	ls := ledgerstore.New(ledgerPool)
+	return &ledgerAdapter{ledger: ls}, fundAccounts(t, ls, n, each)
+}
+
 // storeAttempts is how many tries the stores below give a transaction (db.WithMaxAttempts),
 // each backing off up to storeMaxDelay (db's default cap).
 const storeAttempts, storeMaxDelay = 50, 250 * time.Millisecond
@@ -272,10 +280,8 @@ func TestConcurrentPayments(t *testing.T) {
 func TestSameKeyDifferentRequestIsRefused(t *testing.T) {
 	pgtest.Require(t)
 	ctx := t.Context()
-	ls := ledgerstore.New(ledgerPool)
 	ps := store.New(paymentPool)
-	ids := fundAccounts(t, ls, 2, 10_000)
-	adapter := &ledgerAdapter{ledger: ls}
+	adapter, ids := fundedLedger(t, 2, 10_000)
 	principal := uuid.New()
 	req := store.Request{From: ids[0], To: ids[1], Amount: money.Money{Amount: 500, Currency: "EUR"}, Reference: "rent"}
 	first, err := ps.Pay(ctx, principal, "k-1", req, adapter)
@@ -313,10 +319,9 @@ func TestSameKeyDifferentRequestIsRefused(t *testing.T) {
 func TestFailureIsStoredAndReplayed(t *testing.T) {
 	pgtest.Require(t)
 	ctx := t.Context()
-	ls := ledgerstore.New(ledgerPool)
 	ps := store.New(paymentPool)
-	ids := fundAccounts(t, ls, 2, 100)
-	adapter := &ledgerAdapter{ledger: ls}
+	adapter, ids := fundedLedger(t, 2, 100)
+	ls := adapter.ledger
 	principal := uuid.New()
 	req := store.Request{From: ids[0], To: ids[1], Amount: money.Money{Amount: 101, Currency: "EUR"}}
 	first, err := ps.Pay(ctx, principal, "overdraw", req, adapter)

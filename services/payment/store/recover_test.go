@@ -73,10 +73,9 @@ func TestRecoverSettlesAbandonedPayments(t *testing.T) {
 	pgtest.Require(t)
 	ctx := t.Context()
 	const lease = 300 * time.Millisecond
-	ls := ledgerstore.New(ledgerPool)
 	ps := store.New(paymentPool, store.WithLease(lease))
-	ids := fundAccounts(t, ls, 2, 10_000)
-	adapter := &ledgerAdapter{ledger: ls}
+	adapter, ids := fundedLedger(t, 2, 10_000)
+	ls := adapter.ledger
 	type outcome struct {
 		Status   string
 		Failure  string

@@ -186,13 +186,8 @@ func (s *Store) Pay(ctx context.Context, principal uuid.UUID, key string, req Re
 			return ErrKeyReused
 		}
 		if state == "completed" {
-			var r Result
-			if err := json.Unmarshal(response, &r); err != nil {
-				return fmt.Errorf("stored response: %w", err)
-			}
-			r.Replayed = true
-			stored = &r
-			return nil
+			stored, err = replay(response)
+			return err
 		}
 		if leased {
 			return ErrInProgress
@@ -262,13 +257,9 @@ func (s *Store) recordOutcome(ctx context.Context, principal uuid.UUID, key stri
 			return fmt.Errorf("reload key: %w", err)
 		}
 		if state == "completed" { // a resumed retry finished first; its answer stands
-			var r Result
-			if err := json.Unmarshal(response, &r); err != nil {
-				return fmt.Errorf("stored response: %w", err)
-			}
-			r.Replayed = true
-			stored = &r
-			return nil
+			var err error
+			stored, err = replay(response)
+			return err
 		}
 		updated, err := update(ctx, tx, p.ID, func(cur *Payment) error {
 			return cur.transition(p.Status, p.Failure, p.LedgerTransactionID)
@@ -380,4 +371,14 @@ func (s *Store) PurgeExpired(ctx context.Context) (int64, error) {
 		return err
 	}, s.txOpts...)
 	return n, err
+}
+
+// replay decodes the response stored with a completed key, to be answered again as a replay.
+func replay(response []byte) (*Result, error) {
+	var r Result
+	if err := json.Unmarshal(response, &r); err != nil {
+		return nil, fmt.Errorf("stored response: %w", err)
+	}
+	r.Replayed = true
+	return &r, nil
 }
