@@ -1,7 +1,6 @@
 package identity
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -25,6 +24,8 @@ import (
 	"github.com/spiffe/go-spiffe/v2/workloadapi"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/ztbank/ztbank/devkit/syncbuf"
 )
 
 // fakeClock is the Source's clock in these tests: readiness is judged against it, so the
@@ -52,29 +53,11 @@ var (
 	t0       = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 )
 
-// syncLog collects the Source's log lines; the watcher callbacks run on go-spiffe's
-// goroutine in production, so the buffer is locked.
-type syncLog struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *syncLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *syncLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // newWatcher returns a Source that is not connected to any agent: the tests play the
-// Workload API by calling the watcher callbacks go-spiffe would call.
-func newWatcher(clk *fakeClock, opts ...Option) (*Source, *syncLog) {
-	logs := &syncLog{}
+// Workload API by calling the watcher callbacks go-spiffe would call. Its log is locked: the
+// watcher callbacks run on go-spiffe's goroutine in production.
+func newWatcher(clk *fakeClock, opts ...Option) (*Source, *syncbuf.Buffer) {
+	logs := &syncbuf.Buffer{}
 	cfg := defaultConfig()
 	cfg.addr, cfg.reg, cfg.clock = "unix:///run/test/agent.sock", nil, clk.Now
 	cfg.log = slog.New(slog.NewTextHandler(logs, nil))
