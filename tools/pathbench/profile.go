@@ -22,6 +22,7 @@ type profile struct {
 	Seconds    float64            `json:"seconds"`
 	PerService map[string]float64 `json:"cpu_us_per_request_by_process"`
 	Top        []topLine          `json:"top"`
+	Parts      []part             `json:"zero_trust_parts"`
 	Raw        string             `json:"pprof_top"`
 	Err        string             `json:"error,omitempty"`
 }
@@ -101,7 +102,46 @@ func (b *bench) profile(ctx context.Context, m *mode) (profile, error) {
 	// The profiles cover secs of the load's r.Elapsed seconds: scale requests to that span.
 	perProfile := float64(p.Requests) * float64(secs) / max(p.Seconds, 1e-9)
 	p.Top = parseTop(p.Raw, perProfile, 5)
+	// The zero-trust parts by cumulative time: the flat top shows where cycles go (often
+	// syscalls and the scheduler), this shows what each zero-trust step costs in all.
+	cum, err := exec.CommandContext(ctx, "go", append([]string{"tool", "pprof", "-top", "-cum", "-nodecount=2000"}, files...)...).Output()
+	if err == nil {
+		p.Parts = zeroTrustParts(parseTop(string(cum), perProfile, 2000))
+	}
 	return p, nil
+}
+
+// zeroTrustFuncs are the functions that do zero trust's work on the hot path, with what
+// each stands for.
+var zeroTrustFuncs = []struct{ fn, what string }{
+	{"crypto/tls.(*Conn).Write", "TLS send: the hops' mTLS and the edge's public HTTPS (which off has too), syscalls included"},
+	{"crypto/tls.(*Conn).Read", "TLS receive: likewise"},
+	{"crypto/tls.(*Conn).HandshakeContext", "TLS handshakes"},
+	{"github.com/ztbank/ztbank/libs/usertoken.(*Verifier).Verify", "internal-JWT verification (with its cache)"},
+	{"github.com/ztbank/ztbank/libs/authz.(*Engine).enforce", "policy decision (Require and Check)"},
+	{"github.com/ztbank/ztbank/libs/authz.(*auditor).write", "audit line"},
+}
+
+// zeroTrustParts picks zeroTrustFuncs out of a cumulative top, in that order.
+func zeroTrustParts(all []topLine) []part {
+	var out []part
+	for _, z := range zeroTrustFuncs {
+		for _, t := range all {
+			if strings.TrimSuffix(t.Func, " (inline)") == z.fn {
+				out = append(out, part{Func: z.fn, What: z.what, CumUS: t.CumUS, CumPct: t.CumPct})
+				break
+			}
+		}
+	}
+	return out
+}
+
+// part is one zero-trust step's cumulative CPU per request.
+type part struct {
+	Func   string  `json:"func"`
+	What   string  `json:"what"`
+	CumUS  float64 `json:"cum_us_per_request"`
+	CumPct float64 `json:"cum_pct"`
 }
 
 func fetch(ctx context.Context, url, dst string, timeout time.Duration) error {

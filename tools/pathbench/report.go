@@ -210,6 +210,13 @@ func (r *results) profileSection(b *strings.Builder) {
 	for _, t := range p.Top {
 		w("| `%s` | %.1f | %.1f | %.1f | %.1f |\n", t.Func, t.FlatUS, t.FlatPct, t.CumUS, t.CumPct)
 	}
+	if len(p.Parts) > 0 {
+		w("\nThe zero-trust steps in the same profile, cumulative (a function and everything it calls), per request over all processes:\n\n")
+		w("| step | function | cum µs/req | cum %% |\n|---|---|---:|---:|\n")
+		for _, z := range p.Parts {
+			w("| %s | `%s` | %.1f | %.1f |\n", z.What, z.Func, z.CumUS, z.CumPct)
+		}
+	}
 	w("\nCPU per request by process over the same window (/proc):\n\n| process | CPU µs/req |\n|---|---:|\n")
 	for _, k := range sortedKeys(p.PerService) {
 		w("| %s | %.0f |\n", k, p.PerService[k])
