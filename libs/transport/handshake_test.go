@@ -11,7 +11,6 @@ import (
 	"math/big"
 	"net"
 	"net/http"
-	neturl "net/url"
 	"testing"
 	"time"
 
@@ -45,23 +44,9 @@ func newTestCA(t *testing.T, td string) *testCA {
 	return &testCA{td: spiffeid.RequireTrustDomainFromString(td), cert: cert, key: key}
 }
 
+// svid issues an SVID for id valid for the next hour.
 func (ca *testCA) svid(t *testing.T, id spiffeid.ID, serial int64) *x509svid.SVID {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	u, _ := neturl.Parse(id.String())
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), NotBefore: time.Now().Add(-time.Minute),
-		NotAfter: time.Now().Add(time.Hour), URIs: []*neturl.URL{u},
-		KeyUsage:    x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	return &x509svid.SVID{ID: id, Certificates: []*x509.Certificate{cert}, PrivateKey: key}
+	return ca.svidUntil(t, id, serial, time.Now().Add(time.Hour))
 }
 
 type staticSource struct {
