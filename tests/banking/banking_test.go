@@ -6,10 +6,7 @@ package banking
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -22,44 +19,18 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/ztbank/ztbank/devkit/demo"
-	"github.com/ztbank/ztbank/devkit/devoidc"
-	"github.com/ztbank/ztbank/devkit/localspire"
+	"github.com/ztbank/ztbank/tests/internal/teststack"
 	"github.com/ztbank/ztbank/tools/devstack/stack"
 )
 
 var (
-	st       *stack.Stack
-	stateDir string
-	edgeURL  string
-	client   *http.Client
-	tokens   = map[string]string{}
+	st     *teststack.Stack
+	client *http.Client
+	tokens map[string]string
 )
 
 func TestMain(m *testing.M) {
-	flag.Parse()
-	if testing.Short() {
-		fmt.Println("e2e: skipped (-short): needs the local stack with SPIRE and PostgreSQL")
-		os.Exit(m.Run())
-	}
-	os.Exit(run(m))
-}
-
-func run(m *testing.M) int {
-	root, err := localspire.RepoRoot()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	tmp, err := os.MkdirTemp("", "ztgw") // short: SPIRE sockets live under it
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer os.RemoveAll(tmp)
-	stateDir = tmp
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
-	defer cancel()
-	st, err = stack.Start(ctx, stack.Options{Root: root, StateDir: tmp, FreePorts: true, FrontDoor: true, Postgres: true, Progress: os.Stderr,
+	teststack.Main(m, "ztgw", stack.Options{FrontDoor: true, Postgres: true,
 		// The rotation-under-load test drives 8 clients as two users, far above one user's
 		// rate at the edge: it proves rotations fail no request, not rate limiting, which
 		// tests/noisytenant proves. 0 switches the edge's user and tenant rates off.
@@ -67,35 +38,16 @@ func run(m *testing.M) int {
 			if e := s.Services["edge"]; e != nil {
 				e.Env = append(e.Env, "EDGE_RATE_PER_USER=0", "EDGE_RATE_PER_TENANT=0")
 			}
-		}})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "start local stack:", err)
-		return 1
-	}
-	defer st.Stop()
-	pem, err := os.ReadFile(st.Edge.CAFile)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(pem)
-	client = &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}}}
-	edgeURL = strings.TrimSuffix(st.Edge.URL, "/")
-	passwords, err := devoidc.ReadSecrets(st.OIDC.PasswordsFile)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	for _, u := range demo.Users() {
-		tok, err := devoidc.Login(ctx, client, st.OIDC.Issuer, devoidc.CLIClientID, u.Username, passwords[u.Username])
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "log in %s: %v\n", u.Username, err)
+		}}, func(s *teststack.Stack) int {
+		st = s
+		client = &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{TLSClientConfig: st.EdgeTLS()}}
+		var err error
+		if tokens, err = st.LoginAll(context.Background(), client); err != nil {
+			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
-		tokens[u.Username] = tok.AccessToken
-	}
-	return m.Run()
+		return m.Run()
+	})
 }
 
 type reply struct {
@@ -112,7 +64,7 @@ func call(t *testing.T, user, method, path, key, body string) reply {
 	if body != "" {
 		rd = strings.NewReader(body)
 	}
-	req, err := http.NewRequestWithContext(t.Context(), method, edgeURL+path, rd)
+	req, err := http.NewRequestWithContext(t.Context(), method, st.EdgeURL+path, rd)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"regexp"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +16,7 @@ import (
 	"github.com/ztbank/ztbank/libs/db"
 	"github.com/ztbank/ztbank/libs/dbcred/passwordfile"
 	"github.com/ztbank/ztbank/tests/internal/load"
+	"github.com/ztbank/ztbank/tests/internal/teststack"
 	"github.com/ztbank/ztbank/tools/devstack/stack"
 )
 
@@ -40,21 +40,7 @@ func envOf(t *testing.T, svc *stack.Service, key string) string {
 // from a service's metrics port.
 func refreshes(t *testing.T, svc *stack.Service) float64 {
 	t.Helper()
-	resp, err := http.Get("http://" + svc.Health + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	m := regexp.MustCompile(`(?m)^ztbank_db_credential_refreshes_total\{[^}]*role="` + regexp.QuoteMeta(svc.Workload.DBRole) + `"[^}]*\} (\S+)$`).FindSubmatch(b)
-	if m == nil {
-		return 0
-	}
-	v, err := strconv.ParseFloat(string(m[1]), 64)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return v
+	return teststack.Sample(t, svc, `ztbank_db_credential_refreshes_total\{[^}]*role="`+regexp.QuoteMeta(svc.Workload.DBRole)+`"[^}]*\}`)
 }
 
 // TestPasswordRotationUnderLoad rotates every service's database password with the stack's
@@ -109,7 +95,7 @@ func TestPasswordRotationUnderLoad(t *testing.T) {
 	}
 	stop := load.Start(func(c, i int) error {
 		r := requests[(c+i)%len(requests)]
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, edgeURL+r.path, nil)
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, st.EdgeURL+r.path, nil)
 		if err != nil {
 			return err
 		}
