@@ -3,9 +3,7 @@ package deployfiles
 import (
 	"encoding/json"
 	"go/ast"
-	"go/parser"
 	"go/token"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -31,45 +29,26 @@ var ClusterTargetLabels = []string{"namespace", "service", "job", "pod", "contai
 // name in that file that no constructor claimed.
 func exportedLabels(t *testing.T) map[string][]string {
 	t.Helper()
-	root := repoRoot(t)
-	type file struct {
-		f    *ast.File
-		path string
-	}
-	var files []file
+	files := serviceCode(t)
 	consts := map[string]string{} // identifier (bare and pkg-qualified) -> string value
-	for _, dir := range []string{"libs", "services"} {
-		err := filepath.WalkDir(filepath.Join(root, dir), func(path string, d fs.DirEntry, err error) error {
-			if err != nil || d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
-				return err
+	for _, f := range files {
+		for _, decl := range f.Decls {
+			gd, ok := decl.(*ast.GenDecl)
+			if !ok || gd.Tok != token.CONST {
+				continue
 			}
-			f, err := parser.ParseFile(token.NewFileSet(), path, nil, parser.SkipObjectResolution)
-			if err != nil {
-				return err
-			}
-			files = append(files, file{f, path})
-			for _, decl := range f.Decls {
-				gd, ok := decl.(*ast.GenDecl)
-				if !ok || gd.Tok != token.CONST {
-					continue
-				}
-				for _, spec := range gd.Specs {
-					vs := spec.(*ast.ValueSpec)
-					for i, n := range vs.Names {
-						if i < len(vs.Values) {
-							if lit, ok := vs.Values[i].(*ast.BasicLit); ok && lit.Kind == token.STRING {
-								v, _ := strconv.Unquote(lit.Value)
-								consts[n.Name] = v
-								consts[f.Name.Name+"."+n.Name] = v
-							}
+			for _, spec := range gd.Specs {
+				vs := spec.(*ast.ValueSpec)
+				for i, n := range vs.Names {
+					if i < len(vs.Values) {
+						if lit, ok := vs.Values[i].(*ast.BasicLit); ok && lit.Kind == token.STRING {
+							v, _ := strconv.Unquote(lit.Value)
+							consts[n.Name] = v
+							consts[f.Name.Name+"."+n.Name] = v
 						}
 					}
 				}
 			}
-			return nil
-		})
-		if err != nil {
-			t.Fatal(err)
 		}
 	}
 	str := func(e ast.Expr) (string, bool) {
@@ -120,9 +99,9 @@ func exportedLabels(t *testing.T) map[string][]string {
 	}
 	out := map[string][]string{}
 	isName := regexp.MustCompile(`^ztbank_[a-z0-9_]+$`)
-	for _, fl := range files {
+	for _, f := range files {
 		var unnamed [][]string // labels of NewDesc calls whose name is not a constant
-		ast.Inspect(fl.f, func(n ast.Node) bool {
+		ast.Inspect(f, func(n ast.Node) bool {
 			call, ok := n.(*ast.CallExpr)
 			if !ok {
 				return true
@@ -156,7 +135,7 @@ func exportedLabels(t *testing.T) map[string][]string {
 		if len(unnamed) == 0 {
 			continue
 		}
-		ast.Inspect(fl.f, func(n ast.Node) bool {
+		ast.Inspect(f, func(n ast.Node) bool {
 			if lit, ok := n.(*ast.BasicLit); ok && lit.Kind == token.STRING {
 				if s, err := strconv.Unquote(lit.Value); err == nil && isName.MatchString(s) {
 					if _, claimed := out[s]; !claimed {
