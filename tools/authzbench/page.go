@@ -114,8 +114,7 @@ func writePage(path string, r *results) error {
 	b.WriteString("### Reproduce\n\n```sh\nmake bench-authz        # builds OPA once (.dev/bin/opa), then writes this page\n" +
 		"go test -run '^$' -bench DecideLatency ./libs/authz   # p50/p99 per variant incl. the residual policy\n```\n\n")
 	b.WriteString("The request path under load (zero trust on and off, per-hop added latency, throughput, CPU, RSS, " +
-		"handshakes and JWT-cache hits in the path) is measured by `make bench-path`, in its own section below. " +
-		"IAM token rollover through a real connection pool under load is not measured yet.\n")
+		"handshakes and JWT-cache hits in the path) is measured by `make bench-path`, in its own section below.\n")
 	// make bench-path (tools/pathbench) owns the section between its markers; keep it.
 	if old, err := os.ReadFile(path); err == nil {
 		if i := strings.Index(string(old), pathBegin); i >= 0 {
