@@ -2,10 +2,12 @@ package noisytenant
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptrace"
 	"os"
 	"os/exec"
 	"strconv"
@@ -119,20 +121,27 @@ func (f *flood) count(t *testing.T) int64 {
 	return n
 }
 
-// stop ends the flood process and returns the statuses its requests got.
-func (f *flood) stop(t *testing.T) map[int]int64 {
+// floodResult is the flood process's last line: the statuses its requests got and the
+// connections it opened (each one a TLS handshake at the edge).
+type floodResult struct {
+	Statuses    map[int]int64 `json:"statuses"`
+	Connections int64         `json:"connections"`
+}
+
+// stop ends the flood process and returns what it saw.
+func (f *flood) stop(t *testing.T) floodResult {
 	t.Helper()
 	if err := f.in.Close(); err != nil {
 		t.Fatal(err)
 	}
-	var counts map[int]int64
-	if !f.out.Scan() || json.Unmarshal(f.out.Bytes(), &counts) != nil {
-		t.Fatalf("flood: no statuses (%q, %v)", f.out.Text(), f.out.Err())
+	var res floodResult
+	if !f.out.Scan() || json.Unmarshal(f.out.Bytes(), &res) != nil {
+		t.Fatalf("flood: no result (%q, %v)", f.out.Text(), f.out.Err())
 	}
 	if err := f.cmd.Wait(); err != nil {
 		t.Fatalf("flood process: %v", err)
 	}
-	return counts
+	return res
 }
 
 // floodMain is the flood process: Clients goroutines per user send as fast as the shared
@@ -148,6 +157,12 @@ func floodMain(stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	client := newClient(cfg.CA)
 	var (
+		conns atomic.Int64
+		trace = &httptrace.ClientTrace{GotConn: func(c httptrace.GotConnInfo) {
+			if !c.Reused {
+				conns.Add(1)
+			}
+		}}
 		sent   atomic.Int64
 		mu     sync.Mutex
 		counts = map[int]int64{}
@@ -169,7 +184,7 @@ func floodMain(stdin io.Reader, stdout, stderr io.Writer) int {
 								return
 							case <-schedule.C:
 							}
-							status, _, err := call(client, u.URL, u.Token)
+							status, _, err := call(httptrace.WithClientTrace(context.Background(), trace), client, u.URL, u.Token)
 							if err != nil {
 								continue
 							}
@@ -204,7 +219,7 @@ func floodMain(stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	b, _ := json.Marshal(counts)
+	b, _ := json.Marshal(floodResult{Statuses: counts, Connections: conns.Load()})
 	fmt.Fprintf(stdout, "%s\n", b)
 	return 0
 }
