@@ -6,4 +6,4 @@
 
 bench-path: spire ## request path with zero trust on and off side by side: latency at fixed rates, peak throughput, CPU and RSS, handshakes, JWT-cache hits, CPU profile; writes docs/performance.md (a few minutes)
 	@mkdir -p $(DEV)/bench
-	@timeout 900 $(GO) run ./tools/pathbench -pprof-dir $(DEV)/bench/pprof -md docs/performance.md -json $(DEV)/bench/path.json
+	@timeout 900 $(GO) run ./tools/pathbench -state $(DEV)/bench/stacks -pprof-dir $(DEV)/bench/pprof -md docs/performance.md -json $(DEV)/bench/path.json

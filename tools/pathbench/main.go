@@ -281,7 +281,7 @@ func (b *bench) measure(ctx context.Context) error {
 	}
 	b.res.PeakOn, b.res.PeakOff = median(peaks["on"]), median(peaks["off"])
 	rates := slices.Clone(cfg.Rates)
-	if top := math.Floor(cfg.TopFrac*min(b.res.PeakOn, b.res.PeakOff)/50) * 50; top > 0 && !slices.Contains(rates, top) {
+	if top := math.Floor(cfg.TopFrac*min(b.res.PeakOn, b.res.PeakOff)/10) * 10; top > 0 && !slices.Contains(rates, top) {
 		rates = append(rates, top)
 	}
 	slices.Sort(rates)

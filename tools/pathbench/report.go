@@ -134,6 +134,15 @@ func (r *results) section(svg string) string {
 		"of the rounds after the first at each rate (steady state), %.2f per 1,000; %.0f in all %.0f open-loop requests "+
 		"(%.2f per 1,000), the first round at a new rate included, where the pools grow to the new concurrency.\n",
 		r.Handshakes.Steady, r.Handshakes.SteadyRequests, r.Handshakes.PerThousand, r.Handshakes.All, r.Handshakes.AllRequests, r.Handshakes.PerThousandAll)
+	var per []string
+	for _, rr := range r.Rates {
+		var hs []string
+		for _, rd := range rr.Rounds["on"] {
+			hs = append(hs, fmt.Sprintf("%.0f", rd.Handshakes))
+		}
+		per = append(per, fmt.Sprintf("%.0f req/s: %s", rr.Rate, strings.Join(hs, ", ")))
+	}
+	w("- Handshakes per round, by offered rate: %s.\n", strings.Join(per, "; "))
 	w("- Internal-JWT verifications (`ztbank_usertoken_verify_total`, every service that checks the token): %.0f answered by "+
 		"the verified-token cache, %.0f signature checks: hit rate **%.2f%%**. The edge re-mints a user's token shortly before "+
 		"its 5-minute expiry, and each service checks each new token once.\n\n", r.Cache.Hits, r.Cache.Verified, 100*r.Cache.HitRate)

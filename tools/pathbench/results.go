@@ -232,18 +232,19 @@ func cpuPerRequest(rounds []round) float64 {
 	return median(xs)
 }
 
-// goalRate is the offered rate the latency goal is judged at: 300 req/s when it was run
-// (busy but below the peak), else the lowest.
+// goalRate is the offered rate the latency goal is judged at: the highest one below both
+// peaks (above a peak the stack queues and latency measures the queue), else the lowest.
 func (r *results) goalRate() *rateResult {
+	var best *rateResult
 	for _, rr := range r.Rates {
-		if rr.Rate == 300 {
-			return rr
+		if rr.Rate < min(r.PeakOn, r.PeakOff) && (best == nil || rr.Rate > best.Rate) {
+			best = rr
 		}
 	}
-	if len(r.Rates) > 0 {
-		return r.Rates[0]
+	if best == nil && len(r.Rates) > 0 {
+		best = r.Rates[0]
 	}
-	return nil
+	return best
 }
 
 func (r *results) goals() []goal {
