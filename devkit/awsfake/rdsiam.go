@@ -143,7 +143,11 @@ func (f *RDSIAM) session(c net.Conn) {
 			return
 		}
 		code := byte(ldapSuccess)
-		if err := f.check(string(dn), string(password)); err != nil {
+		user, ok := strings.CutPrefix(string(dn), "uid=")
+		if user, ok = strings.CutSuffix(user, ",ou=rds"); !ok {
+			user = "(bind DN " + string(dn) + ")"
+		}
+		if err := f.Check(user, string(password)); err != nil {
 			code = ldapInvalidCreds
 			f.mu.Lock()
 			f.refused = append(f.refused, err.Error())
@@ -156,12 +160,9 @@ func (f *RDSIAM) session(c net.Conn) {
 	}
 }
 
-// check is RDS's verdict on a login of the user named by dn ("uid=<user>,ou=rds") with token.
-func (f *RDSIAM) check(dn, token string) error {
-	user, ok := strings.CutPrefix(dn, "uid=")
-	if user, ok = strings.CutSuffix(user, ",ou=rds"); !ok {
-		return fmt.Errorf("bind DN %q", dn)
-	}
+// Check is RDS's verdict on a login of user with token; a nil error accepts it (and counts
+// it in Accepted).
+func (f *RDSIAM) Check(user, token string) error {
 	u, err := url.Parse("https://" + token)
 	if err != nil {
 		return fmt.Errorf("%s: token is not a presigned URL: %w", user, err)
