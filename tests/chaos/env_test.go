@@ -31,6 +31,7 @@ const requestTimeout = 20 * time.Second
 // env is one running stack and a client of its edge.
 type env struct {
 	st     *stack.Stack
+	dir    string // the stack's state directory; tests keep their own files under it too
 	edge   string
 	client *http.Client
 	tokens *tokenSource
@@ -73,7 +74,7 @@ func startEnv(t *testing.T, ctx context.Context, configure func(*stack.Options))
 	roots.AppendCertsFromPEM(pem)
 	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12},
 		MaxIdleConnsPerHost: 64}
-	e := &env{st: st, edge: strings.TrimSuffix(st.Edge.URL, "/"),
+	e := &env{st: st, dir: dir, edge: strings.TrimSuffix(st.Edge.URL, "/"),
 		client: &http.Client{Timeout: requestTimeout, Transport: tr}}
 	passwords, err := devoidc.ReadSecrets(st.OIDC.PasswordsFile)
 	if err != nil {
