@@ -16,11 +16,7 @@ import (
 	"math/big"
 	"net/http"
 	"net/url"
-	"os"
-	"path/filepath"
 	"regexp"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -29,7 +25,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
-	"github.com/ztbank/ztbank/devkit/localspire"
+	"github.com/ztbank/ztbank/tests/internal/teststack"
 	"github.com/ztbank/ztbank/tools/devstack/stack"
 )
 
@@ -37,48 +33,13 @@ import (
 // life) and the outage test sees SVIDs approach expiry.
 const svidTTL = 60 * time.Second
 
-var (
-	st      *stack.Stack
-	tmpRoot string
-)
+var st *teststack.Stack
 
 func TestMain(m *testing.M) {
-	flagShort := false
-	for _, a := range os.Args {
-		if a == "-test.short=true" || a == "-test.short" {
-			flagShort = true
-		}
-	}
-	if flagShort {
-		fmt.Println("skipping SPIRE integration tests in -short mode")
-		os.Exit(0)
-	}
-	os.Exit(runMain(m))
-}
-
-func runMain(m *testing.M) int {
-	root, err := localspire.RepoRoot()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	// Unix socket paths must stay short, so not t.TempDir() under a long test name.
-	tmpRoot, err = os.MkdirTemp("", "ztmtls")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer os.RemoveAll(tmpRoot)
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
-	defer cancel()
-	st, err = stack.Start(ctx, stack.Options{Root: root, StateDir: tmpRoot, FreePorts: true, Postgres: true,
-		SVIDTTL: svidTTL, Progress: os.Stderr})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "start local stack:", err)
-		return 1
-	}
-	defer st.Stop()
-	return m.Run()
+	teststack.Main(m, "ztmtls", stack.Options{Postgres: true, SVIDTTL: svidTTL}, func(s *teststack.Stack) int {
+		st = s
+		return m.Run()
+	})
 }
 
 // mintedClient holds a genuine SVID minted by the stack's SPIRE server for id.
@@ -89,19 +50,11 @@ type mintedClient struct {
 
 func mint(t *testing.T, id spiffeid.ID) mintedClient {
 	t.Helper()
-	dir := filepath.Join(tmpRoot, "minted", strings.NewReplacer("/", "_", ":", "_").Replace(id.String()))
-	if err := st.Spire.Mint(context.Background(), id, time.Hour, dir); err != nil {
-		t.Fatal(err)
-	}
-	svid, err := x509svid.Load(filepath.Join(dir, "svid.pem"), filepath.Join(dir, "key.pem"))
+	svid, err := st.MintSVID(context.Background(), id)
 	if err != nil {
 		t.Fatal(err)
 	}
-	bundle, err := x509bundle.Load(id.TrustDomain(), filepath.Join(dir, "bundle.pem"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return mintedClient{svid, bundle}
+	return mintedClient{svid.SVID, svid.Bundle}
 }
 
 // httpClient returns a client that presents this SVID and accepts only server. Keep-alive
@@ -154,22 +107,7 @@ func chainErrors(h hop) []string {
 // metric reads one sample from a service's /metrics; missing means 0.
 func metric(t *testing.T, svc *stack.Service, name string, labels string) float64 {
 	t.Helper()
-	resp, err := http.Get("http://" + svc.Health + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name+labels) + ` (\S+)$`)
-	m := re.FindSubmatch(b)
-	if m == nil {
-		return 0
-	}
-	v, err := strconv.ParseFloat(string(m[1]), 64)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return v
+	return teststack.Sample(t, svc, regexp.QuoteMeta(name+labels))
 }
 
 // foreignClient presents a certificate with a legitimate-looking SPIFFE ID signed by a CA
