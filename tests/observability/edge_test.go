@@ -2,12 +2,9 @@ package observability
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"slices"
 	"sort"
 	"strings"
@@ -18,37 +15,24 @@ import (
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 
 	"github.com/ztbank/ztbank/devkit/demo"
-	"github.com/ztbank/ztbank/devkit/devoidc"
 )
 
 // devCAClient trusts the stack's development CA, which signed both the OIDC provider's
 // and the edge's HTTPS certificates.
 func devCAClient(t *testing.T) *http.Client {
 	t.Helper()
-	pem, err := os.ReadFile(st.Edge.CAFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		t.Fatalf("no certificate in %s", st.Edge.CAFile)
-	}
-	return &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}},
+	return &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{TLSClientConfig: st.EdgeTLS()},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 }
 
 // userToken logs username in at the development OIDC provider, as `make token` does.
 func userToken(t *testing.T, username string) string {
 	t.Helper()
-	passwords, err := devoidc.ReadSecrets(st.OIDC.PasswordsFile)
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	tok, err := devoidc.Login(ctx, devCAClient(t), st.OIDC.Issuer, devoidc.CLIClientID, username, passwords[username])
+	tok, err := st.Login(ctx, devCAClient(t), username)
 	if err != nil {
-		t.Fatalf("login %s: %v", username, err)
+		t.Fatal(err)
 	}
 	return tok.AccessToken
 }

@@ -42,7 +42,7 @@ func findSecrets(b []byte) []string {
 // SPIRE, and the traced instances. It runs after all tests, so it sees the full run.
 func scanLogsForSecrets() []string {
 	var found []string
-	filepath.WalkDir(tmpRoot, func(path string, d os.DirEntry, err error) error {
+	filepath.WalkDir(st.Dir, func(path string, d os.DirEntry, err error) error {
 		if err != nil || d.IsDir() || filepath.Ext(path) != ".log" {
 			return nil
 		}

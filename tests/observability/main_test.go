@@ -4,7 +4,6 @@
 package observability
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -13,13 +12,12 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	collectortrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/ztbank/ztbank/devkit/localspire"
+	"github.com/ztbank/ztbank/tests/internal/teststack"
 	"github.com/ztbank/ztbank/tools/devstack/stack"
 )
 
@@ -32,66 +30,36 @@ var chain = []string{"bank-b/gateway", "bank-b/payment", "bank-b/ledger"}
 var started = append([]string{"edge"}, chain...)
 
 var (
-	st        *stack.Stack
-	tmpRoot   string
+	st        *teststack.Stack
 	collector *spanCollector
 	// traced are the stack's workloads, started with tracing pointed at collector.
 	traced = map[string]*tracedService{}
 )
 
 func TestMain(m *testing.M) {
-	for _, a := range os.Args {
-		if a == "-test.short=true" || a == "-test.short" {
-			fmt.Println("skipping observability integration tests in -short mode")
-			os.Exit(0)
-		}
-	}
-	os.Exit(runMain(m))
-}
-
-func runMain(m *testing.M) int {
-	root, err := localspire.RepoRoot()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	// Unix socket paths must stay short, so not t.TempDir() under a long test name.
-	tmpRoot, err = os.MkdirTemp("", "ztobs")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer os.RemoveAll(tmpRoot)
 	collector = newSpanCollector()
 	srv := httptest.NewServer(collector)
-	defer srv.Close()
-
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
-	defer cancel()
-	st, err = stack.Start(ctx, stack.Options{Root: root, StateDir: tmpRoot, FreePorts: true,
-		Services: started, FrontDoor: true, Postgres: true, Progress: os.Stderr,
+	teststack.Main(m, "ztobs", stack.Options{Services: started, FrontDoor: true, Postgres: true,
 		Configure: func(s *stack.Stack) {
 			for _, svc := range s.Services {
 				svc.Env = append(svc.Env, "OTEL_EXPORTER_OTLP_ENDPOINT="+srv.URL,
 					// Export within a fraction of a second instead of the default five.
 					"OTEL_BSP_SCHEDULE_DELAY=100")
 			}
-		}})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "start local stack:", err)
-		return 1
-	}
-	defer st.Stop()
-	for name, svc := range st.Services {
-		traced[name] = &tracedService{name: name, listen: svc.Listen, health: svc.Health, public: svc.Public, logPath: svc.LogPath}
-	}
-	code := m.Run()
-	st.Stop() // flush and close the logs before reading them
-	if leaks := scanLogsForSecrets(); len(leaks) > 0 {
-		fmt.Fprintf(os.Stderr, "FAIL: token or password material in logs:\n%s\n", strings.Join(leaks, "\n"))
-		return 1
-	}
-	return code
+		}}, func(s *teststack.Stack) int {
+		defer srv.Close()
+		st = s
+		for name, svc := range st.Services {
+			traced[name] = &tracedService{name: name, listen: svc.Listen, health: svc.Health, public: svc.Public, logPath: svc.LogPath}
+		}
+		code := m.Run()
+		st.Stop() // flush and close the logs before reading them
+		if leaks := scanLogsForSecrets(); len(leaks) > 0 {
+			fmt.Fprintf(os.Stderr, "FAIL: token or password material in logs:\n%s\n", strings.Join(leaks, "\n"))
+			return 1
+		}
+		return code
+	})
 }
 
 // tracedService is one of the stack's workloads, all started with tracing pointed at

@@ -6,10 +6,8 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -210,14 +208,11 @@ func TestPolicyDenialCounted(t *testing.T) {
 // Emissary-ingress, the only caller the edge's ext_authz endpoint answers.
 func ingressClient(t *testing.T) *http.Client {
 	t.Helper()
-	dir := filepath.Join(tmpRoot, "minted", "emissary-ingress-client")
-	if err := st.Spire.Mint(context.Background(), workloadID(t, "emissary-ingress"), time.Hour, dir); err != nil {
-		t.Fatal(err)
-	}
-	cert, err := tls.LoadX509KeyPair(filepath.Join(dir, "svid.pem"), filepath.Join(dir, "key.pem"))
+	svid, err := st.MintSVID(context.Background(), workloadID(t, "emissary-ingress"))
 	if err != nil {
 		t.Fatal(err)
 	}
+	cert := svid.TLSCertificate()
 	c := devCAClient(t)
 	tr := c.Transport.(*http.Transport).Clone()
 	tr.TLSClientConfig.Certificates = []tls.Certificate{cert}

@@ -7,17 +7,14 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
-	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 )
 
@@ -25,19 +22,11 @@ import (
 // server for id, accepting only server.
 func mintedClient(t *testing.T, id, server spiffeid.ID) *http.Client {
 	t.Helper()
-	dir := filepath.Join(tmpRoot, "minted", strings.NewReplacer("/", "_", ":", "_").Replace(id.String()))
-	if err := st.Spire.Mint(context.Background(), id, time.Hour, dir); err != nil {
-		t.Fatal(err)
-	}
-	svid, err := x509svid.Load(filepath.Join(dir, "svid.pem"), filepath.Join(dir, "key.pem"))
+	svid, err := st.MintSVID(context.Background(), id)
 	if err != nil {
 		t.Fatal(err)
 	}
-	bundle, err := x509bundle.Load(id.TrustDomain(), filepath.Join(dir, "bundle.pem"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := tlsconfig.MTLSClientConfig(svid, bundle, tlsconfig.AuthorizeID(server))
+	cfg := tlsconfig.MTLSClientConfig(svid, svid.Bundle, tlsconfig.AuthorizeID(server))
 	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg}}
 }
 
