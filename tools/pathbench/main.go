@@ -57,11 +57,11 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	rates := fs.String("rates", "100,300", "fixed offered rates (requests/s, comma-separated); a higher one derived from the measured peak is added")
 	c := config{}
 	fs.DurationVar(&c.Window, "window", 6*time.Second, "length of one measured window (one mode at one rate)")
-	fs.IntVar(&c.Rounds, "rounds", 3, "interleaved on/off rounds per rate and for the closed loop; the report gives medians")
+	fs.IntVar(&c.Rounds, "rounds", 5, "interleaved on/off rounds per rate and for the closed loop; the report gives medians")
 	fs.IntVar(&c.Workers, "workers", 24, "closed-loop clients")
 	fs.DurationVar(&c.Warmup, "warmup", 4*time.Second, "closed-loop warm-up per mode before measuring")
 	fs.DurationVar(&c.Profile, "profile", 8*time.Second, "CPU profile of the zero-trust-on hot path (0: none)")
-	fs.Float64Var(&c.TopFrac, "top", 0.8, "the highest offered rate as a fraction of the smaller closed-loop peak")
+	fs.Float64Var(&c.TopFrac, "top", 0.6, "the highest offered rate as a fraction of the smaller closed-loop peak")
 	fs.Int64Var(&c.MaxFlight, "max-in-flight", 2000, "open loop: requests outstanding at most; more are dropped and counted")
 	fs.StringVar(&c.State, "state", "", "directory for the two stacks (default: a temporary directory)")
 	fs.StringVar(&c.PprofDir, "pprof-dir", "", "keep the CPU profiles here (default: discarded)")
@@ -133,6 +133,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err := b.measure(ctx); err != nil {
 		return err
 	}
+	res.RetriesExhausted = map[string]int{"on": modes["on"].retriesExhausted(), "off": modes["off"].retriesExhausted()}
 	res.LoadEnd = loadavg()
 	res.Machine = describeMachine()
 	res.TotalSeconds = time.Since(started).Seconds()

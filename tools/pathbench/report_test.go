@@ -124,7 +124,7 @@ func TestDeriveAndSection(t *testing.T) {
 	r.addOpen(300, "off", 1, mk(2.2, 3.3, 0, 0))
 	r.addClosed("on", mk(1, 1, 0, 0))
 	r.addClosed("off", mk(1, 1, 0, 0))
-	r.PeakOn, r.PeakOff = 300, 400
+	r.PeakOn, r.PeakOff = 375, 500
 	r.derive()
 	rr := r.Rates[0]
 	if got := rr.PerHop["read"]["p90"]; got < 0.199 || got > 0.201 {
