@@ -151,20 +151,22 @@ func checkReferences(t *testing.T, where string, exprs []string, defined map[str
 	}
 }
 
+// dashboard is what the checks read of a Grafana dashboard: its queries, variables and legends.
 type dashboard struct {
 	UID        string `json:"uid"`
 	Title      string `json:"title"`
 	Templating struct {
 		List []struct {
-			Name  string `json:"name"`
-			Type  string `json:"type"`
-			Query any    `json:"query"`
+			Name  string          `json:"name"`
+			Type  string          `json:"type"`
+			Query json.RawMessage `json:"query"`
 		} `json:"list"`
 	} `json:"templating"`
 	Panels []struct {
 		Title   string `json:"title"`
 		Targets []struct {
-			Expr string `json:"expr"`
+			Expr         string `json:"expr"`
+			LegendFormat string `json:"legendFormat"`
 		} `json:"targets"`
 	} `json:"panels"`
 }

@@ -316,22 +316,7 @@ func TestDashboardsAndRulesUseClusterLabels(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var d struct {
-			Templating struct {
-				List []struct {
-					Name  string          `json:"name"`
-					Type  string          `json:"type"`
-					Query json.RawMessage `json:"query"`
-				} `json:"list"`
-			} `json:"templating"`
-			Panels []struct {
-				Title   string `json:"title"`
-				Targets []struct {
-					Expr         string `json:"expr"`
-					LegendFormat string `json:"legendFormat"`
-				} `json:"targets"`
-			} `json:"panels"`
-		}
+		var d dashboard
 		if err := json.Unmarshal(b, &d); err != nil {
 			t.Fatalf("%s: %v", f, err)
 		}
