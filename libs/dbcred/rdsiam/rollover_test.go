@@ -43,7 +43,8 @@ func (c *countingCreds) Retrieve(context.Context) (aws.Credentials, error) {
 // dbcred.Pool, db.Transact) against a real PostgreSQL whose logins for the service user are
 // judged as RDS judges them (awsfake.RDSIAM: a signed, unexpired token, all unexpired tokens
 // valid at once), with the 15-minute token life scaled down to tokenLife and everything
-// derived from it in production's proportions (renew skew 3/15, connection lifetime 10/15).
+// derived from it in production's proportions (renew skew 3/15, plus a second, connection
+// lifetime 10/15).
 // Concurrent load runs until the fake has accepted logins with four tokens (three
 // rollovers). Then: no query and no login failed, the number of tokens signed is what the
 // scaled lifetime allows for that time (at most one per renewal period, so not one per
@@ -51,9 +52,10 @@ func (c *countingCreds) Retrieve(context.Context) (aws.Credentials, error) {
 func TestRolloverThroughARealPool(t *testing.T) {
 	const (
 		tokenLife = 10 * time.Second
-		// X-Amz-Date has whole seconds, so the fake may see a token up to a second older than
-		// the source does: the skew must leave a login more than that.
-		skew       = tokenLife * 3 / 15
+		// Production's proportion, plus the second X-Amz-Date loses (it has whole seconds, so
+		// the fake may see a token up to a second older than the source does): a login keeps
+		// the scaled margin.
+		skew       = tokenLife*3/15 + time.Second
 		connLife   = tokenLife * 10 / 15
 		renewEvery = tokenLife - skew
 		wantTokens = 4
@@ -194,7 +196,9 @@ func TestRolloverThroughARealPool(t *testing.T) {
 	if maxGen := 1 + int(elapsed/renewEvery); generations > maxGen {
 		t.Errorf("%d token generations in %v, want at most %d (one per %v)", generations, elapsed, maxGen, renewEvery)
 	}
-	if generations != tokens {
+	// Every generation is for a login; one started as the load stopped may not have reached
+	// the fake yet.
+	if generations != tokens && generations != tokens+1 {
 		t.Errorf("%d token generations but logins used %d tokens", generations, tokens)
 	}
 	if int64(generations) >= conns {
