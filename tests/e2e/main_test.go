@@ -18,14 +18,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
-	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
 	"github.com/ztbank/ztbank/devkit/devoidc"
 	"github.com/ztbank/ztbank/devkit/localspire"
 	"github.com/ztbank/ztbank/libs/topology"
+	"github.com/ztbank/ztbank/tests/internal/teststack"
 	"github.com/ztbank/ztbank/tools/devstack/stack"
 )
 
@@ -77,8 +76,7 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	flag.Parse()
-	if testing.Short() {
+	if teststack.Short() {
 		fmt.Println("e2e: -short: only the offline tests (oracle, matrix staleness, broken policy) run")
 		os.Exit(m.Run())
 	}
@@ -86,13 +84,13 @@ func TestMain(m *testing.M) {
 }
 
 func runMain(m *testing.M) int {
-	tmp, err := os.MkdirTemp("", "zte2e") // short: SPIRE sockets live under it
+	tmp, err := os.MkdirTemp("", "zte2e") // SVIDs the direct cases mint go under it
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	defer os.RemoveAll(tmp)
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), teststack.StartTimeout)
 	defer cancel()
 	d, stop, err := connect(ctx, tmp)
 	if err != nil {
@@ -130,16 +128,11 @@ func connect(ctx context.Context, tmp string) (*deployment, func(), error) {
 	if path != "" {
 		return d, func() {}, d.fromStackFile(path)
 	}
-	root, err := localspire.RepoRoot()
+	st, err := teststack.Start(ctx, "ztstk", stack.Options{FrontDoor: true, Postgres: true, Progress: os.Stderr})
 	if err != nil {
 		return nil, nil, err
 	}
-	st, err := stack.Start(ctx, stack.Options{Root: root, StateDir: tmp, FreePorts: true,
-		FrontDoor: true, Postgres: true, Progress: os.Stderr})
-	if err != nil {
-		return nil, nil, fmt.Errorf("start local stack: %w", err)
-	}
-	d.st = st
+	d.st = st.Stack
 	d.name = "local (in-process stack)"
 	d.mint = func(ctx context.Context, id spiffeid.ID, dir string) error {
 		return st.Spire.Mint(ctx, id, time.Hour, dir)
@@ -149,10 +142,10 @@ func connect(ctx context.Context, tmp string) (*deployment, func(), error) {
 		d.services[name], d.health[name] = svc.Listen, svc.Health
 	}
 	if err := d.localFrontDoor(st.Edge.URL, st.Edge.CAFile, st.OIDC.Issuer, st.OIDC.PasswordsFile); err != nil {
-		st.Stop()
+		st.Close()
 		return nil, nil, err
 	}
-	return d, st.Stop, nil
+	return d, st.Close, nil
 }
 
 func (d *deployment) fromStackFile(path string) error {
@@ -292,15 +285,11 @@ func (d *deployment) direct(ctx context.Context, caller, server spiffeid.ID) (*h
 			return nil, err
 		}
 	}
-	svid, err := x509svid.Load(filepath.Join(dir, "svid.pem"), filepath.Join(dir, "key.pem"))
+	svid, err := teststack.LoadSVID(dir, caller.TrustDomain())
 	if err != nil {
 		return nil, err
 	}
-	bundle, err := x509bundle.Load(caller.TrustDomain(), filepath.Join(dir, "bundle.pem"))
-	if err != nil {
-		return nil, err
-	}
-	cfg := tlsconfig.MTLSClientConfig(svid, bundle, tlsconfig.AuthorizeID(server))
+	cfg := tlsconfig.MTLSClientConfig(svid, svid.Bundle, tlsconfig.AuthorizeID(server))
 	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg}}
 	d.clients[key] = c
 	return c, nil
