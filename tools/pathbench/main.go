@@ -49,6 +49,7 @@ type config struct {
 	PprofDir  string
 	MD, SVG   string
 	JSON      string
+	Report    string // render the page from these saved results instead of measuring
 }
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
@@ -68,6 +69,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.MD, "md", "", "results page to write the generated section into (between its markers)")
 	fs.StringVar(&c.SVG, "svg", "", "latency chart (default: next to -md, performance-path.svg)")
 	fs.StringVar(&c.JSON, "json", "", "write the raw results here")
+	fs.StringVar(&c.Report, "report", "", "re-render -md and its chart from a saved -json file instead of measuring")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -91,6 +93,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	cfg, err := parseFlags(args[1:], stderr)
 	if err != nil {
 		return err
+	}
+	if cfg.Report != "" {
+		b, err := os.ReadFile(cfg.Report)
+		if err != nil {
+			return err
+		}
+		var res results
+		if err := json.Unmarshal(b, &res); err != nil {
+			return fmt.Errorf("%s: %w", cfg.Report, err)
+		}
+		return write(cfg, &res, stdout)
 	}
 	root, err := localspire.RepoRoot()
 	if err != nil {
@@ -145,6 +158,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return err
 		}
 	}
+	return write(cfg, res, stdout)
+}
+
+// write puts the results into the page and the chart.
+func write(cfg config, res *results, stdout io.Writer) error {
 	if cfg.MD != "" {
 		if err := writeFile(cfg.SVG, []byte(chart(res))); err != nil {
 			return err

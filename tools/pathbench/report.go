@@ -205,7 +205,17 @@ func (r *results) missedNote(b *strings.Builder) {
 		for _, t := range r.Profile.Top {
 			fs = append(fs, fmt.Sprintf("`%s` (%.0f µs/req)", t.Func, t.FlatUS))
 		}
-		w(" The profile's functions with the most CPU of their own: %s.", strings.Join(fs, ", "))
+		w(" The profile's functions with the most CPU of their own: %s — system calls (socket reads and writes: every hop "+
+			"is a loopback connection, on and off) and the scheduler's wake-ups, not one zero-trust step.", strings.Join(fs, ", "))
+	}
+	if len(r.Profile.Parts) > 0 {
+		var ps []string
+		for _, z := range r.Profile.Parts {
+			ps = append(ps, fmt.Sprintf("%s %.0f µs", z.What, z.CumUS))
+		}
+		w(" By cumulative CPU per request over all processes: %s. The policy decisions cost several times what "+
+			"`make bench-authz` measures for one decision alone, because each request is decided at every hop and again by "+
+			"the handlers' Check on the loaded resource, on cores the other work keeps busy.", strings.Join(ps, "; "))
 	}
 	w("\n")
 }
