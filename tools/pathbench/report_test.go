@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 
@@ -158,5 +159,32 @@ func TestDeriveAndSection(t *testing.T) {
 	}
 	if svg := chart(r); !strings.HasPrefix(svg, "<svg") || strings.Count(svg, "<rect") != 8 {
 		t.Errorf("chart: want an SVG with 4 bars and 4 legend boxes, got:\n%s", svg)
+	}
+}
+
+// TestReportRoundTrip: -report renders the page from the saved JSON exactly as the run did.
+func TestReportRoundTrip(t *testing.T) {
+	r := &results{Hops: map[string]int{"read": 2, "pay": 3}, Rounds: 1, Window: "6s", Workers: 4, PeakOn: 90, PeakOff: 100}
+	res := newResult()
+	res.OK, res.Elapsed = 10, 1e9
+	res.Latency["read"] = ms(1, 2, 3)
+	r.addOpen(100, "on", 0, window{res: res, rss: map[string]float64{"edge": 30}, perProc: map[string]float64{"edge": 0.01}})
+	r.addOpen(100, "off", 0, window{res: res, rss: map[string]float64{"edge": 29}})
+	r.addClosed("on", window{res: res, perProc: map[string]float64{"edge": 0.01}})
+	r.Profile = profile{Requests: 10, Top: []topLine{{Func: "f", FlatUS: 1}}, Parts: []part{{Func: "g", What: "audit line", CumUS: 2}}}
+	r.derive()
+	b, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back results
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(r.section("x.svg"), back.section("x.svg")); diff != "" {
+		t.Errorf("page from saved results differs (-run +saved):\n%s", diff)
+	}
+	if diff := cmp.Diff(chart(r), chart(&back)); diff != "" {
+		t.Errorf("chart from saved results differs (-run +saved):\n%s", diff)
 	}
 }
