@@ -8,8 +8,6 @@ package chaos
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"net/http"
 	"os"
@@ -20,7 +18,7 @@ import (
 
 	"github.com/ztbank/ztbank/devkit/demo"
 	"github.com/ztbank/ztbank/devkit/devoidc"
-	"github.com/ztbank/ztbank/devkit/localspire"
+	"github.com/ztbank/ztbank/tests/internal/teststack"
 	"github.com/ztbank/ztbank/tools/devstack/stack"
 )
 
@@ -41,46 +39,26 @@ type env struct {
 // socket paths must stay short) and stops it when t ends.
 func startEnv(t *testing.T, ctx context.Context, configure func(*stack.Options)) *env {
 	t.Helper()
-	root, err := localspire.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
+	opts := stack.Options{FrontDoor: true, Postgres: true, Supervise: true, Progress: testWriter{t}}
+	if configure != nil {
+		configure(&opts)
 	}
-	dir, err := os.MkdirTemp("", "ztchaos")
+	st, err := teststack.Start(ctx, "ztchaos", opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
+		st.Stop()
 		if t.Failed() {
-			t.Logf("stack state kept for inspection: %s", dir)
+			t.Logf("stack state kept for inspection: %s", st.Dir)
 			return
 		}
-		os.RemoveAll(dir)
+		os.RemoveAll(st.Dir)
 	})
-	opts := stack.Options{Root: root, StateDir: dir, FreePorts: true, FrontDoor: true, Postgres: true,
-		Supervise: true, Progress: testWriter{t}}
-	if configure != nil {
-		configure(&opts)
-	}
-	st, err := stack.Start(ctx, opts)
-	if err != nil {
-		t.Fatalf("start local stack: %v", err)
-	}
-	t.Cleanup(st.Stop)
-	pem, err := os.ReadFile(st.Edge.CAFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(pem)
-	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12},
-		MaxIdleConnsPerHost: 64}
-	e := &env{st: st, dir: dir, edge: strings.TrimSuffix(st.Edge.URL, "/"),
+	tr := &http.Transport{TLSClientConfig: st.EdgeTLS(), MaxIdleConnsPerHost: 64}
+	e := &env{st: st.Stack, dir: st.Dir, edge: st.EdgeURL,
 		client: &http.Client{Timeout: requestTimeout, Transport: tr}}
-	passwords, err := devoidc.ReadSecrets(st.OIDC.PasswordsFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.tokens = &tokenSource{e: e, passwords: passwords, cur: map[string]devoidc.Tokens{}}
+	e.tokens = &tokenSource{e: e, passwords: st.Passwords, cur: map[string]devoidc.Tokens{}}
 	for _, u := range demo.Users() {
 		if _, err := e.tokens.get(ctx, u.Username); err != nil {
 			t.Fatalf("log in %s: %v", u.Username, err)

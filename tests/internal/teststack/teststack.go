@@ -84,8 +84,8 @@ func startAndRun(prefix string, opts stack.Options, run func(*Stack) int) int {
 
 // Start starts a stack as opts says, under a new temporary directory named after prefix
 // (short: SPIRE's Unix socket paths must fit in sockaddr_un, so not t.TempDir() under a long
-// test name). Root, StateDir and FreePorts are set here. Nothing is left behind when it
-// fails.
+// test name). Root, StateDir and FreePorts are set here. When the stack does not start, its
+// directory is kept and named in the error: its logs say why.
 func Start(ctx context.Context, prefix string, opts stack.Options) (*Stack, error) {
 	root, err := localspire.RepoRoot()
 	if err != nil {
@@ -98,8 +98,7 @@ func Start(ctx context.Context, prefix string, opts stack.Options) (*Stack, erro
 	opts.Root, opts.StateDir, opts.FreePorts = root, dir, true
 	st, err := stack.Start(ctx, opts)
 	if err != nil {
-		os.RemoveAll(dir)
-		return nil, fmt.Errorf("start local stack: %w", err)
+		return nil, fmt.Errorf("start local stack (state kept in %s): %w", dir, err)
 	}
 	s := &Stack{Stack: st, Dir: dir}
 	if opts.FrontDoor {
