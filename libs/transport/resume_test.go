@@ -319,6 +319,15 @@ func TestResumptionIsVerifiedAgain(t *testing.T) {
 				waitPast(t, inter.cert.NotAfter)
 				return []string{first, connect(t, url, cfg)}
 			}},
+		{name: "client's cached leaf expired: refused (crypto/tls skips the session, the full handshake fails)", want: []string{"full", "refused"},
+			run: func(t *testing.T) []string {
+				leaf := ca.svidUntil(t, clientID, 6, time.Now().Add(shortLife))
+				url := resumeServer(t, ServerTLS(serverSrc, []spiffeid.ID{clientID}))
+				cfg := clientCfg(staticSource{leaf, bundle}, serverID, tls.NewLRUClientSessionCache(4))
+				first := connect(t, url, cfg)
+				waitPast(t, leaf.Certificates[0].NotAfter)
+				return []string{first, connect(t, url, cfg)}
+			}},
 		{name: "client's cached certificate issued by an authority no longer in the bundle: refused", want: []string{"full", "refused"},
 			run: func(t *testing.T) []string {
 				src := &bundleSwap{staticSource: serverSrc}
