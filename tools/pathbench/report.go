@@ -168,7 +168,7 @@ func (r *results) section(svg string) string {
 func (r *results) missedNote(b *strings.Builder) {
 	var missed []string
 	for _, g := range r.Goals {
-		if g.Verdict != "met" {
+		if strings.HasPrefix(g.Verdict, "**missed**") {
 			missed = append(missed, g.What)
 		}
 	}

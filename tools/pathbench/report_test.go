@@ -89,6 +89,15 @@ func TestParseStat(t *testing.T) {
 	}
 }
 
+func TestLatencyVerdict(t *testing.T) {
+	for v, want := range map[float64]string{0.05: "met", 0.22: "**missed** by 0.11 (2.0× the goal)",
+		-0.3: "not resolved: off measured slower than on in this run, noise exceeds the difference"} {
+		if got := latencyVerdict(v); got != want {
+			t.Errorf("latencyVerdict(%v) = %q, want %q", v, got, want)
+		}
+	}
+}
+
 func TestVerdict(t *testing.T) {
 	for _, tc := range []struct {
 		got, goal float64
