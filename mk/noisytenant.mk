@@ -8,7 +8,7 @@ noisy-tenant: spire ## one tenant floods, the other's p99 stays within 2x of idl
 	@$(GO) test -count=1 -v -run TestNoisyTenantCannotStarveAnother ./tests/noisytenant
 
 # Not in `make test`: with the machine's two cores kept busy by other processes the quiet
-# tenant's p99 rose 1.9–13.9× under the flood (five loaded runs, 30 Nov, median 7.5). A
+# tenant's p99 rose 1.9–13.9× under the flood (eight loaded runs, 30 Nov, median 5.9). A
 # refusal is cheap (~23 µs CPU, no token verification: BenchmarkRefusedRequest); the flood's
 # CPU goes mostly to the noisy tenant's admitted budget and to the generator, on the same
 # starved cores, which no edge limit removes (ADR 0990). On an idle machine it passes.
