@@ -81,7 +81,7 @@ func TestWithDevProvider(t *testing.T) {
 		{"tampered signature", flipped, "/bank-a/v1/accounts", 401, "invalid signature"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			te.logs.reset()
+			te.logs.Reset()
 			resp := te.do(t, http.MethodGet, tc.path, bearer(tc.token))
 			body, _ := io.ReadAll(resp.Body)
 			if resp.StatusCode != tc.wantStatus {

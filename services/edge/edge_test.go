@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -29,6 +28,7 @@ import (
 
 	"github.com/ztbank/ztbank/devkit/demo"
 	"github.com/ztbank/ztbank/devkit/devoidc"
+	"github.com/ztbank/ztbank/devkit/syncbuf"
 	"github.com/ztbank/ztbank/libs/caller"
 	"github.com/ztbank/ztbank/libs/topology"
 	"github.com/ztbank/ztbank/libs/usertoken"
@@ -38,36 +38,19 @@ import (
 	"github.com/ztbank/ztbank/services/edge/internal/oidctest"
 )
 
-// syncBuffer collects log output written from server goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
+// logBuffer collects log output written from server goroutines.
+type logBuffer struct{ syncbuf.Buffer }
 
 // refusals returns the reasons of every "request refused" or "user token refused" line so far.
-func (s *syncBuffer) refusals() []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+func (s *logBuffer) refusals() []string {
 	var out []string
-	for _, line := range strings.Split(s.b.String(), "\n") {
+	for _, line := range strings.Split(s.String(), "\n") {
 		var e struct{ Msg, Reason string }
 		if json.Unmarshal([]byte(line), &e) == nil && strings.HasSuffix(e.Msg, "refused") {
 			out = append(out, e.Reason)
 		}
 	}
 	return out
-}
-
-func (s *syncBuffer) reset() {
-	s.mu.Lock()
-	s.b.Reset()
-	s.mu.Unlock()
 }
 
 // clock is a settable time source shared by every part of a test edge.
@@ -117,7 +100,7 @@ type testEdge struct {
 	provider *oidctest.Provider
 	minter   *usertoken.Issuer
 	gateways map[string]*gateway
-	logs     *syncBuffer
+	logs     *logBuffer
 	clk      *clock
 	edgeID   spiffeid.ID
 	ext      *extoken.Verifier
@@ -145,7 +128,7 @@ func newTestEdgeFor(t testing.TB, issuer string, client *http.Client, opts ...us
 	t.Helper()
 	topo := topology.Default()
 	w, _ := topo.Workload("edge")
-	te := &testEdge{logs: &syncBuffer{}, clk: &clock{now: time.Now().Truncate(time.Second)},
+	te := &testEdge{logs: &logBuffer{}, clk: &clock{now: time.Now().Truncate(time.Second)},
 		gateways: map[string]*gateway{}, edgeID: w.ID}
 	log := slog.New(slog.NewJSONHandler(te.logs, nil))
 	minter, err := usertoken.NewIssuer(w.ID, append([]usertoken.Option{usertoken.WithClock(te.clk.Now)}, opts...)...)
@@ -329,7 +312,7 @@ func TestRefusals(t *testing.T) {
 			{"ext_authz", "/authz/" + tc.tenant + "/v1/accounts"},
 		} {
 			t.Run(tc.name+"/"+front.name, func(t *testing.T) {
-				te.logs.reset()
+				te.logs.Reset()
 				before := len(te.gateways[tc.tenant].requests())
 				resp := te.do(t, http.MethodGet, front.path, tc.header)
 				var body struct {

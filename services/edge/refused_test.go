@@ -60,7 +60,7 @@ func TestRefusalsCostNoVerification(t *testing.T) {
 	if rec := serve(h, "/bank-b/v1/accounts", good); rec.Code != http.StatusOK {
 		t.Fatalf("first request: %d %s", rec.Code, rec.Body)
 	}
-	te.logs.reset()
+	te.logs.Reset()
 	const flood = 200
 	statuses := map[int]int{}
 	for range flood {
@@ -137,10 +137,4 @@ func cpuTime(tb testing.TB) time.Duration {
 		tb.Fatal(err)
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,25 +17,8 @@ import (
 
 	"github.com/ztbank/ztbank/devkit/devca"
 	"github.com/ztbank/ztbank/devkit/devoidc"
+	"github.com/ztbank/ztbank/devkit/syncbuf"
 )
-
-// syncBuffer lets the test read what serve writes from its own goroutine.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // startServe runs `devoidc serve` with the given extra flags and waits for provider.json.
 func startServe(t *testing.T, stateDir string, extra ...string) providerInfo {
@@ -51,7 +33,7 @@ func startRun(t *testing.T, stateDir string, args []string, getenv func(string) 
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	var stdout, stderr syncBuffer
+	var stdout, stderr syncbuf.Buffer
 	go func() { done <- run(ctx, args, getenv, &stdout, &stderr) }()
 	t.Cleanup(func() {
 		cancel()

@@ -2,13 +2,11 @@ package audit
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,21 +16,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
+	"github.com/ztbank/ztbank/devkit/syncbuf"
 	"github.com/ztbank/ztbank/libs/authz"
 	"github.com/ztbank/ztbank/libs/caller"
 	"github.com/ztbank/ztbank/libs/topology"
 )
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
 
 // realLines runs requests through the real libs/authz engine and middleware of bank-b's
 // ledger and returns the audit lines it wrote: the parser is tested on what the services
@@ -41,7 +29,7 @@ func realLines(t *testing.T) []string {
 	t.Helper()
 	topo := topology.Default()
 	w, _ := topo.Workload("bank-b/ledger")
-	out := &syncBuffer{}
+	out := &syncbuf.Buffer{}
 	now := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
 	az, err := authz.New(context.Background(), authz.Service{Workload: w.Name, Tenant: w.Tenant, ID: w.ID}, topo,
 		authz.WithAuditWriter(out), authz.WithRegisterer(prometheus.NewRegistry()), authz.WithClock(func() time.Time { return now }))
@@ -72,12 +60,12 @@ func realLines(t *testing.T) []string {
 	send("dave", "/v1/accounts/acc-1/entries") // someone else's: denied by the policy
 	send("", "/v1/nothing")                    // no route
 	var lines []string
-	sc := bufio.NewScanner(strings.NewReader(out.b.String()))
+	sc := bufio.NewScanner(strings.NewReader(out.String()))
 	for sc.Scan() {
 		lines = append(lines, sc.Text())
 	}
 	if len(lines) != 3 {
-		t.Fatalf("the engine wrote %d audit lines, want 3:\n%s", len(lines), out.b.String())
+		t.Fatalf("the engine wrote %d audit lines, want 3:\n%s", len(lines), out.String())
 	}
 	return lines
 }
