@@ -23,7 +23,11 @@ const maxJWKSBytes = 1 << 20
 // RemoteKeys is a KeySource backed by a JWKS URL. It caches the set, refreshes it when it is
 // older than the maximum age, and refetches on an unknown kid at most once per minimum
 // interval: without that limit, a stream of tokens with invented kids would turn every
-// request into a fetch against the issuer. Concurrent callers share one fetch in flight.
+// request into a fetch against the issuer. The interval counts from the last fetch that left
+// some caller's kid unknown, not from any fetch: a scheduled refresh that found what it was
+// asked for must not hold back the first token of a key published just after it (an edge
+// restarted a second after a service refreshed its set). Concurrent callers share one fetch
+// in flight.
 type RemoteKeys struct {
 	client *http.Client
 	url    string
@@ -33,6 +37,7 @@ type RemoteKeys struct {
 	keys     map[string]jose.JSONWebKey
 	fetched  time.Time     // last successful fetch
 	tried    time.Time     // last fetch attempt
+	missed   time.Time     // start of the last fetch after which a caller's kid was still unknown
 	inflight chan struct{} // closed when the fetch in flight ends
 	lastErr  error
 }
@@ -68,8 +73,11 @@ func (k *RemoteKeys) Key(ctx context.Context, kid string) (jose.JSONWebKey, erro
 		}
 		// A stale set is refreshed once; an unknown kid triggers a fetch only when the
 		// rate limit allows and this caller has not already waited for one.
-		mayFetch := attempt == 0 && (!fresh || k.tried.IsZero() || now.Sub(k.tried) >= k.opts.minRefetch)
+		mayFetch := attempt == 0 && (!fresh || k.missed.IsZero() || now.Sub(k.missed) >= k.opts.minRefetch)
 		if !mayFetch {
+			if !known && attempt > 0 && k.tried.After(k.missed) {
+				k.missed = k.tried // a fetch this caller saw end did not bring its kid
+			}
 			err := k.lastErr
 			k.mu.Unlock()
 			if known {

@@ -372,6 +372,42 @@ func TestRemoteKeysRateLimitsUnknownKid(t *testing.T) {
 	}
 }
 
+// A refresh that found the kid it was asked for does not hold back a key published just after
+// it: before, a service that had refreshed its set a second before an in-memory edge restarted
+// refused the new edge's tokens for the rest of the refetch interval (tests/chaos, ADR 0995).
+// Invented kids stay limited to one fetch per interval after that.
+func TestRemoteKeysFetchesAKeyPublishedAfterARefresh(t *testing.T) {
+	issClock, keysClock := newClock(), newClock()
+	const period, overlap = 10 * time.Minute, 6 * time.Minute
+	iss := newIssuer(t, issClock, WithRotation(period, overlap))
+	srv, fetches := jwksServer(t, iss)
+	keys := NewRemoteKeys(srv.Client(), srv.URL, WithClock(keysClock.Now), WithRefetch(10*time.Second, time.Hour))
+	ctx := context.Background()
+
+	first := iss.JWKS().Keys[0].KeyID
+	if _, err := keys.Key(ctx, first); err != nil {
+		t.Fatalf("Key(first) = %v", err)
+	}
+	issClock.Add(period) // the issuer now signs with a new key; the verifier's clock has not moved
+	next := iss.JWKS().Keys[0].KeyID
+	if next == first {
+		t.Fatal("the issuer did not rotate")
+	}
+	keysClock.Add(time.Second)
+	if _, err := keys.Key(ctx, next); err != nil {
+		t.Errorf("Key(key published a second after the last fetch) = %v", err)
+	}
+	for i := 0; i < 20; i++ {
+		if _, err := keys.Key(ctx, "invented-"+string(rune('a'+i))); !errors.Is(err, ErrUnknownKey) {
+			t.Fatalf("Key(invented) = %v, want ErrUnknownKey", err)
+		}
+	}
+	// The start-up fetch, the one for the new key, and one for the first invented kid.
+	if *fetches != 3 {
+		t.Errorf("fetches = %d, want 3", *fetches)
+	}
+}
+
 func TestParseKeySetDropsSymmetricAndPrivateKeys(t *testing.T) {
 	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
