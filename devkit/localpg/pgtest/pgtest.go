@@ -6,7 +6,6 @@ package pgtest
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/ztbank/ztbank/devkit/demo/seed"
 	"github.com/ztbank/ztbank/devkit/localpg"
+	"github.com/ztbank/ztbank/devkit/localspire"
 	"github.com/ztbank/ztbank/libs/dbcred"
 	"github.com/ztbank/ztbank/libs/dbcred/passwordfile"
 	"github.com/ztbank/ztbank/libs/migrate"
@@ -154,24 +154,16 @@ func (e *Env) Admin(ctx context.Context, db string) (*pgxpool.Pool, error) {
 	return pgxpool.New(ctx, e.Cluster.AdminDSN(db))
 }
 
-// MigrationsDir finds the repository's migrations/ directory from the working directory
-// upwards (go test runs in the package directory).
+// MigrationsDir is the repository's migrations/ directory, beside go.work (go test runs in
+// the package directory, somewhere below it).
 func MigrationsDir() (string, error) {
-	dir, err := os.Getwd()
+	root, err := localspire.RepoRoot()
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("pgtest: %w", err)
 	}
-	for {
-		candidate := filepath.Join(dir, "migrations")
-		if fi, err := os.Stat(candidate); err == nil && fi.IsDir() {
-			if _, err := os.Stat(filepath.Join(dir, "go.work")); err == nil {
-				return candidate, nil
-			}
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("pgtest: no migrations/ directory beside a go.work above the working directory")
-		}
-		dir = parent
+	dir := filepath.Join(root, "migrations")
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		return "", fmt.Errorf("pgtest: no migrations/ directory beside %s", filepath.Join(root, "go.work"))
 	}
+	return dir, nil
 }
