@@ -237,16 +237,12 @@ func newMapper(cfg config.Edge) (enrol.Mapper, error) {
 func providerClient(caFile string) (*http.Client, error) {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	if caFile != "" {
-		pem, err := os.ReadFile(caFile)
-		if err != nil {
-			return nil, fmt.Errorf("EDGE_OIDC_CA_FILE: %w", err)
-		}
 		pool, err := x509.SystemCertPool()
 		if err != nil {
 			pool = x509.NewCertPool()
 		}
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("EDGE_OIDC_CA_FILE %s: no PEM certificates", caFile)
+		if err := transport.AddCAFile(pool, caFile); err != nil {
+			return nil, fmt.Errorf("EDGE_OIDC_CA_FILE: %w", err)
 		}
 		t.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}

@@ -11,7 +11,6 @@ import (
 	"cmp"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"flag"
 	"fmt"
 	"net/http"
@@ -26,6 +25,7 @@ import (
 	"github.com/ztbank/ztbank/devkit/demo"
 	"github.com/ztbank/ztbank/devkit/devoidc"
 	"github.com/ztbank/ztbank/devkit/localspire"
+	"github.com/ztbank/ztbank/libs/transport"
 	"github.com/ztbank/ztbank/tools/devstack/stack"
 )
 
@@ -84,13 +84,9 @@ func connect(path string) (*stackEnv, error) {
 	if err != nil {
 		return nil, err
 	}
-	pem, err := os.ReadFile(info.Edge.CAFile)
+	roots, err := transport.CAPool(info.Edge.CAFile)
 	if err != nil {
 		return nil, err
-	}
-	roots := x509.NewCertPool()
-	if !roots.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("%s holds no certificate", info.Edge.CAFile)
 	}
 	// Longer than every timeout behind the edge (its upstream and the services' peer calls
 	// give up after 30 s), so a fault shows up as the stack's own answer, not ours.

@@ -31,6 +31,7 @@ import (
 	"github.com/ztbank/ztbank/devkit/demo"
 	"github.com/ztbank/ztbank/devkit/devoidc"
 	"github.com/ztbank/ztbank/devkit/localspire"
+	"github.com/ztbank/ztbank/libs/transport"
 	"github.com/ztbank/ztbank/tools/console/web"
 	"github.com/ztbank/ztbank/tools/devstack/stack"
 )
@@ -348,13 +349,9 @@ func spkiPin(t *testing.T, certFile string) string {
 
 func caClient(t *testing.T, caFile string) *http.Client {
 	t.Helper()
-	b, err := os.ReadFile(caFile)
+	pool, err := transport.CAPool(caFile)
 	if err != nil {
 		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(b) {
-		t.Fatalf("no certificate in %s", caFile)
 	}
 	return &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 }

@@ -8,7 +8,6 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"flag"
@@ -33,6 +32,7 @@ import (
 	"github.com/ztbank/ztbank/libs/cli"
 	"github.com/ztbank/ztbank/libs/problem"
 	"github.com/ztbank/ztbank/libs/topology"
+	"github.com/ztbank/ztbank/libs/transport"
 	"github.com/ztbank/ztbank/tools/devstack/stack"
 )
 
@@ -115,13 +115,9 @@ type session struct {
 }
 
 func newSession(info stack.Info) (*session, error) {
-	pem, err := os.ReadFile(info.Edge.CAFile)
+	pool, err := transport.CAPool(info.Edge.CAFile)
 	if err != nil {
 		return nil, err
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("%s holds no certificates", info.Edge.CAFile)
 	}
 	client := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 	passwords, err := devoidc.ReadSecrets(info.OIDC.PasswordsFile)

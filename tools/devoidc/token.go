@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/ztbank/ztbank/devkit/devoidc"
+	"github.com/ztbank/ztbank/libs/transport"
 )
 
 // endpointFlags are the flags shared by token and client-token: where the provider is and
@@ -86,13 +86,9 @@ func (e *endpointFlags) secretAndClient(name, what string) (string, *http.Client
 }
 
 func (e *endpointFlags) httpClient() (*http.Client, error) {
-	pem, err := os.ReadFile(e.caFile)
+	pool, err := transport.CAPool(e.caFile)
 	if err != nil {
-		return nil, fmt.Errorf("read CA: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("%s holds no PEM certificate", e.caFile)
+		return nil, err
 	}
 	return &http.Client{
 		Timeout:   15 * time.Second,

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"io"
 	"net/http"
@@ -19,6 +18,7 @@ import (
 	"github.com/ztbank/ztbank/devkit/demo"
 	"github.com/ztbank/ztbank/devkit/devoidc"
 	"github.com/ztbank/ztbank/libs/topology"
+	"github.com/ztbank/ztbank/libs/transport"
 	"github.com/ztbank/ztbank/tools/devstack/stack"
 )
 
@@ -127,13 +127,9 @@ func startMode(ctx context.Context, root, dir, name string, p paths, progress io
 // enough idle connections that the open loop never waits for one. Both modes use it
 // unchanged.
 func publicClient(caFile string) (*http.Client, error) {
-	ca, err := os.ReadFile(caFile)
+	pool, err := transport.CAPool(caFile)
 	if err != nil {
 		return nil, err
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(ca) {
-		return nil, fmt.Errorf("%s: no certificates", caFile)
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}

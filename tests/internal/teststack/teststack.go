@@ -27,6 +27,7 @@ import (
 	"github.com/ztbank/ztbank/devkit/demo"
 	"github.com/ztbank/ztbank/devkit/devoidc"
 	"github.com/ztbank/ztbank/devkit/localspire"
+	"github.com/ztbank/ztbank/libs/transport"
 	"github.com/ztbank/ztbank/tools/devstack/stack"
 )
 
@@ -111,13 +112,9 @@ func Start(ctx context.Context, prefix string, opts stack.Options) (*Stack, erro
 }
 
 func (s *Stack) readFrontDoor() error {
-	pem, err := os.ReadFile(s.Edge.CAFile)
-	if err != nil {
-		return fmt.Errorf("read the edge's CA: %w", err)
-	}
-	s.edgeCAs = x509.NewCertPool()
-	if !s.edgeCAs.AppendCertsFromPEM(pem) {
-		return fmt.Errorf("%s holds no PEM certificates", s.Edge.CAFile)
+	var err error
+	if s.edgeCAs, err = transport.CAPool(s.Edge.CAFile); err != nil {
+		return fmt.Errorf("the edge's CA: %w", err)
 	}
 	if s.Passwords, err = devoidc.ReadSecrets(s.OIDC.PasswordsFile); err != nil {
 		return fmt.Errorf("read the demo users' passwords: %w", err)
