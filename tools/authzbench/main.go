@@ -39,6 +39,7 @@ import (
 	"github.com/ztbank/ztbank/libs/authz"
 	"github.com/ztbank/ztbank/libs/cli"
 	"github.com/ztbank/ztbank/libs/topology"
+	"github.com/ztbank/ztbank/tools/internal/hostinfo"
 )
 
 func main() { cli.Main("authzbench", run) }
@@ -442,32 +443,15 @@ func topCosts(profile []byte, n int) []string {
 	return lines
 }
 
+// machine is the host and its load when the run ended: the engines share the cores with
+// whatever else runs.
 type machine struct {
-	CPU     string `json:"cpu"`
-	Cores   int    `json:"cores"`
-	Load    string `json:"loadavg_at_end"`
-	Go      string `json:"go"`
-	OS      string `json:"os"`
-	MemInfo string `json:"mem_total"`
+	hostinfo.Info
+	Load string `json:"loadavg_at_end"`
 }
 
 func describeMachine() machine {
-	m := machine{Cores: runtime.NumCPU(), Go: runtime.Version(), OS: runtime.GOOS + "/" + runtime.GOARCH}
-	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for _, l := range strings.Split(string(b), "\n") {
-			if strings.HasPrefix(l, "model name") {
-				m.CPU = strings.TrimSpace(strings.SplitN(l, ":", 2)[1])
-				break
-			}
-		}
-	}
-	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
-		m.Load = strings.Join(strings.Fields(string(b))[:3], " ")
-	}
-	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
-		m.MemInfo = strings.TrimSpace(strings.TrimPrefix(strings.SplitN(string(b), "\n", 2)[0], "MemTotal:"))
-	}
-	return m
+	return machine{Info: hostinfo.Describe(), Load: hostinfo.LoadAvg()}
 }
 
 func writeFile(path string, b []byte) error {

@@ -110,7 +110,7 @@ func writePage(path string, r *results) error {
 	b.WriteString("### Machine\n\n")
 	m := r.Machine
 	fmt.Fprintf(&b, "%s, %d cores, %s memory, %s, %s. Load average at the end of the run: %s "+
-		"(the machine is shared; compare rows of one run, not runs).\n\n", m.CPU, m.Cores, m.MemInfo, m.OS, m.Go, m.Load)
+		"(the machine is shared; compare rows of one run, not runs).\n\n", m.CPU, m.Cores, m.Mem, m.OS, m.Go, m.Load)
 	b.WriteString("### Reproduce\n\n```sh\nmake bench-authz        # builds OPA once (.dev/bin/opa), then writes this page\n" +
 		"go test -run '^$' -bench DecideLatency ./libs/authz   # p50/p99 per variant incl. the residual policy\n```\n\n")
 	b.WriteString("The request path under load (zero trust on and off, per-hop added latency, throughput, CPU, RSS, " +

@@ -31,6 +31,7 @@ import (
 	"github.com/ztbank/ztbank/devkit/localspire"
 	"github.com/ztbank/ztbank/libs/cli"
 	"github.com/ztbank/ztbank/libs/topology"
+	"github.com/ztbank/ztbank/tools/internal/hostinfo"
 )
 
 func main() { cli.Main("pathbench", run) }
@@ -121,7 +122,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	started := time.Now()
-	res := &results{When: started.UTC().Format("2006-01-02 15:04 UTC"), LoadStart: loadavg(),
+	res := &results{When: started.UTC().Format("2006-01-02 15:04 UTC"), LoadStart: hostinfo.LoadAvg(),
 		Hops: map[string]int{"read": 2, "pay": 3}, ReadTenant: p.ReadTenant, PayTenant: p.PayTenant,
 		Window: cfg.Window.String(), Rounds: cfg.Rounds, Workers: cfg.Workers, MaxInFlight: cfg.MaxFlight}
 	// One stack at a time: two cold builds and two SPIRE start-ups at once only slow each
@@ -147,8 +148,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	res.RetriesExhausted = map[string]int{"on": modes["on"].retriesExhausted(), "off": modes["off"].retriesExhausted()}
-	res.LoadEnd = loadavg()
-	res.Machine = describeMachine()
+	res.LoadEnd = hostinfo.LoadAvg()
+	res.Machine = hostinfo.Describe()
 	res.TotalSeconds = time.Since(started).Seconds()
 	res.derive()
 	fmt.Fprint(stdout, res.table())
@@ -334,14 +335,6 @@ func (b *bench) measure(ctx context.Context) error {
 		}
 	}
 	return nil
-}
-
-func loadavg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return ""
-	}
-	return strings.Join(strings.Fields(string(b))[:3], " ")
 }
 
 func writeFile(path string, b []byte) error {

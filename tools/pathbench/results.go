@@ -2,10 +2,10 @@ package main
 
 import (
 	"fmt"
-	"os"
-	"runtime"
 	"sort"
 	"strings"
+
+	"github.com/ztbank/ztbank/tools/internal/hostinfo"
 )
 
 // The goals of issue 14 this harness reports against.
@@ -60,7 +60,7 @@ type rateResult struct {
 // results is everything one run measured.
 type results struct {
 	When         string                        `json:"when"`
-	Machine      machine                       `json:"machine"`
+	Machine      hostinfo.Info                 `json:"machine"`
 	LoadStart    string                        `json:"loadavg_start"`
 	LoadEnd      string                        `json:"loadavg_end"`
 	ReadTenant   string                        `json:"read_tenant"`
@@ -328,28 +328,4 @@ func (r *results) table() string {
 		fmt.Fprintf(&b, "goal: %s %s: %s — %s\n", g.What, g.Goal, g.Measured, g.Verdict)
 	}
 	return b.String()
-}
-
-type machine struct {
-	CPU   string `json:"cpu"`
-	Cores int    `json:"cores"`
-	Mem   string `json:"mem_total"`
-	Go    string `json:"go"`
-	OS    string `json:"os"`
-}
-
-func describeMachine() machine {
-	m := machine{Cores: runtime.NumCPU(), Go: runtime.Version(), OS: runtime.GOOS + "/" + runtime.GOARCH}
-	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for _, l := range strings.Split(string(b), "\n") {
-			if strings.HasPrefix(l, "model name") {
-				m.CPU = strings.TrimSpace(strings.SplitN(l, ":", 2)[1])
-				break
-			}
-		}
-	}
-	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
-		m.Mem = strings.TrimSpace(strings.TrimPrefix(strings.SplitN(string(b), "\n", 2)[0], "MemTotal:"))
-	}
-	return m
 }
