@@ -2,15 +2,9 @@ package identity
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
 	"errors"
 	"log/slog"
-	"math/big"
 	"net"
-	"net/url"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -25,6 +19,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/ztbank/ztbank/devkit/spiffetest"
 	"github.com/ztbank/ztbank/devkit/syncbuf"
 )
 
@@ -67,62 +62,19 @@ func newWatcher(clk *fakeClock, opts ...Option) (*Source, *syncbuf.Buffer) {
 	return &Source{cfg: cfg, updated: make(chan struct{}), done: make(chan struct{})}, logs
 }
 
-// ca is a throwaway SPIFFE CA that issues SVIDs with a chosen validity window.
-type ca struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-}
+// ca is a throwaway SPIFFE CA dated from the tests' clock, t0.
+type ca struct{ *spiffetest.CA }
 
 func newCA(t *testing.T) ca {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), NotBefore: t0.Add(-time.Hour), NotAfter: t0.Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-		URIs: []*url.URL{td.ID().URL()}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ca{cert, key}
-}
-
-var serials struct {
-	sync.Mutex
-	n int64
+	return ca{spiffetest.NewCA(t, td, spiffetest.WithClock(func() time.Time { return t0 }))}
 }
 
 // update is the X509Context an agent would push: one SVID for id valid until notAfter.
 func (c ca) update(t *testing.T, id spiffeid.ID, notAfter time.Time) *workloadapi.X509Context {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serials.Lock()
-	serials.n++
-	serial := serials.n + 1
-	serials.Unlock()
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), NotBefore: t0.Add(-time.Minute), NotAfter: notAfter,
-		URIs: []*url.URL{id.URL()}, KeyUsage: x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, c.cert, &key.PublicKey, c.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	svid := &x509svid.SVID{ID: id, Certificates: []*x509.Certificate{leaf}, PrivateKey: key}
-	return &workloadapi.X509Context{SVIDs: []*x509svid.SVID{svid},
-		Bundles: x509bundle.NewSet(x509bundle.FromX509Authorities(td, []*x509.Certificate{c.cert}))}
+	return &workloadapi.X509Context{SVIDs: []*x509svid.SVID{c.SVIDUntil(t, id, notAfter)},
+		Bundles: x509bundle.NewSet(c.Bundle())}
 }
 
 var errAgentGone = status.Error(codes.Unavailable, "connection error: dial unix /run/test/agent.sock: connect: no such file or directory")

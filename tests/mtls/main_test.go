@@ -4,18 +4,11 @@ package mtls
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
 	"fmt"
 	"io"
-	"math/big"
 	"net/http"
-	"net/url"
 	"regexp"
 	"testing"
 	"time"
@@ -25,6 +18,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
+	"github.com/ztbank/ztbank/devkit/spiffetest"
 	"github.com/ztbank/ztbank/tests/internal/teststack"
 	"github.com/ztbank/ztbank/tools/devstack/stack"
 )
@@ -114,27 +108,11 @@ func metric(t *testing.T, svc *stack.Service, name string, labels string) float6
 // the trust domain has never heard of.
 func foreignClient(t *testing.T, claim spiffeid.ID, server spiffeid.ID) *http.Client {
 	t.Helper()
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "rogue CA"},
-		NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Hour), IsCA: true,
-		BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, _ := x509.ParseCertificate(caDER)
-	leafKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	u, _ := url.Parse(claim.String())
-	leafTmpl := &x509.Certificate{SerialNumber: big.NewInt(2), NotBefore: time.Now().Add(-time.Minute),
-		NotAfter: time.Now().Add(time.Hour), URIs: []*url.URL{u}, KeyUsage: x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
-	leafDER, err := x509.CreateCertificate(rand.Reader, leafTmpl, ca, &leafKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rogue := spiffetest.NewCA(t, claim.TrustDomain())
+	leaf := rogue.SVID(t, claim)
 	// The client still verifies the real server against the real bundle.
 	real := mint(t, spiffeid.RequireFromPath(claim.TrustDomain(), "/test/verifier"))
 	cfg := tlsconfig.TLSClientConfig(real.bundle, tlsconfig.AuthorizeID(server))
-	cfg.Certificates = []tls.Certificate{{Certificate: [][]byte{leafDER, caDER}, PrivateKey: leafKey}}
+	cfg.Certificates = []tls.Certificate{{Certificate: [][]byte{leaf.Certificates[0].Raw, rogue.Cert.Raw}, PrivateKey: leaf.PrivateKey}}
 	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg, DisableKeepAlives: true}}
 }
