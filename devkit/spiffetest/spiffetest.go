@@ -65,6 +65,29 @@ func NewCA(tb testing.TB, td spiffeid.TrustDomain, opts ...Option) *CA {
 	return ca
 }
 
+// Intermediate is a CA signed by ca that expires at notAfter, as SPIRE signs through an
+// upstream authority. Its SVIDs carry only the leaf: a test appends Cert to present the chain.
+func (ca *CA) Intermediate(tb testing.TB, notAfter time.Time) *CA {
+	tb.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: serial(tb), Subject: pkix.Name{CommonName: "test intermediate"},
+		NotBefore: ca.now().Add(-time.Minute), NotAfter: notAfter,
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+		URIs: []*url.URL{ca.TD.ID().URL()}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.Key)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return &CA{TD: ca.TD, Cert: cert, Key: key, now: ca.now}
+}
+
 // SVID issues an X509-SVID for id, valid for the next hour.
 func (ca *CA) SVID(tb testing.TB, id spiffeid.ID) *x509svid.SVID {
 	tb.Helper()

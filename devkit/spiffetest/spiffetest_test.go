@@ -38,6 +38,12 @@ func TestSVIDVerifies(t *testing.T) {
 	if diff := cmp.Diff(notAfter.UTC(), ca.SVIDUntil(t, id, notAfter).Certificates[0].NotAfter); diff != "" {
 		t.Errorf("NotAfter mismatch (-want +got):\n%s", diff)
 	}
+	inter := ca.Intermediate(t, time.Now().Add(time.Hour))
+	chained := inter.SVID(t, id)
+	chained.Certificates = append(chained.Certificates, inter.Cert)
+	if _, _, err := x509svid.Verify(chained.Certificates, src); err != nil {
+		t.Errorf("an SVID through an intermediate did not verify: %v", err)
+	}
 	if ca.SVID(t, id).Certificates[0].SerialNumber.Cmp(ca.SVID(t, id).Certificates[0].SerialNumber) == 0 {
 		t.Error("two SVIDs share a serial number")
 	}

@@ -2,20 +2,14 @@ package transport
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptrace"
-	neturl "net/url"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -27,34 +21,13 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
+	"github.com/ztbank/ztbank/devkit/spiffetest"
 	"github.com/ztbank/ztbank/libs/problem"
 )
 
 // shortLife is how long the short-lived SVIDs of these tests are valid. X.509 keeps
 // NotAfter in whole seconds, so the certificate's own value is what the tests wait past.
 const shortLife = 3 * time.Second
-
-// svidUntil issues an SVID for id that expires at notAfter (rounded down to the second).
-func (ca *testCA) svidUntil(t *testing.T, id spiffeid.ID, serial int64, notAfter time.Time) *x509svid.SVID {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	u, _ := neturl.Parse(id.String())
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), NotBefore: time.Now().Add(-time.Minute),
-		NotAfter: notAfter, URIs: []*neturl.URL{u}, KeyUsage: x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &x509svid.SVID{ID: id, Certificates: []*x509.Certificate{cert}, PrivateKey: key}
-}
 
 // rotatingSource is a Source whose SVID the test replaces, as the Workload API does.
 type rotatingSource struct {
@@ -147,10 +120,10 @@ func get(t *testing.T, c *http.Client, url string) reply {
 // request after expiry is refused with 503 identity-expired and the connection is closed,
 // so the next request needs a new handshake (which the expired certificate cannot pass).
 func TestFailClosedRefusesExpiredIdentities(t *testing.T) {
-	ca := newTestCA(t, "ztbank.local")
-	bundle := x509bundle.FromX509Authorities(ca.td, []*x509.Certificate{ca.cert})
-	serverID := spiffeid.RequireFromPath(ca.td, "/ns/bank-b/sa/ledger")
-	clientID := spiffeid.RequireFromPath(ca.td, "/ns/bank-b/sa/payment")
+	ca := spiffetest.NewCA(t, testTD)
+	bundle := ca.Bundle()
+	serverID := spiffeid.RequireFromPath(ca.TD, "/ns/bank-b/sa/ledger")
+	clientID := spiffeid.RequireFromPath(ca.TD, "/ns/bank-b/sa/payment")
 	type step struct {
 		Status int
 		Reused bool
@@ -175,17 +148,17 @@ func TestFailClosedRefusesExpiredIdentities(t *testing.T) {
 		{name: "server's own SVID expired, HTTP/2", expires: "server", failClosed: true, http2: true,
 			after: []step{{Status: 503, Reused: true, Type: problem.TypeIdentityExpired}, {Failed: true}}},
 	}
-	for i, tc := range cases {
+	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			long := time.Now().Add(time.Hour)
 			short := time.Now().Add(shortLife)
-			serverSVID := ca.svidUntil(t, serverID, int64(10*i+1), long)
-			clientSVID := ca.svidUntil(t, clientID, int64(10*i+2), long)
+			serverSVID := ca.SVIDUntil(t, serverID, long)
+			clientSVID := ca.SVIDUntil(t, clientID, long)
 			if tc.expires == "server" {
-				serverSVID = ca.svidUntil(t, serverID, int64(10*i+1), short)
+				serverSVID = ca.SVIDUntil(t, serverID, short)
 			} else {
-				clientSVID = ca.svidUntil(t, clientID, int64(10*i+2), short)
+				clientSVID = ca.SVIDUntil(t, clientID, short)
 			}
 			src := newRotatingSource(serverSVID, bundle)
 			var wrap func(http.Handler) http.Handler
@@ -194,7 +167,7 @@ func TestFailClosedRefusesExpiredIdentities(t *testing.T) {
 			}
 			url := mtlsServer(t, src, clientID, wrap)
 			// A plain keep-alive client, not Client: the server must hold the line on its own.
-			tr := &http.Transport{TLSClientConfig: tlsconfig.MTLSClientConfig(staticSource{clientSVID, bundle}, staticSource{clientSVID, bundle}, tlsconfig.AuthorizeID(serverID)),
+			tr := &http.Transport{TLSClientConfig: tlsconfig.MTLSClientConfig(spiffetest.Source{SVID: clientSVID, Bundle: bundle}, spiffetest.Source{SVID: clientSVID, Bundle: bundle}, tlsconfig.AuthorizeID(serverID)),
 				ForceAttemptHTTP2: tc.http2}
 			defer tr.CloseIdleConnections()
 			c := &http.Client{Transport: tr}
@@ -223,10 +196,10 @@ func TestFailClosedRefusesExpiredIdentities(t *testing.T) {
 
 // TestFailClosedAllocatesNothing: the check is on every request's path.
 func TestFailClosedAllocatesNothing(t *testing.T) {
-	ca := newTestCA(t, "ztbank.local")
-	id := spiffeid.RequireFromPath(ca.td, "/ns/bank-b/sa/payment")
-	peer := ca.svidUntil(t, id, 2, time.Now().Add(time.Hour))
-	own := newRotatingSource(ca.svidUntil(t, id, 3, time.Now().Add(time.Hour)), nil)
+	ca := spiffetest.NewCA(t, testTD)
+	id := spiffeid.RequireFromPath(ca.TD, "/ns/bank-b/sa/payment")
+	peer := ca.SVIDUntil(t, id, time.Now().Add(time.Hour))
+	own := newRotatingSource(ca.SVIDUntil(t, id, time.Now().Add(time.Hour)), nil)
 	served := 0
 	h := FailClosed(own.NotAfter)(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { served++ }))
 	r, _ := http.NewRequest(http.MethodGet, "/", nil)
@@ -243,10 +216,10 @@ func TestFailClosedAllocatesNothing(t *testing.T) {
 // the certificates they were opened with. Each case keeps a connection alive, lets a
 // certificate on it expire or rotate, and checks where the next request went.
 func TestClientDoesNotOutliveCertificates(t *testing.T) {
-	ca := newTestCA(t, "ztbank.local")
-	bundle := x509bundle.FromX509Authorities(ca.td, []*x509.Certificate{ca.cert})
-	serverID := spiffeid.RequireFromPath(ca.td, "/ns/bank-b/sa/ledger")
-	clientID := spiffeid.RequireFromPath(ca.td, "/ns/bank-b/sa/payment")
+	ca := spiffetest.NewCA(t, testTD)
+	bundle := ca.Bundle()
+	serverID := spiffeid.RequireFromPath(ca.TD, "/ns/bank-b/sa/ledger")
+	clientID := spiffeid.RequireFromPath(ca.TD, "/ns/bank-b/sa/payment")
 	type outcome struct {
 		NewConnection bool   // served on a connection other than the first request's
 		Serial        string // the client certificate the server saw
@@ -262,13 +235,13 @@ func TestClientDoesNotOutliveCertificates(t *testing.T) {
 		{name: "server's certificate on the connection expired (server rotated meanwhile)",
 			event: func(t *testing.T, server, _ *rotatingSource, serial int64) {
 				old := server.NotAfter()
-				server.svid.Store(ca.svidUntil(t, serverID, serial, time.Now().Add(time.Hour)))
+				server.svid.Store(ca.SVIDUntil(t, serverID, time.Now().Add(time.Hour)))
 				waitPast(t, old)
 			},
 			want: outcome{NewConnection: true, Serial: "first"}},
 		{name: "own SVID rotated",
 			event: func(t *testing.T, _, client *rotatingSource, serial int64) {
-				client.svid.Store(ca.svidUntil(t, clientID, serial, time.Now().Add(time.Hour)))
+				client.svid.Store(ca.SVIDUntil(t, clientID, time.Now().Add(time.Hour)))
 			},
 			want: outcome{NewConnection: true, Serial: "rotated"}},
 		{name: "own SVID expired (agent gone)",
@@ -279,12 +252,12 @@ func TestClientDoesNotOutliveCertificates(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			short := time.Now().Add(shortLife)
-			server := newRotatingSource(ca.svidUntil(t, serverID, int64(100*i+1), short), bundle)
+			server := newRotatingSource(ca.SVIDUntil(t, serverID, short), bundle)
 			clientUntil := time.Now().Add(time.Hour)
 			if tc.clientShort {
 				clientUntil = short
 			}
-			client := newRotatingSource(ca.svidUntil(t, clientID, int64(100*i+2), clientUntil), bundle)
+			client := newRotatingSource(ca.SVIDUntil(t, clientID, clientUntil), bundle)
 			// No FailClosed on the server: the client must not lean on it.
 			url := mtlsServer(t, server, clientID, nil)
 			c := Client(client, serverID)
@@ -316,12 +289,12 @@ func TestClientDoesNotOutliveCertificates(t *testing.T) {
 // go out on it (over HTTP/1.1 the pool hands back exactly that connection, most recently
 // used first, which is the path a busy HTTP/2 connection takes too).
 func TestClientRetiresBusyConnection(t *testing.T) {
-	ca := newTestCA(t, "ztbank.local")
-	bundle := x509bundle.FromX509Authorities(ca.td, []*x509.Certificate{ca.cert})
-	serverID := spiffeid.RequireFromPath(ca.td, "/ns/bank-b/sa/ledger")
-	clientID := spiffeid.RequireFromPath(ca.td, "/ns/bank-b/sa/payment")
-	server := newRotatingSource(ca.svidUntil(t, serverID, 1, time.Now().Add(shortLife)), bundle)
-	client := newRotatingSource(ca.svidUntil(t, clientID, 2, time.Now().Add(time.Hour)), bundle)
+	ca := spiffetest.NewCA(t, testTD)
+	bundle := ca.Bundle()
+	serverID := spiffeid.RequireFromPath(ca.TD, "/ns/bank-b/sa/ledger")
+	clientID := spiffeid.RequireFromPath(ca.TD, "/ns/bank-b/sa/payment")
+	server := newRotatingSource(ca.SVIDUntil(t, serverID, time.Now().Add(shortLife)), bundle)
+	client := newRotatingSource(ca.SVIDUntil(t, clientID, time.Now().Add(time.Hour)), bundle)
 	release, entered := make(chan struct{}), make(chan struct{}, 1)
 	url := mtlsServer(t, server, clientID, func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -341,7 +314,7 @@ func TestClientRetiresBusyConnection(t *testing.T) {
 	slow := make(chan reply, 1)
 	go func() { slow <- get(t, c, url+"/slow") }()
 	<-entered
-	server.svid.Store(ca.svidUntil(t, serverID, 3, time.Now().Add(time.Hour)))
+	server.svid.Store(ca.SVIDUntil(t, serverID, time.Now().Add(time.Hour)))
 	waitPast(t, old)
 	// The sweep finds the first connection busy; this request dials a second one.
 	second := get(t, c, url)

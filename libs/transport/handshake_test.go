@@ -1,71 +1,28 @@
 package transport
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"testing"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
-	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+
+	"github.com/ztbank/ztbank/devkit/spiffetest"
 )
 
-// testCA issues SVIDs of one trust domain, generated per test run.
-type testCA struct {
-	td   spiffeid.TrustDomain
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-}
-
-func newTestCA(t *testing.T, td string) *testCA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
-		NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	return &testCA{td: spiffeid.RequireTrustDomainFromString(td), cert: cert, key: key}
-}
-
-// svid issues an SVID for id valid for the next hour.
-func (ca *testCA) svid(t *testing.T, id spiffeid.ID, serial int64) *x509svid.SVID {
-	return ca.svidUntil(t, id, serial, time.Now().Add(time.Hour))
-}
-
-type staticSource struct {
-	svid   *x509svid.SVID
-	bundle *x509bundle.Bundle
-}
-
-func (s staticSource) GetX509SVID() (*x509svid.SVID, error) { return s.svid, nil }
-func (s staticSource) GetX509BundleForTrustDomain(spiffeid.TrustDomain) (*x509bundle.Bundle, error) {
-	return s.bundle, nil
-}
+// testTD is the trust domain of the tests' CAs.
+var testTD = spiffeid.RequireTrustDomainFromString("ztbank.local")
 
 // TestSteadyStateMakesNoNewHandshakes: a service calling a peer through Client reuses its
 // connection, so 1,000 sequential requests cost one handshake, which the server counts.
 func TestSteadyStateMakesNoNewHandshakes(t *testing.T) {
-	ca := newTestCA(t, "ztbank.local")
-	bundle := x509bundle.FromX509Authorities(ca.td, []*x509.Certificate{ca.cert})
-	serverID := spiffeid.RequireFromPath(ca.td, "/ns/bank-b/sa/ledger")
-	clientID := spiffeid.RequireFromPath(ca.td, "/ns/bank-b/sa/payment")
+	ca := spiffetest.NewCA(t, testTD)
+	bundle := ca.Bundle()
+	serverID := spiffeid.RequireFromPath(ca.TD, "/ns/bank-b/sa/ledger")
+	clientID := spiffeid.RequireFromPath(ca.TD, "/ns/bank-b/sa/payment")
 	// Not httptest's StartTLS: it installs its own certificate over the config's.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -74,13 +31,13 @@ func TestSteadyStateMakesNoNewHandshakes(t *testing.T) {
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "ok")
 	})}
-	go srv.Serve(tls.NewListener(ln, ServerTLS(staticSource{ca.svid(t, serverID, 2), bundle}, []spiffeid.ID{clientID})))
+	go srv.Serve(tls.NewListener(ln, ServerTLS(spiffetest.Source{SVID: ca.SVID(t, serverID), Bundle: bundle}, []spiffeid.ID{clientID})))
 	defer srv.Close()
 	url := "https://" + ln.Addr().String()
 
 	full := Handshakes().WithLabelValues("false")
 	before := testutil.ToFloat64(full)
-	client := Client(staticSource{ca.svid(t, clientID, 3), bundle}, serverID)
+	client := Client(spiffetest.Source{SVID: ca.SVID(t, clientID), Bundle: bundle}, serverID)
 	const requests = 1000
 	for i := range requests {
 		resp, err := client.Get(url)
@@ -97,7 +54,7 @@ func TestSteadyStateMakesNoNewHandshakes(t *testing.T) {
 	}
 
 	// A second client, as after a restart, is one more handshake: the counter sees them.
-	other := Client(staticSource{ca.svid(t, clientID, 4), bundle}, serverID)
+	other := Client(spiffetest.Source{SVID: ca.SVID(t, clientID), Bundle: bundle}, serverID)
 	resp, err := other.Get(url)
 	if err != nil {
 		t.Fatal(err)

@@ -2,15 +2,10 @@ package transport
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptrace"
@@ -24,6 +19,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/ztbank/ztbank/devkit/spiffetest"
 )
 
 // barrier holds requests in the handler until n of them are inside at once, so n requests
@@ -74,12 +71,15 @@ func TestReconnectsAfterRotationResume(t *testing.T) {
 	// The server's first SVID must come due during the test: long enough for the first two
 	// phases (a few handshakes), short enough to wait for.
 	const serverLife = 6 * time.Second
-	ca := newTestCA(t, "ztbank.local")
-	bundle := x509bundle.FromX509Authorities(ca.td, []*x509.Certificate{ca.cert})
-	serverID := spiffeid.RequireFromPath(ca.td, "/ns/bank-b/sa/ledger")
-	clientID := spiffeid.RequireFromPath(ca.td, "/ns/bank-b/sa/payment")
-	server := newRotatingSource(ca.svidUntil(t, serverID, 1, time.Now().Add(serverLife)), bundle)
-	client := newRotatingSource(ca.svidUntil(t, clientID, 2, time.Now().Add(time.Hour)), bundle)
+	ca := spiffetest.NewCA(t, testTD)
+	bundle := ca.Bundle()
+	serverID := spiffeid.RequireFromPath(ca.TD, "/ns/bank-b/sa/ledger")
+	clientID := spiffeid.RequireFromPath(ca.TD, "/ns/bank-b/sa/payment")
+	server := newRotatingSource(ca.SVIDUntil(t, serverID, time.Now().Add(serverLife)), bundle)
+	client := newRotatingSource(ca.SVIDUntil(t, clientID, time.Now().Add(time.Hour)), bundle)
+	// serial is the serial number of a source's current certificate, as the peer reports it.
+	serial := func(s *rotatingSource) string { return s.svid.Load().Certificates[0].SerialNumber.String() }
+	server1, client1 := serial(server), serial(client)
 
 	hold := &barrier{}
 	url := mtlsServer(t, server, clientID, func(http.Handler) http.Handler {
@@ -173,45 +173,25 @@ func TestReconnectsAfterRotationResume(t *testing.T) {
 		t.Errorf("cold start: %+v, want the first connection in a full handshake", cold)
 	}
 	check("cold start", cold, handshakeCount{Full: cold.Full, Resumed: conns - cold.Full, ServerFull: cold.Full, ServerResumed: conns - cold.Full,
-		ClientSerials: []string{"2"}, ServerSerials: []string{"1"}})
+		ClientSerials: []string{client1}, ServerSerials: []string{server1}})
 
-	client.svid.Store(ca.svidUntil(t, clientID, 3, time.Now().Add(time.Hour)))
+	client.svid.Store(ca.SVIDUntil(t, clientID, time.Now().Add(time.Hour)))
+	client2 := serial(client)
 	check("client SVID rotated", phase(t, true), handshakeCount{Full: 1, Resumed: conns - 1, ServerFull: 1, ServerResumed: conns - 1,
-		ClientSerials: []string{"3"}, ServerSerials: []string{"1"}})
+		ClientSerials: []string{client2}, ServerSerials: []string{server1}})
 
 	oldServer := server.NotAfter()
 	if left := time.Until(oldServer); left < retireMargin(serverLife) {
 		t.Fatalf("the first phases took until %v before the server's NotAfter, past the retirement of its connections: machine too slow for serverLife %v", left, serverLife)
 	}
-	server.svid.Store(ca.svidUntil(t, serverID, 4, time.Now().Add(time.Hour)))
+	server.svid.Store(ca.SVIDUntil(t, serverID, time.Now().Add(time.Hour)))
+	server2 := serial(server)
 	waitPast(t, oldServer)
 	check("server SVID rotated, old one expired", phase(t, true), handshakeCount{Full: 1, Resumed: conns - 1, ServerFull: 1, ServerResumed: conns - 1,
-		ClientSerials: []string{"3"}, ServerSerials: []string{"4"}})
+		ClientSerials: []string{client2}, ServerSerials: []string{server2}})
 	for _, l := range log {
 		t.Log(l)
 	}
-}
-
-// intermediateCA issues SVIDs through an intermediate certificate, as SPIRE does with an
-// upstream authority: the chain a peer presents is leaf + intermediate.
-func (ca *testCA) intermediate(t *testing.T, notAfter time.Time) *testCA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(99), Subject: pkix.Name{CommonName: "test intermediate"},
-		NotBefore: time.Now().Add(-time.Minute), NotAfter: notAfter,
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &testCA{td: ca.td, cert: cert, key: key}
 }
 
 // resumeServer serves cfg on a loopback port; each response says whether the server
@@ -261,13 +241,13 @@ func connect(t *testing.T, url string, cfg *tls.Config) string {
 // accepted by crypto/tls alone. Each case first negotiates a session, then changes what a
 // full handshake would check, and offers the session again.
 func TestResumptionIsVerifiedAgain(t *testing.T) {
-	ca := newTestCA(t, "ztbank.local")
-	bundle := x509bundle.FromX509Authorities(ca.td, []*x509.Certificate{ca.cert})
-	serverID := spiffeid.RequireFromPath(ca.td, "/ns/bank-b/sa/ledger")
-	clientID := spiffeid.RequireFromPath(ca.td, "/ns/bank-b/sa/payment")
-	otherID := spiffeid.RequireFromPath(ca.td, "/ns/bank-b/sa/user")
-	serverSrc := staticSource{ca.svid(t, serverID, 1), bundle}
-	clientSrc := staticSource{ca.svid(t, clientID, 2), bundle}
+	ca := spiffetest.NewCA(t, testTD)
+	bundle := ca.Bundle()
+	serverID := spiffeid.RequireFromPath(ca.TD, "/ns/bank-b/sa/ledger")
+	clientID := spiffeid.RequireFromPath(ca.TD, "/ns/bank-b/sa/payment")
+	otherID := spiffeid.RequireFromPath(ca.TD, "/ns/bank-b/sa/user")
+	serverSrc := spiffetest.Source{SVID: ca.SVID(t, serverID), Bundle: bundle}
+	clientSrc := spiffetest.Source{SVID: ca.SVID(t, clientID), Bundle: bundle}
 
 	// sharing makes b open a's tickets, as one process's two listeners, or a restart that
 	// kept its ticket keys, would: what b allows must still decide.
@@ -310,33 +290,33 @@ func TestResumptionIsVerifiedAgain(t *testing.T) {
 			}},
 		{name: "client's cached intermediate expired (leaf still valid): refused", want: []string{"full", "refused"},
 			run: func(t *testing.T) []string {
-				inter := ca.intermediate(t, time.Now().Add(shortLife))
-				leaf := inter.svid(t, clientID, 5)
-				leaf.Certificates = append(leaf.Certificates, inter.cert)
+				inter := ca.Intermediate(t, time.Now().Add(shortLife))
+				leaf := inter.SVID(t, clientID)
+				leaf.Certificates = append(leaf.Certificates, inter.Cert)
 				url := resumeServer(t, ServerTLS(serverSrc, []spiffeid.ID{clientID}))
-				cfg := clientCfg(staticSource{leaf, bundle}, serverID, tls.NewLRUClientSessionCache(4))
+				cfg := clientCfg(spiffetest.Source{SVID: leaf, Bundle: bundle}, serverID, tls.NewLRUClientSessionCache(4))
 				first := connect(t, url, cfg)
-				waitPast(t, inter.cert.NotAfter)
+				waitPast(t, inter.Cert.NotAfter)
 				return []string{first, connect(t, url, cfg)}
 			}},
 		{name: "client's cached leaf expired: refused (crypto/tls skips the session, the full handshake fails)", want: []string{"full", "refused"},
 			run: func(t *testing.T) []string {
-				leaf := ca.svidUntil(t, clientID, 6, time.Now().Add(shortLife))
+				leaf := ca.SVIDUntil(t, clientID, time.Now().Add(shortLife))
 				url := resumeServer(t, ServerTLS(serverSrc, []spiffeid.ID{clientID}))
-				cfg := clientCfg(staticSource{leaf, bundle}, serverID, tls.NewLRUClientSessionCache(4))
+				cfg := clientCfg(spiffetest.Source{SVID: leaf, Bundle: bundle}, serverID, tls.NewLRUClientSessionCache(4))
 				first := connect(t, url, cfg)
 				waitPast(t, leaf.Certificates[0].NotAfter)
 				return []string{first, connect(t, url, cfg)}
 			}},
 		{name: "client's cached certificate issued by an authority no longer in the bundle: refused", want: []string{"full", "refused"},
 			run: func(t *testing.T) []string {
-				src := &bundleSwap{staticSource: serverSrc}
+				src := &bundleSwap{Source: serverSrc}
 				src.b.Store(bundle)
 				url := resumeServer(t, ServerTLS(src, []spiffeid.ID{clientID}))
 				cfg := clientCfg(clientSrc, serverID, tls.NewLRUClientSessionCache(4))
 				first := connect(t, url, cfg)
 				// The trust domain's authority was replaced (the old CA key retired).
-				src.b.Store(x509bundle.FromX509Authorities(ca.td, []*x509.Certificate{newTestCA(t, "ztbank.local").cert}))
+				src.b.Store(x509bundle.FromX509Authorities(ca.TD, []*x509.Certificate{spiffetest.NewCA(t, testTD).Cert}))
 				return []string{first, connect(t, url, cfg)}
 			}},
 		{name: "client expecting another server identity is offered this server's session: refused", want: []string{"full", "refused"},
@@ -359,22 +339,22 @@ func TestResumptionIsVerifiedAgain(t *testing.T) {
 // TestTicketKeysRotateWithTheSVID: a ticket opens after one rotation of the server's SVID
 // (the previous key is kept) and not after two; the client then handshakes in full.
 func TestTicketKeysRotateWithTheSVID(t *testing.T) {
-	ca := newTestCA(t, "ztbank.local")
-	bundle := x509bundle.FromX509Authorities(ca.td, []*x509.Certificate{ca.cert})
-	serverID := spiffeid.RequireFromPath(ca.td, "/ns/bank-b/sa/ledger")
-	clientID := spiffeid.RequireFromPath(ca.td, "/ns/bank-b/sa/payment")
-	server := newRotatingSource(ca.svid(t, serverID, 1), bundle)
+	ca := spiffetest.NewCA(t, testTD)
+	bundle := ca.Bundle()
+	serverID := spiffeid.RequireFromPath(ca.TD, "/ns/bank-b/sa/ledger")
+	clientID := spiffeid.RequireFromPath(ca.TD, "/ns/bank-b/sa/payment")
+	server := newRotatingSource(ca.SVID(t, serverID), bundle)
 	url := resumeServer(t, ServerTLS(server, []spiffeid.ID{clientID}))
-	clientSrc := staticSource{ca.svid(t, clientID, 2), bundle}
+	clientSrc := spiffetest.Source{SVID: ca.SVID(t, clientID), Bundle: bundle}
 	// A client that keeps only its first session, so each connection offers the same ticket.
 	first := &firstSession{}
 	cfg := ClientTLS(clientSrc, serverID)
 	cfg.ClientSessionCache = first
 	var got []string
 	got = append(got, connect(t, url, cfg), connect(t, url, cfg))
-	server.svid.Store(ca.svid(t, serverID, 3))
+	server.svid.Store(ca.SVID(t, serverID))
 	got = append(got, connect(t, url, cfg))
-	server.svid.Store(ca.svid(t, serverID, 4))
+	server.svid.Store(ca.SVID(t, serverID))
 	got = append(got, connect(t, url, cfg))
 	want := []string{"full", "resumed", "resumed", "full"}
 	if d := cmp.Diff(want, got); d != "" {
@@ -384,7 +364,7 @@ func TestTicketKeysRotateWithTheSVID(t *testing.T) {
 
 // bundleSwap is a Source whose trust bundle the test replaces.
 type bundleSwap struct {
-	staticSource
+	spiffetest.Source
 	b atomic.Pointer[x509bundle.Bundle]
 }
 
@@ -415,12 +395,12 @@ func (f *firstSession) Put(_ string, cs *tls.ClientSessionState) {
 // (two certificate chains verified, two signatures made and checked) against resumed
 // (a session ticket, DHE, and verifyOnResume's check of the cached chain on each side).
 func BenchmarkHandshake(b *testing.B) {
-	ca := newTestCA(&testing.T{}, "ztbank.local")
-	bundle := x509bundle.FromX509Authorities(ca.td, []*x509.Certificate{ca.cert})
-	serverID := spiffeid.RequireFromPath(ca.td, "/ns/bank-b/sa/ledger")
-	clientID := spiffeid.RequireFromPath(ca.td, "/ns/bank-b/sa/payment")
-	serverCfg := ServerTLS(staticSource{ca.svid(&testing.T{}, serverID, 1), bundle}, []spiffeid.ID{clientID})
-	clientSrc := staticSource{ca.svid(&testing.T{}, clientID, 2), bundle}
+	ca := spiffetest.NewCA(b, testTD)
+	bundle := ca.Bundle()
+	serverID := spiffeid.RequireFromPath(ca.TD, "/ns/bank-b/sa/ledger")
+	clientID := spiffeid.RequireFromPath(ca.TD, "/ns/bank-b/sa/payment")
+	serverCfg := ServerTLS(spiffetest.Source{SVID: ca.SVID(b, serverID), Bundle: bundle}, []spiffeid.ID{clientID})
+	clientSrc := spiffetest.Source{SVID: ca.SVID(b, clientID), Bundle: bundle}
 	// Loopback TCP, not net.Pipe: a resumed server writes its ticket while the client writes
 	// its Finished, which an unbuffered pipe deadlocks.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
