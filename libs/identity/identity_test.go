@@ -7,7 +7,6 @@ import (
 	"net"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,29 +18,13 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/ztbank/ztbank/devkit/fakeclock"
 	"github.com/ztbank/ztbank/devkit/spiffetest"
 	"github.com/ztbank/ztbank/devkit/syncbuf"
 )
 
 // fakeClock is the Source's clock in these tests: readiness is judged against it, so the
 // tests move time instead of sleeping through an SVID's life.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Set(t time.Time) {
-	c.mu.Lock()
-	c.now = t
-	c.mu.Unlock()
-}
-
 var (
 	td       = spiffeid.RequireTrustDomainFromString("ztbank.local")
 	workload = spiffeid.RequireFromPath(td, "/ns/bank-a/sa/gateway")
@@ -51,7 +34,7 @@ var (
 // newWatcher returns a Source that is not connected to any agent: the tests play the
 // Workload API by calling the watcher callbacks go-spiffe would call. Its log is locked: the
 // watcher callbacks run on go-spiffe's goroutine in production.
-func newWatcher(clk *fakeClock, opts ...Option) (*Source, *syncbuf.Buffer) {
+func newWatcher(clk *fakeclock.Clock, opts ...Option) (*Source, *syncbuf.Buffer) {
 	logs := &syncbuf.Buffer{}
 	cfg := defaultConfig()
 	cfg.addr, cfg.reg, cfg.clock = "unix:///run/test/agent.sock", nil, clk.Now
@@ -84,7 +67,7 @@ var errAgentGone = status.Error(codes.Unavailable, "connection error: dial unix 
 // (Connected, one log line per failure), and readiness still follows only the SVID's
 // remaining validity.
 func TestKeepsSVIDThroughAgentOutage(t *testing.T) {
-	clk := &fakeClock{now: t0}
+	clk := fakeclock.New(t0)
 	s, logs := newWatcher(clk)
 	c := newCA(t)
 	first := c.update(t, workload, t0.Add(time.Hour))
@@ -131,7 +114,7 @@ func TestKeepsSVIDThroughAgentOutage(t *testing.T) {
 // TestCancellationIsNotAnOutage: Close cancels the watch; that must not count or log as a
 // lost agent.
 func TestCancellationIsNotAnOutage(t *testing.T) {
-	clk := &fakeClock{now: t0}
+	clk := fakeclock.New(t0)
 	s, logs := newWatcher(clk)
 	s.OnX509ContextUpdate(newCA(t).update(t, workload, t0.Add(time.Hour)))
 	for _, err := range []error{context.Canceled, status.Error(codes.Canceled, "context canceled")} {
@@ -166,7 +149,7 @@ func TestReadinessFollowsRemainingValidity(t *testing.T) {
 		{"expired", -time.Second, true, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			clk := &fakeClock{now: t0}
+			clk := fakeclock.New(t0)
 			s, _ := newWatcher(clk)
 			s.OnX509ContextUpdate(newCA(t).update(t, workload, notAfter))
 			if tc.agentDown {
@@ -197,7 +180,7 @@ func TestReadinessFollowsRemainingValidity(t *testing.T) {
 
 // TestMinValidityOption: the readiness margin is configuration, and it is what Ready uses.
 func TestMinValidityOption(t *testing.T) {
-	clk := &fakeClock{now: t0}
+	clk := fakeclock.New(t0)
 	s, _ := newWatcher(clk, WithMinValidity(5*time.Minute))
 	s.OnX509ContextUpdate(newCA(t).update(t, workload, t0.Add(10*time.Minute)))
 	clk.Set(t0.Add(5*time.Minute - time.Second)) // 5m01s left
@@ -212,7 +195,7 @@ func TestMinValidityOption(t *testing.T) {
 
 // TestNothingBeforeTheFirstSVID: until the agent delivered, every accessor refuses.
 func TestNothingBeforeTheFirstSVID(t *testing.T) {
-	s, _ := newWatcher(&fakeClock{now: t0})
+	s, _ := newWatcher(fakeclock.New(t0))
 	if _, err := s.GetX509SVID(); !errors.Is(err, ErrNoSVID) {
 		t.Errorf("GetX509SVID() = %v, want ErrNoSVID", err)
 	}

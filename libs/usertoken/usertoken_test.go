@@ -21,6 +21,7 @@ import (
 	"github.com/go-jose/go-jose/v4/jwt"
 	"github.com/google/go-cmp/cmp"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/ztbank/ztbank/devkit/fakeclock"
 	"github.com/ztbank/ztbank/libs/caller"
 	"github.com/ztbank/ztbank/libs/problem"
 )
@@ -37,27 +38,10 @@ var (
 // compareIDs lets cmp compare SPIFFE IDs, whose fields are unexported.
 var compareIDs = cmp.Comparer(func(a, b spiffeid.ID) bool { return a == b })
 
-// clock is a settable time source shared by issuer and verifiers in a test.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
+// newClock is a settable clock at the tests' start time, shared by issuer and verifiers.
+func newClock() *fakeclock.Clock { return fakeclock.New(start) }
 
-func newClock() *clock { return &clock{now: start} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
-
-func newIssuer(t testing.TB, clk *clock, opts ...Option) *Issuer {
+func newIssuer(t testing.TB, clk *fakeclock.Clock, opts ...Option) *Issuer {
 	t.Helper()
 	iss, err := NewIssuer(edgeID, append([]Option{WithClock(clk.Now)}, opts...)...)
 	if err != nil {

@@ -28,6 +28,7 @@ import (
 
 	"github.com/ztbank/ztbank/devkit/demo"
 	"github.com/ztbank/ztbank/devkit/devoidc"
+	"github.com/ztbank/ztbank/devkit/fakeclock"
 	"github.com/ztbank/ztbank/devkit/syncbuf"
 	"github.com/ztbank/ztbank/libs/caller"
 	"github.com/ztbank/ztbank/libs/topology"
@@ -51,24 +52,6 @@ func (s *logBuffer) refusals() []string {
 		}
 	}
 	return out
-}
-
-// clock is a settable time source shared by every part of a test edge.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
 }
 
 // received is what a fake gateway saw.
@@ -101,7 +84,7 @@ type testEdge struct {
 	minter   *usertoken.Issuer
 	gateways map[string]*gateway
 	logs     *logBuffer
-	clk      *clock
+	clk      *fakeclock.Clock
 	edgeID   spiffeid.ID
 	ext      *extoken.Verifier
 	mapper   enrol.Mapper
@@ -128,7 +111,7 @@ func newTestEdgeFor(t testing.TB, issuer string, client *http.Client, opts ...us
 	t.Helper()
 	topo := topology.Default()
 	w, _ := topo.Workload("edge")
-	te := &testEdge{logs: &logBuffer{}, clk: &clock{now: time.Now().Truncate(time.Second)},
+	te := &testEdge{logs: &logBuffer{}, clk: fakeclock.New(time.Now().Truncate(time.Second)),
 		gateways: map[string]*gateway{}, edgeID: w.ID}
 	log := slog.New(slog.NewJSONHandler(te.logs, nil))
 	minter, err := usertoken.NewIssuer(w.ID, append([]usertoken.Option{usertoken.WithClock(te.clk.Now)}, opts...)...)

@@ -13,6 +13,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/ztbank/ztbank/devkit/fakeclock"
 )
 
 // fakeCreds stands in for the default chain (Pod Identity): a real aws.CredentialsProvider
@@ -36,14 +38,6 @@ func (f *fakeCreds) Retrieve(context.Context) (aws.Credentials, error) {
 		Expires:         f.expires,
 	}, nil
 }
-
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time          { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *fakeClock) Advance(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
 
 func TestTokenIsPresignedConnect(t *testing.T) {
 	creds := &fakeCreds{}
@@ -93,7 +87,7 @@ func TestTokenIsPresignedConnect(t *testing.T) {
 }
 
 func TestTokenCachedAndRenewedBeforeExpiry(t *testing.T) {
-	clock := &fakeClock{t: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)}
+	clock := fakeclock.New(time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC))
 	creds := &fakeCreds{}
 	src, err := New("db.internal:5432", "eu-west-1", "payment_svc", creds, WithClock(clock.Now), WithSkew(2*time.Minute))
 	if err != nil {
@@ -118,7 +112,7 @@ func TestTokenCachedAndRenewedBeforeExpiry(t *testing.T) {
 		{time.Second, 2, false},                   // 13:00 in: within the skew, renewed
 		{time.Minute, 2, true},                    // the renewed token is cached in turn
 	} {
-		clock.Advance(step.advance)
+		clock.Add(step.advance)
 		got, err := src.Token(ctx)
 		if err != nil {
 			t.Fatal(err)
@@ -134,7 +128,7 @@ func TestTokenCachedAndRenewedBeforeExpiry(t *testing.T) {
 }
 
 func TestTokenExpiryFollowsTemporaryCredentials(t *testing.T) {
-	clock := &fakeClock{t: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)}
+	clock := fakeclock.New(time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC))
 	creds := &fakeCreds{expires: clock.Now().Add(10 * time.Minute)}
 	src, _ := New("db.internal:5432", "eu-west-1", "payment_svc", creds, WithClock(clock.Now))
 	got, err := src.Token(t.Context())

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/ztbank/ztbank/devkit/fakeclock"
 )
 
 // TestThirtySimulatedMinutesAtLoad drives one Source per database-backed service through 30
@@ -24,7 +26,7 @@ func TestThirtySimulatedMinutesAtLoad(t *testing.T) {
 	)
 	renewEvery := TokenLifetime - DefaultSkew
 	wantMax := int32((run + renewEvery - 1) / renewEvery)
-	clock := &fakeClock{t: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)}
+	clock := fakeclock.New(time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC))
 	start := clock.Now()
 	type svc struct {
 		user  string
@@ -70,7 +72,7 @@ func TestThirtySimulatedMinutesAtLoad(t *testing.T) {
 			}
 		}
 		wg.Wait()
-		clock.Advance(step)
+		clock.Add(step)
 	}
 	for _, s := range svcs {
 		n := s.creds.calls.Load()

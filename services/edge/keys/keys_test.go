@@ -10,25 +10,14 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/ztbank/ztbank/devkit/fakeclock"
 	"github.com/ztbank/ztbank/services/edge/keys"
 )
 
 var sched = keys.Schedule{Rotation: 10 * time.Minute, PublishAhead: time.Minute, Overlap: 6 * time.Minute,
 	Refresh: 10 * time.Second, MaxStale: 30 * time.Second}
 
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
-func newRing(t *testing.T, store keys.Store, clk *clock) *keys.Ring {
+func newRing(t *testing.T, store keys.Store, clk *fakeclock.Clock) *keys.Ring {
 	t.Helper()
 	r, err := keys.New(store, sched, clk.Now, slog.New(slog.DiscardHandler))
 	if err != nil {
@@ -66,7 +55,7 @@ func signing(t *testing.T, r *keys.Ring) string {
 func TestScheduleAcrossReplicas(t *testing.T) {
 	ctx := context.Background()
 	store := keys.Dir(t.TempDir())
-	clk := &clock{now: time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)}
+	clk := fakeclock.New(time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC))
 	a, b := newRing(t, store, clk), newRing(t, store, clk)
 	for _, r := range []*keys.Ring{a, b} {
 		if err := r.Sync(ctx); err != nil {
@@ -123,7 +112,7 @@ func TestScheduleAcrossReplicas(t *testing.T) {
 func TestPublishAheadAndRetire(t *testing.T) {
 	ctx := context.Background()
 	store := keys.Dir(t.TempDir())
-	clk := &clock{now: time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)}
+	clk := fakeclock.New(time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC))
 	r := newRing(t, store, clk)
 	sync := func() {
 		t.Helper()
@@ -176,7 +165,7 @@ func TestPublishAheadAndRetire(t *testing.T) {
 // nor publishes, because it cannot know whether another replica signs with a newer key.
 func TestStaleViewRefuses(t *testing.T) {
 	ctx := context.Background()
-	clk := &clock{now: time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)}
+	clk := fakeclock.New(time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC))
 	r := newRing(t, keys.Dir(t.TempDir()), clk)
 	if err := r.Sync(ctx); err != nil {
 		t.Fatal(err)
@@ -203,7 +192,7 @@ func TestStaleViewRefuses(t *testing.T) {
 func TestConcurrentWritersAgree(t *testing.T) {
 	ctx := context.Background()
 	store := keys.Dir(t.TempDir())
-	clk := &clock{now: time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)}
+	clk := fakeclock.New(time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC))
 	rings := make([]*keys.Ring, 8)
 	for i := range rings {
 		rings[i] = newRing(t, store, clk)
@@ -266,7 +255,7 @@ func (readOnly) Save(context.Context, keys.Doc, string) error { return keys.ErrR
 func TestReadOnlyStoreWithKeysGeneratedAhead(t *testing.T) {
 	ctx := context.Background()
 	dir := keys.Dir(t.TempDir())
-	clk := &clock{now: time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)}
+	clk := fakeclock.New(time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC))
 	doc, err := keys.Extend(keys.Doc{}, clk.Now(), clk.Now().Add(3*sched.Rotation), sched.Rotation)
 	if err != nil {
 		t.Fatal(err)
@@ -279,7 +268,7 @@ func TestReadOnlyStoreWithKeysGeneratedAhead(t *testing.T) {
 	}
 	r := newRing(t, readOnly{dir}, clk)
 	for i, k := range doc.Keys {
-		clk.now = k.Activate
+		clk.Set(k.Activate)
 		if err := r.Sync(ctx); err != nil {
 			t.Fatal(err)
 		}

@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/ztbank/ztbank/devkit/awsfake"
+	"github.com/ztbank/ztbank/devkit/fakeclock"
 	"github.com/ztbank/ztbank/services/edge/keys"
 )
 
@@ -53,7 +54,7 @@ func TestSecretsManagerStore(t *testing.T) {
 	ctx := context.Background()
 	fake, endpoint := startFake(t)
 	store := &keys.SecretsManager{API: client(t, endpoint, edgeCreds), Secret: "ztbank/edge/signing-keys"}
-	clk := &clock{now: time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)}
+	clk := fakeclock.New(time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC))
 	a, b := newRing(t, store, clk), newRing(t, store, clk)
 	for step := 0; step < int((25*time.Minute)/sched.Refresh); step++ {
 		for _, r := range []*keys.Ring{a, b} {
