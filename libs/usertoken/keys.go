@@ -23,8 +23,10 @@ const maxJWKSBytes = 1 << 20
 // RemoteKeys is a KeySource backed by a JWKS URL. It caches the set, refreshes it when it is
 // older than the maximum age, and refetches on an unknown kid at most once per minimum
 // interval: without that limit, a stream of tokens with invented kids would turn every
-// request into a fetch against the issuer. The interval counts from the last fetch that left
-// some caller's kid unknown, not from any fetch: a scheduled refresh that found what it was
+// request into a fetch against the issuer, and a set that flaps (two replicas publishing
+// different keys behind one address) would be fetched on every alternation. The interval
+// counts from the last fetch made for an unknown kid, or after which a caller's kid was still
+// unknown, not from any fetch: the first fetch or a scheduled refresh that found what it was
 // asked for must not hold back the first token of a key published just after it (an edge
 // restarted a second after a service refreshed its set). Concurrent callers share one fetch
 // in flight.
@@ -37,7 +39,7 @@ type RemoteKeys struct {
 	keys     map[string]jose.JSONWebKey
 	fetched  time.Time     // last successful fetch
 	tried    time.Time     // last fetch attempt
-	missed   time.Time     // start of the last fetch after which a caller's kid was still unknown
+	missed   time.Time     // start of the last fetch for an unknown kid, or that left one unknown
 	inflight chan struct{} // closed when the fetch in flight ends
 	lastErr  error
 }
@@ -92,6 +94,9 @@ func (k *RemoteKeys) Key(ctx context.Context, kid string) (jose.JSONWebKey, erro
 		}
 		done := make(chan struct{})
 		k.inflight, k.tried = done, now
+		if fresh {
+			k.missed = now // the set was fresh: this fetch is for an unknown kid
+		}
 		k.mu.Unlock()
 
 		keys, err := k.fetch(ctx)
