@@ -132,6 +132,10 @@ func (t Transaction) Validate() error {
 		if p.Amount == 0 || p.Amount > money.MaxAmount || p.Amount < -money.MaxAmount {
 			return fmt.Errorf("%w: entry amount %d out of range", ErrInvalid, p.Amount)
 		}
+		// A missing account_id decodes as the nil UUID; it names no account (FuzzDecodePosting).
+		if p.AccountID == uuid.Nil {
+			return fmt.Errorf("%w: an entry names no account", ErrInvalid)
+		}
 		if seen[p.AccountID] {
 			return fmt.Errorf("%w: account %s appears twice", ErrInvalid, p.AccountID)
 		}

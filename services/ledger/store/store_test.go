@@ -77,6 +77,7 @@ func TestPostRules(t *testing.T) {
 		{"unbalanced", store.Transaction{Reference: "r2", Currency: "EUR", Postings: []store.Posting{{a, -300}, {b, 200}}}, store.ErrInvalid},
 		{"single entry", store.Transaction{Reference: "r3", Currency: "EUR", Postings: []store.Posting{{a, 0}}}, store.ErrInvalid},
 		{"same account twice", store.Transaction{Reference: "r4", Currency: "EUR", Postings: []store.Posting{{a, -1}, {a, 1}}}, store.ErrInvalid},
+		{"entry without an account", store.Transaction{Reference: "r4b", Currency: "EUR", Postings: []store.Posting{{uuid.Nil, -1}, {a, 1}}}, store.ErrInvalid},
 		{"overdraw", store.Transaction{Reference: "r5", Currency: "EUR", Postings: []store.Posting{{a, -701}, {b, 701}}}, store.ErrInsufficientFunds},
 		{"currency mismatch", store.Transaction{Reference: "r6", Currency: "EUR", Postings: []store.Posting{{a, -1}, {usd.ID, 1}}}, store.ErrCurrencyMismatch},
 		{"unknown account", store.Transaction{Reference: "r7", Currency: "EUR", Postings: []store.Posting{{a, -1}, {uuid.New(), 1}}}, store.ErrNotFound},
