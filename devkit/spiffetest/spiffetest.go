@@ -77,14 +77,7 @@ func (ca *CA) Intermediate(tb testing.TB, notAfter time.Time) *CA {
 		NotBefore: ca.now().Add(-time.Minute), NotAfter: notAfter,
 		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
 		URIs: []*url.URL{ca.TD.ID().URL()}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.Key)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		tb.Fatal(err)
-	}
+	cert := ca.sign(tb, tmpl, &key.PublicKey)
 	return &CA{TD: ca.TD, Cert: cert, Key: key, now: ca.now}
 }
 
@@ -107,14 +100,7 @@ func (ca *CA) SVIDUntil(tb testing.TB, id spiffeid.ID, notAfter time.Time) *x509
 		KeyUsage:    x509.KeyUsageDigitalSignature,
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 		URIs:        []*url.URL{id.URL()}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.Key)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		tb.Fatal(err)
-	}
+	cert := ca.sign(tb, tmpl, &key.PublicKey)
 	return &x509svid.SVID{ID: id, Certificates: []*x509.Certificate{cert}, PrivateKey: key}
 }
 
@@ -152,4 +138,18 @@ func serial(tb testing.TB) *big.Int {
 		tb.Fatal(err)
 	}
 	return n
+}
+
+// sign issues tmpl for pub under the CA and parses the result.
+func (ca *CA) sign(tb testing.TB, tmpl *x509.Certificate, pub *ecdsa.PublicKey) *x509.Certificate {
+	tb.Helper()
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, pub, ca.Key)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return cert
 }
