@@ -30,7 +30,10 @@ var ErrUnavailable = fmt.Errorf("database unavailable: %w", problem.ErrUnavailab
 func init() { problem.RegisterUnavailable(Unavailable) }
 
 // ErrRetriesExhausted wraps the last error when every attempt hit a retryable conflict.
-var ErrRetriesExhausted = errors.New("transaction retries exhausted")
+// Nothing was applied and the conflicting work will finish, so it is a
+// problem.ErrContended: handlers answer 503 with Retry-After (type contention), and a
+// caller such as the payment service retries instead of recording a failure.
+var ErrRetriesExhausted = fmt.Errorf("transaction retries exhausted: %w", problem.ErrContended)
 
 // Beginner starts transactions; *pgxpool.Pool and *pgx.Conn both fit.
 type Beginner interface {
@@ -94,7 +97,7 @@ func Transact(ctx context.Context, db Beginner, fn func(pgx.Tx) error, opts ...O
 			return unavailable(err)
 		}
 		if attempt >= o.maxAttempts {
-			return unavailable(fmt.Errorf("%w after %d attempts: %w", ErrRetriesExhausted, attempt, err))
+			return unavailable(fmt.Errorf("%w (%d attempts): %w", ErrRetriesExhausted, attempt, err))
 		}
 		if o.onRetry != nil {
 			o.onRetry(attempt, err)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/ztbank/ztbank/devkit/localpg/pgtest"
 	"github.com/ztbank/ztbank/libs/db"
+	"github.com/ztbank/ztbank/libs/problem"
 )
 
 var pool *pgxpool.Pool
@@ -109,6 +110,10 @@ func TestRetriesAreBounded(t *testing.T) {
 	}, db.WithMaxAttempts(3))
 	if !errors.Is(err, db.ErrRetriesExhausted) || calls != 3 || db.Code(err) != "40001" {
 		t.Errorf("Transact() = %v after %d calls, want ErrRetriesExhausted wrapping 40001 after 3", err, calls)
+	}
+	// Nothing was applied and the conflicting work will finish: a retry later can succeed.
+	if d := problem.From(err); d.Status != 503 || d.Type != problem.TypeContention {
+		t.Errorf("problem.From(%v) = %d %s, want 503 %s", err, d.Status, d.Type, problem.TypeContention)
 	}
 }
 

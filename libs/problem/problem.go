@@ -24,6 +24,11 @@ var (
 	ErrTooLarge        = errors.New("request too large")       // 413 / 431
 	ErrUnprocessable   = errors.New("unprocessable")           // 422
 	ErrUnavailable     = errors.New("temporarily unavailable") // 503
+	// ErrContended is the ErrUnavailable of work that kept conflicting with concurrent work
+	// on the same data (a hot account's serializable postings) until the server stopped
+	// retrying: nothing was applied and a later retry can succeed. Its own problem type
+	// (TypeContention) tells a client, and an operator, contention from an outage.
+	ErrContended = fmt.Errorf("contended: %w", ErrUnavailable) // 503
 )
 
 // Details is an RFC 9457 problem document. Extension members go in Extra.
@@ -110,6 +115,9 @@ const (
 	// longer prove who it is (transport.FailClosed, ADR 0989). A 503: it clears on a new
 	// connection once the SVIDs are renewed.
 	TypeIdentityExpired = TypeBase + "identity-expired"
+	// TypeContention: ErrContended's type, a 503 for work that lost to concurrent work on the
+	// same data more often than the server retries (libs/db's ErrRetriesExhausted).
+	TypeContention = TypeBase + "contention"
 )
 
 // Refuse returns an error in category cat, shown with msg and extra extension members,
@@ -130,6 +138,8 @@ var categories = []struct {
 	{ErrConflict, http.StatusConflict, "conflict"},
 	{ErrTooLarge, http.StatusRequestEntityTooLarge, "too-large"},
 	{ErrUnprocessable, http.StatusUnprocessableEntity, "business-rule"}, // TypeBusinessRule
+	// Before ErrUnavailable, which it wraps: the first category err is in names its type.
+	{ErrContended, http.StatusServiceUnavailable, "contention"}, // TypeContention
 	{ErrUnavailable, http.StatusServiceUnavailable, "unavailable"},
 }
 

@@ -34,6 +34,9 @@ func TestFrom(t *testing.T) {
 		{"business rule is the category's type", Errorf(ErrUnprocessable, "accounts are opened for customers only"),
 			Details{Type: TypeBusinessRule, Title: "Unprocessable Entity", Status: 422, Detail: "accounts are opened for customers only"}},
 		{"bare category", fmt.Errorf("x: %w", ErrConflict), Details{Type: TypeBase + "conflict", Title: "Conflict", Status: 409}},
+		{"contention is unavailable with its own type", fmt.Errorf("post: %w", ErrContended),
+			Details{Type: TypeContention, Title: "Service Unavailable", Status: 503}},
+		{"outage", fmt.Errorf("dial: %w", ErrUnavailable), Details{Type: TypeBase + "unavailable", Title: "Service Unavailable", Status: 503}},
 		{"unknown error leaks nothing", errors.New("pq: password authentication failed"),
 			Details{Type: TypeBase + "internal", Title: "Internal Server Error", Status: 500}},
 	} {
@@ -49,7 +52,7 @@ func TestFrom(t *testing.T) {
 // may share a URI.
 func TestRefusalMarksAreDistinct(t *testing.T) {
 	seen := map[string]bool{}
-	for _, typ := range []string{TypeEdge, TypePeer, TypeInternalToken, TypePolicy, TypeBusinessRule, TypeNotFound, TypeNoRoute} {
+	for _, typ := range []string{TypeEdge, TypePeer, TypeInternalToken, TypePolicy, TypeBusinessRule, TypeNotFound, TypeNoRoute, TypeContention, TypeIdentityExpired} {
 		if seen[typ] {
 			t.Errorf("refusal mark %s is used twice", typ)
 		}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ztbank/ztbank/devkit/demo"
 	"github.com/ztbank/ztbank/devkit/localpg/pgtest"
@@ -17,12 +18,16 @@ import (
 	"github.com/ztbank/ztbank/services/ledger/store"
 )
 
-var ledgerStore *store.Store
+var (
+	ledgerPool  *pgxpool.Pool
+	ledgerStore *store.Store
+)
 
 func TestMain(m *testing.M) {
 	os.Exit(pgtest.MainSeeded(m, func(ctx context.Context, e *pgtest.Env) error {
-		pool, err := e.Pool(ctx, "ledger_svc", "bank_b")
-		ledgerStore = store.New(pool)
+		var err error
+		ledgerPool, err = e.Pool(ctx, "ledger_svc", "bank_b")
+		ledgerStore = store.New(ledgerPool)
 		return err
 	}))
 }
