@@ -19,7 +19,9 @@ import (
 	"github.com/ztbank/ztbank/devkit/demo"
 	"github.com/ztbank/ztbank/devkit/localpg/pgtest"
 	"github.com/ztbank/ztbank/devkit/servertest"
+	"github.com/ztbank/ztbank/libs/db"
 	"github.com/ztbank/ztbank/libs/money"
+	"github.com/ztbank/ztbank/libs/problem"
 	"github.com/ztbank/ztbank/libs/server"
 	"github.com/ztbank/ztbank/services/ledger/ledgerapi"
 	ledgerstore "github.com/ztbank/ztbank/services/ledger/store"
@@ -46,8 +48,10 @@ func TestMain(m *testing.M) {
 // ledgerPeer stands in for the ledger service's two routes the payment service calls,
 // over the real ledger store in the same database, and records what reached it. It
 // requires the forwarded user token and the payment workload's identity, as the ledger does.
-func ledgerPeer(t *testing.T, h *servertest.Harness) (*httptest.Server, *int) {
-	posts := new(int)
+// While *contended is above zero, each posting counts it down and is answered as the ledger
+// answers one that lost every serialization retry (503, type contention), moving nothing.
+func ledgerPeer(t *testing.T, h *servertest.Harness) (srv *httptest.Server, posts, contended *int) {
+	posts, contended = new(int), new(int)
 	r := chi.NewRouter()
 	r.Use(h.PeerGuard)
 	r.Get("/v1/accounts/{accountID}", func(w http.ResponseWriter, r *http.Request) {
@@ -60,6 +64,11 @@ func ledgerPeer(t *testing.T, h *servertest.Harness) (*httptest.Server, *int) {
 	})
 	r.Post("/v1/postings", func(w http.ResponseWriter, r *http.Request) {
 		*posts++
+		if *contended > 0 {
+			*contended--
+			problem.Write(w, r, fmt.Errorf("post: %w", db.ErrRetriesExhausted))
+			return
+		}
 		// The stand-in decodes the shared contract strictly, as the real ledger does.
 		var req ledgerapi.PostingRequest
 		dec := json.NewDecoder(r.Body)
@@ -89,25 +98,25 @@ func ledgerPeer(t *testing.T, h *servertest.Harness) (*httptest.Server, *int) {
 		}
 		server.WriteJSON(w, 201, ledgerapi.PostingResult{TransactionID: out.ID, Replayed: out.Replayed})
 	})
-	srv := httptest.NewServer(r)
+	srv = httptest.NewServer(r)
 	t.Cleanup(srv.Close)
-	return srv, posts
+	return srv, posts, contended
 }
 
 // stack is the payment service's real router, talking to a stand-in ledger through the
 // service's real mesh peer client (which forwards the user's token).
 type stack struct {
 	*servertest.Harness
-	posts *int
+	posts, contended *int
 }
 
 func newStack(t *testing.T) stack {
 	t.Helper()
 	h := servertest.New(t, "bank-b/payment")
-	ledgerSrv, posts := ledgerPeer(t, h)
+	ledgerSrv, posts, contended := ledgerPeer(t, h)
 	ledger := NewLedgerClient(&server.Peer{Name: "bank-b/ledger", BaseURL: ledgerSrv.URL, Client: h.PeerClient()})
 	h.Serve(NewServer(h.Runtime, nil, paymentStore, ledger))
-	return stack{h, posts}
+	return stack{h, posts, contended}
 }
 
 type response struct {
@@ -236,4 +245,35 @@ func TestCreatePayment(t *testing.T) {
 			})
 		}
 	})
+}
+
+// TestLedgerContentionIsRetried: a ledger 503 (its posting lost every serialization retry on
+// a hot account) is not a failed payment. The client is told to retry (503 with
+// Retry-After), nothing is stored, and its retry with the same Idempotency-Key resumes the
+// same payment, which then moves the money exactly once.
+func TestLedgerContentionIsRetried(t *testing.T) {
+	pgtest.Require(t)
+	s := newStack(t)
+	bob, dave := acct("bob@bank-b", "current"), acct("dave@bank-b", "current")
+	before := []int64{balance(t, "bob@bank-b", "current"), balance(t, "dave@bank-b", "current")}
+	key := uuid.NewString()
+
+	*s.contended = 1
+	got := s.do("bank-b/gateway", "bob@bank-b", http.MethodPost, "/v1/payments", key, pay(bob, dave, "25"))
+	if got.Status != http.StatusServiceUnavailable || got.Header.Get("Retry-After") == "" {
+		t.Fatalf("POST /v1/payments while the ledger is contended: %d Retry-After %q %s, want 503 with Retry-After",
+			got.Status, got.Header.Get("Retry-After"), got.Raw)
+	}
+	got = s.do("bank-b/gateway", "bob@bank-b", http.MethodPost, "/v1/payments", key, pay(bob, dave, "25"))
+	servertest.Check(t, "POST /v1/payments (retry)", got.Status, got.Raw, http.StatusCreated, []string{`"status":"posted"`}, nil)
+	if got.Header.Get("Idempotent-Replayed") == "true" {
+		t.Errorf("the retry replayed a stored answer; the 503 must not have been stored")
+	}
+	if diff := cmp.Diff([]int64{before[0] - 25, before[1] + 25},
+		[]int64{balance(t, "bob@bank-b", "current"), balance(t, "dave@bank-b", "current")}); diff != "" {
+		t.Errorf("balances mismatch (-want +got):\n%s", diff)
+	}
+	if *s.posts != 2 {
+		t.Errorf("ledger saw %d postings, want 2 (the contended one and the retry)", *s.posts)
+	}
 }
