@@ -15,6 +15,7 @@ import (
 	"github.com/ztbank/ztbank/libs/dbcred"
 	"github.com/ztbank/ztbank/libs/dbcred/passwordfile"
 	"github.com/ztbank/ztbank/libs/topology"
+	"github.com/ztbank/ztbank/tools/internal/admindsn"
 )
 
 // PasswordFile is where the rotator writes a service's password under -dir: one
@@ -47,12 +48,9 @@ func rotate(ctx context.Context, args []string, getenv func(string) string, stdo
 	if *dsn == "" {
 		return fmt.Errorf("%w: -dsn or $ZTBANK_DB_ADMIN_DSN is required", errUsage)
 	}
-	cfg, err := pgx.ParseConfig(*dsn)
+	cfg, err := admindsn.Parse(*dsn)
 	if err != nil {
 		return fmt.Errorf("admin DSN: %w", err)
-	}
-	if err := dbcred.RequireVerifyFull(&cfg.Config); err != nil {
-		return err
 	}
 	topo, err := topology.Load(*topoPath)
 	if err != nil {

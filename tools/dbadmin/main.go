@@ -32,6 +32,7 @@ import (
 	"github.com/ztbank/ztbank/libs/migrate"
 	"github.com/ztbank/ztbank/libs/topology"
 	"github.com/ztbank/ztbank/tools/dbadmin/config"
+	"github.com/ztbank/ztbank/tools/internal/admindsn"
 )
 
 func main() {
@@ -85,13 +86,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if *dsn == "" {
 		return fmt.Errorf("%w: -dsn or $ZTBANK_DB_ADMIN_DSN is required", errUsage)
 	}
-	cfg, err := pgx.ParseConfig(*dsn)
+	cfg, err := admindsn.Parse(*dsn)
 	if err != nil {
 		return fmt.Errorf("admin DSN: %w", err)
-	}
-	// The admin password travels in the DSN; it must not go anywhere unverified.
-	if err := dbcred.RequireVerifyFull(&cfg.Config); err != nil {
-		return err
 	}
 	topo, err := topology.Load(*topoPath)
 	if err != nil {
