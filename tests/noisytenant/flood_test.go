@@ -47,11 +47,7 @@ type flood struct {
 
 func startFlood(t *testing.T, users []user) *flood {
 	t.Helper()
-	ca, err := os.ReadFile(st.Edge.CAFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := floodConfig{CA: ca, Clients: floodClients, Rate: floodFactor * tenantRate}
+	cfg := floodConfig{CA: edgeCA, Clients: floodClients, Rate: floodFactor * tenantRate}
 	for _, u := range users {
 		cfg.Users = append(cfg.Users, floodUser{URL: st.Edge.URL + u.path, Token: u.token})
 	}

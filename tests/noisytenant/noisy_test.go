@@ -18,9 +18,8 @@ import (
 	"time"
 
 	"github.com/ztbank/ztbank/devkit/demo"
-	"github.com/ztbank/ztbank/devkit/devoidc"
-	"github.com/ztbank/ztbank/devkit/localspire"
 	"github.com/ztbank/ztbank/libs/topology"
+	"github.com/ztbank/ztbank/tests/internal/teststack"
 	"github.com/ztbank/ztbank/tools/devstack/stack"
 )
 
@@ -51,7 +50,10 @@ const (
 )
 
 var (
-	st     *stack.Stack
+	st *teststack.Stack
+	// edgeCA is the edge's development CA (PEM), which this process's client and the flood
+	// process trust.
+	edgeCA []byte
 	public *http.Client
 )
 
@@ -59,47 +61,23 @@ func TestMain(m *testing.M) {
 	if os.Getenv(floodEnv) != "" {
 		os.Exit(floodMain(os.Stdin, os.Stdout, os.Stderr))
 	}
-	if slices.Contains(os.Args, "-test.short=true") || slices.Contains(os.Args, "-test.short") {
-		fmt.Println("skipping the local-stack noisy-tenant test in -short mode")
-		os.Exit(0)
-	}
-	os.Exit(run(m))
-}
-
-func run(m *testing.M) int {
-	root, err := localspire.RepoRoot()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	tmp, err := os.MkdirTemp("", "ztnoisy")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer os.RemoveAll(tmp)
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
-	defer cancel()
-	st, err = stack.Start(ctx, stack.Options{Root: root, StateDir: tmp, FreePorts: true, FrontDoor: true, Postgres: true,
-		Progress: os.Stderr, Configure: func(s *stack.Stack) {
-			if e := s.Services["edge"]; e != nil {
-				e.Env = append(e.Env, fmt.Sprintf("EDGE_RATE_PER_USER=%d", userRate), fmt.Sprintf("EDGE_BURST_PER_USER=%d", userBurst),
-					fmt.Sprintf("EDGE_RATE_PER_TENANT=%d", tenantRate), fmt.Sprintf("EDGE_BURST_PER_TENANT=%d", tenantBurst),
-					fmt.Sprintf("ZTBANK_TENANT_CONCURRENCY=%d", tenantInFlight))
-			}
-		}})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "start local stack:", err)
-		return 1
-	}
-	defer st.Stop()
-	ca, err := os.ReadFile(st.Edge.CAFile)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	public = newClient(ca)
-	return m.Run()
+	opts := stack.Options{FrontDoor: true, Postgres: true, Configure: func(s *stack.Stack) {
+		if e := s.Services["edge"]; e != nil {
+			e.Env = append(e.Env, fmt.Sprintf("EDGE_RATE_PER_USER=%d", userRate), fmt.Sprintf("EDGE_BURST_PER_USER=%d", userBurst),
+				fmt.Sprintf("EDGE_RATE_PER_TENANT=%d", tenantRate), fmt.Sprintf("EDGE_BURST_PER_TENANT=%d", tenantBurst),
+				fmt.Sprintf("ZTBANK_TENANT_CONCURRENCY=%d", tenantInFlight))
+		}
+	}}
+	teststack.Main(m, "ztnoisy", opts, func(s *teststack.Stack) int {
+		st = s
+		var err error
+		if edgeCA, err = os.ReadFile(st.Edge.CAFile); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		public = newClient(edgeCA)
+		return m.Run()
+	})
 }
 
 // newClient is a keep-alive HTTPS client trusting the edge's CA: like a real client it
@@ -127,18 +105,14 @@ func usersOf(t *testing.T, topo *topology.Topology, tenant string) []user {
 	if _, ok := topo.TenantWorkload(tenant, "user"); ok {
 		path = "/v1/users/me"
 	}
-	pw, err := devoidc.ReadSecrets(st.OIDC.PasswordsFile)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var out []user
 	for _, u := range demo.Users() {
 		if u.Tenant != tenant {
 			continue
 		}
-		tok, err := devoidc.Login(t.Context(), public, st.OIDC.Issuer, devoidc.CLIClientID, u.Username, pw[u.Username])
+		tok, err := st.Login(t.Context(), public, u.Username)
 		if err != nil {
-			t.Fatalf("login %s: %v", u.Username, err)
+			t.Fatal(err)
 		}
 		out = append(out, user{u.Username, tenant, "/" + tenant + path, tok.AccessToken})
 	}
