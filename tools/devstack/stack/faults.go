@@ -3,11 +3,8 @@ package stack
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 
 	"github.com/jackc/pgx/v5"
-
-	"github.com/ztbank/ztbank/devkit/localpg"
 )
 
 // The fault injections the chaos suite (tests/chaos) uses on a running stack. Killing a
@@ -25,11 +22,7 @@ func (s *Stack) RestartPostgres(ctx context.Context) error {
 	if err := s.pg.Stop(); err != nil {
 		return fmt.Errorf("stop PostgreSQL: %w", err)
 	}
-	var opts []localpg.Option
-	if s.opts.FreePorts {
-		opts = append(opts, localpg.Throwaway())
-	}
-	c, err := localpg.Start(ctx, filepath.Join(s.opts.StateDir, "pg"), opts...)
+	c, err := s.startCluster(ctx)
 	if err != nil {
 		return fmt.Errorf("start PostgreSQL again: %w", err)
 	}

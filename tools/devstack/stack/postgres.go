@@ -31,11 +31,7 @@ type PostgresInfo struct {
 // startPostgres starts (or adopts) the cluster under the state directory, applies the
 // migrations and seeds the demo data.
 func (s *Stack) startPostgres(ctx context.Context) error {
-	var opts []localpg.Option
-	if s.opts.FreePorts {
-		opts = append(opts, localpg.Throwaway())
-	}
-	c, err := localpg.Start(ctx, filepath.Join(s.opts.StateDir, "pg"), opts...)
+	c, err := s.startCluster(ctx)
 	if err != nil {
 		return err
 	}
@@ -51,6 +47,16 @@ func (s *Stack) startPostgres(ctx context.Context) error {
 		return fmt.Errorf("seed: %w", err)
 	}
 	return nil
+}
+
+// startCluster starts (or adopts) the PostgreSQL cluster under the state directory; a
+// free-port stack's cluster is a throwaway one.
+func (s *Stack) startCluster(ctx context.Context) (*localpg.Cluster, error) {
+	var opts []localpg.Option
+	if s.opts.FreePorts {
+		opts = append(opts, localpg.Throwaway())
+	}
+	return localpg.Start(ctx, filepath.Join(s.opts.StateDir, "pg"), opts...)
 }
 
 // configurePostgres gives each service role its first short-lived password, points each
