@@ -134,13 +134,7 @@ func (s *Store) recoverOne(ctx context.Context, ledger PostingLookup, id, princi
 	cancel()
 	if err != nil {
 		// Undecided: give the key back as it was found (free), for the next pass or a retry.
-		release := context.WithoutCancel(ctx)
-		_ = db.Transact(release, s.pool, func(tx pgx.Tx) error {
-			// now(), not NULL: free at once for a retry, and the time Recover counts from.
-			_, err := tx.Exec(release, `UPDATE payments.idempotency_keys SET locked_until = now()
-				WHERE principal = $1 AND key = $2 AND state = 'in_progress'`, principal, key)
-			return err
-		}, s.txOpts...)
+		s.releaseKey(ctx, principal, key)
 		return "", fmt.Errorf("recover payment %s: ledger lookup: %w", id, err)
 	}
 	result := Result{StatusCode: http.StatusCreated}

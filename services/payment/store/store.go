@@ -226,21 +226,27 @@ func (s *Store) Pay(ctx context.Context, principal uuid.UUID, key string, req Re
 		p.Status, p.Failure = StatusRejected, rejected.Reason
 		result.StatusCode = http.StatusUnprocessableEntity
 	default:
-		// Not stored: the outcome is unknown. Release the key so the client's retry resumes
-		// this payment at once instead of waiting out the lease.
-		release := context.WithoutCancel(ctx)
-		_ = db.Transact(release, s.pool, func(tx pgx.Tx) error {
-			// now(), not NULL: free at once for a retry, and the time Recover counts from.
-			_, err := tx.Exec(release, `UPDATE payments.idempotency_keys SET locked_until = now()
-				WHERE principal = $1 AND key = $2 AND state = 'in_progress'`, principal, key)
-			return err
-		}, s.txOpts...)
+		// Not stored: the outcome is unknown.
+		s.releaseKey(ctx, principal, key)
 		return Result{}, fmt.Errorf("pay %s: ledger: %w", p.ID, lerr)
 	}
 	result.Payment = p
 
 	// 3. Record the outcome and store it as the key's response.
 	return s.recordOutcome(ctx, principal, key, p, result)
+}
+
+// releaseKey frees a key whose payment is still undecided after a ledger call failed, so a
+// client's retry (or the next Recover pass) resumes the payment at once instead of waiting
+// out the lease. It runs even when ctx is cancelled; if it fails, the lease still runs out.
+func (s *Store) releaseKey(ctx context.Context, principal uuid.UUID, key string) {
+	release := context.WithoutCancel(ctx)
+	_ = db.Transact(release, s.pool, func(tx pgx.Tx) error {
+		// now(), not NULL: free at once for a retry, and the time Recover counts from.
+		_, err := tx.Exec(release, `UPDATE payments.idempotency_keys SET locked_until = now()
+			WHERE principal = $1 AND key = $2 AND state = 'in_progress'`, principal, key)
+		return err
+	}, s.txOpts...)
 }
 
 // recordOutcome writes a decided payment p and stores result as its key's response, unless
