@@ -201,6 +201,17 @@ func Write(w http.ResponseWriter, r *http.Request, err error) {
 	WriteDetails(w, d)
 }
 
+// Handle adapts a handler that returns its error instead of writing it: a non-nil error is
+// written with Write, so a service's handlers end with "return err" and the status of every
+// failure is chosen here. A handler that has begun its response returns nil.
+func Handle(h func(http.ResponseWriter, *http.Request) error) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if err := h(w, r); err != nil {
+			Write(w, r, err)
+		}
+	}
+}
+
 // WriteDetails sends a prepared problem document.
 func WriteDetails(w http.ResponseWriter, d Details) {
 	w.Header().Set("Content-Type", "application/problem+json")

@@ -80,3 +80,30 @@ func TestWriteIsProblemJSON(t *testing.T) {
 		t.Errorf("status %d, want 403", w.Code)
 	}
 }
+
+// TestHandle: a handler's returned error becomes its problem response; a handler that
+// answered itself and returned nil is left alone.
+func TestHandle(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		h          func(http.ResponseWriter, *http.Request) error
+		wantStatus int
+		wantType   string
+	}{
+		{"answered", func(w http.ResponseWriter, _ *http.Request) error { w.WriteHeader(http.StatusCreated); return nil }, 201, ""},
+		{"wrapped category", func(http.ResponseWriter, *http.Request) error {
+			return fmt.Errorf("load account: %w", Errorf(ErrNotFound, "no such account"))
+		}, 404, TypeNotFound},
+		{"unknown error", func(http.ResponseWriter, *http.Request) error { return errors.New("boom") }, 500, TypeBase + "internal"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := httptest.NewRecorder()
+			Handle(tc.h)(w, httptest.NewRequest(http.MethodGet, "/x", nil))
+			var body struct{ Type string }
+			_ = json.Unmarshal(w.Body.Bytes(), &body)
+			if diff := cmp.Diff([]any{tc.wantStatus, tc.wantType}, []any{w.Code, body.Type}); diff != "" {
+				t.Errorf("status and type mismatch (-want +got):\n%s", diff)
+			}
+		})
+	}
+}

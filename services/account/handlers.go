@@ -28,54 +28,49 @@ type handlers struct {
 	tenant   string
 }
 
-func (h *handlers) get(w http.ResponseWriter, r *http.Request) {
+func (h *handlers) get(w http.ResponseWriter, r *http.Request) error {
 	id, err := server.PathUUID(r, "accountID")
 	if err != nil {
-		problem.Write(w, r, err)
-		return
+		return err
 	}
 	a, err := h.accounts.Get(r.Context(), id)
 	if errors.Is(err, store.ErrNotFound) {
 		// Decided as an account nobody owns: a customer gets the same 403 for an unknown ID
 		// as for a neighbour's, so IDs cannot be probed; staff get the 404.
-		problem.Write(w, r, server.Unknown(r.Context(), h.az, "accounts:read",
-			authz.Resource{Kind: "account", ID: id.String(), Tenant: h.tenant}, "no such account"))
-		return
+		return server.Unknown(r.Context(), h.az, "accounts:read",
+			authz.Resource{Kind: "account", ID: id.String(), Tenant: h.tenant}, "no such account")
 	}
 	if err != nil {
-		problem.Write(w, r, err)
-		return
+		return err
 	}
 	if err := h.az.Check(r.Context(), "accounts:read", authz.Resource{Kind: "account", ID: a.ID.String(),
 		Owner: server.OwnerID(h.tenant, a.OwnerID), Tenant: a.Tenant}); err != nil {
-		problem.Write(w, r, err)
-		return
+		return err
 	}
 	server.WriteJSON(w, http.StatusOK, a)
+	return nil
 }
 
-func (h *handlers) listByOwner(w http.ResponseWriter, r *http.Request) {
+func (h *handlers) listByOwner(w http.ResponseWriter, r *http.Request) error {
 	owner, err := server.PathUUID(r, "userID")
 	if err != nil {
-		problem.Write(w, r, err)
-		return
+		return err
 	}
 	// The owner is in the path, so the decision needs no database read and a refused
 	// caller learns nothing about the user's accounts.
 	if err := h.az.Check(r.Context(), "accounts:read", authz.Resource{Kind: "user_accounts", ID: owner.String(),
 		Owner: server.OwnerID(h.tenant, owner), Tenant: h.tenant}); err != nil {
-		problem.Write(w, r, err)
-		return
+		return err
 	}
 	accts, err := h.accounts.ListByOwner(r.Context(), owner, store.MaxAccountsPerOwner)
 	if err != nil {
-		problem.Write(w, r, err)
-		return
+		return err
 	}
 	if accts == nil {
 		accts = []store.Account{}
 	}
 	server.WriteJSON(w, http.StatusOK, map[string]any{"accounts": accts})
+	return nil
 }
 
 // openRequest is the body of POST /v1/accounts.
@@ -100,30 +95,27 @@ func decodeOpen(r io.Reader) (uuid.UUID, store.OpenRequest, error) {
 	return req.OwnerID, open, nil
 }
 
-func (h *handlers) open(w http.ResponseWriter, r *http.Request) {
+func (h *handlers) open(w http.ResponseWriter, r *http.Request) error {
 	owner, req, err := decodeOpen(r.Body)
 	if err != nil {
-		problem.Write(w, r, err)
-		return
+		return err
 	}
 	if err := h.az.Check(r.Context(), "accounts:open", authz.Resource{Kind: "user", ID: owner.String(),
 		Owner: server.OwnerID(h.tenant, owner), Tenant: h.tenant}); err != nil {
-		problem.Write(w, r, err)
-		return
+		return err
 	}
 	a, err := h.accounts.Open(r.Context(), owner, req)
 	switch {
 	case errors.Is(err, store.ErrConflict):
-		err = problem.Errorf(problem.ErrConflict, "the customer already has an account with this name")
+		return problem.Errorf(problem.ErrConflict, "the customer already has an account with this name")
 	case errors.Is(err, store.ErrLimit):
-		err = problem.Errorf(problem.ErrUnprocessable, "the customer has the maximum number of accounts")
+		return problem.Errorf(problem.ErrUnprocessable, "the customer has the maximum number of accounts")
 	case errors.Is(err, store.ErrInvalidRequest):
-		err = problem.Errorf(problem.ErrUnprocessable, err.Error())
-	}
-	if err != nil {
-		problem.Write(w, r, err)
-		return
+		return problem.Errorf(problem.ErrUnprocessable, err.Error())
+	case err != nil:
+		return err
 	}
 	w.Header().Set("Location", "/v1/accounts/"+a.ID.String())
 	server.WriteJSON(w, http.StatusCreated, a)
+	return nil
 }

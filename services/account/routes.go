@@ -6,6 +6,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/ztbank/ztbank/libs/authz"
+	"github.com/ztbank/ztbank/libs/problem"
 	"github.com/ztbank/ztbank/libs/server"
 )
 
@@ -23,9 +24,9 @@ func addRoutes(r chi.Router, rt *server.Runtime, peers []*server.Peer, h *handle
 	az := rt.Authz
 	rt.Diagnostics(r, "whoami", peers)
 
-	r.With(rt.UserToken, az.Require("accounts:read", authz.FromSameTenant("gateway"))).Get("/v1/accounts/{accountID}", h.get)
+	r.With(rt.UserToken, az.Require("accounts:read", authz.FromSameTenant("gateway"))).Get("/v1/accounts/{accountID}", problem.Handle(h.get))
 	// The user service fronts these two: it lists a user's accounts, and it checks that the
 	// owner of a new account is a customer of the tenant before asking for the account.
-	r.With(rt.UserToken, az.Require("accounts:read", authz.FromSameTenant("user"))).Get("/v1/users/{userID}/accounts", h.listByOwner)
-	r.With(rt.UserToken, az.Require("accounts:open", authz.FromSameTenant("user"))).Post("/v1/accounts", h.open)
+	r.With(rt.UserToken, az.Require("accounts:read", authz.FromSameTenant("user"))).Get("/v1/users/{userID}/accounts", problem.Handle(h.listByOwner))
+	r.With(rt.UserToken, az.Require("accounts:open", authz.FromSameTenant("user"))).Post("/v1/accounts", problem.Handle(h.open))
 }

@@ -47,22 +47,21 @@ func toJSON(a store.Account) ledgerapi.Account {
 	return ledgerapi.Account{ID: a.ID, OwnerID: a.OwnerID, Kind: a.Kind, Name: a.Name, Balance: a.Balance, CreatedAt: a.CreatedAt}
 }
 
-func (h *handlers) listAccounts(w http.ResponseWriter, r *http.Request) {
+func (h *handlers) listAccounts(w http.ResponseWriter, r *http.Request) error {
 	owner, err := server.UserUUID(r.Context(), h.tenant)
 	if err != nil {
-		problem.Write(w, r, err)
-		return
+		return err
 	}
 	accts, err := h.ledger.AccountsByOwner(r.Context(), owner, maxAccounts)
 	if err != nil {
-		problem.Write(w, r, err)
-		return
+		return err
 	}
 	out := make([]ledgerapi.Account, 0, len(accts))
 	for _, a := range accts {
 		out = append(out, toJSON(a))
 	}
 	server.WriteJSON(w, http.StatusOK, map[string]any{"accounts": out})
+	return nil
 }
 
 // load reads the account in the path and decides perm on it. An unknown account is decided
@@ -92,33 +91,32 @@ func (h *handlers) resource(a store.Account) authz.Resource {
 	return authz.Resource{Kind: "ledger_account", ID: a.ID.String(), Owner: server.OwnerID(h.tenant, a.OwnerID), Tenant: h.tenant}
 }
 
-func (h *handlers) balance(w http.ResponseWriter, r *http.Request) {
+func (h *handlers) balance(w http.ResponseWriter, r *http.Request) error {
 	a, err := h.load(r, "accounts:read")
 	if err != nil {
-		problem.Write(w, r, err)
-		return
+		return err
 	}
 	server.WriteJSON(w, http.StatusOK, map[string]any{"account_id": a.ID, "balance": a.Balance})
+	return nil
 }
 
-func (h *handlers) accountOwner(w http.ResponseWriter, r *http.Request) {
+func (h *handlers) accountOwner(w http.ResponseWriter, r *http.Request) error {
 	id, err := server.PathUUID(r, "accountID")
 	if err != nil {
-		problem.Write(w, r, err)
-		return
+		return err
 	}
 	// Only the payment service reaches this route (FromSameTenant in routes.go); it makes the
 	// ownership decision for the payment with its own policy engine, so the route-level
 	// decision is the one recorded here.
 	a, err := h.ledger.Account(r.Context(), id)
 	if errors.Is(err, store.ErrNotFound) {
-		err = problem.Errorf(problem.ErrNotFound, "no such account")
+		return problem.Errorf(problem.ErrNotFound, "no such account")
 	}
 	if err != nil {
-		problem.Write(w, r, err)
-		return
+		return err
 	}
 	server.WriteJSON(w, http.StatusOK, toJSON(a))
+	return nil
 }
 
 type entryJSON struct {
@@ -149,21 +147,18 @@ func parsePage(q url.Values) (limit int, after int64, err error) {
 	return limit, after, nil
 }
 
-func (h *handlers) entries(w http.ResponseWriter, r *http.Request) {
+func (h *handlers) entries(w http.ResponseWriter, r *http.Request) error {
 	limit, after, err := parsePage(r.URL.Query())
 	if err != nil {
-		problem.Write(w, r, err)
-		return
+		return err
 	}
 	a, err := h.load(r, "ledger:read")
 	if err != nil {
-		problem.Write(w, r, err)
-		return
+		return err
 	}
 	es, next, err := h.ledger.Entries(r.Context(), a.ID, after, limit)
 	if err != nil {
-		problem.Write(w, r, err)
-		return
+		return err
 	}
 	out := make([]entryJSON, 0, len(es))
 	for _, e := range es {
@@ -174,6 +169,7 @@ func (h *handlers) entries(w http.ResponseWriter, r *http.Request) {
 		body["next_cursor"] = strconv.FormatInt(next, 10)
 	}
 	server.WriteJSON(w, http.StatusOK, body)
+	return nil
 }
 
 func decodePosting(r io.Reader) (store.Transaction, error) {
@@ -196,11 +192,10 @@ func decodePosting(r io.Reader) (store.Transaction, error) {
 	return t, nil
 }
 
-func (h *handlers) post(w http.ResponseWriter, r *http.Request) {
+func (h *handlers) post(w http.ResponseWriter, r *http.Request) error {
 	t, err := decodePosting(r.Body)
 	if err != nil {
-		problem.Write(w, r, err)
-		return
+		return err
 	}
 	// Defence in depth behind the payment service: the user the payment speaks for must be
 	// allowed to post on every account it debits (customers: only their own). Credits go to
@@ -211,40 +206,36 @@ func (h *handlers) post(w http.ResponseWriter, r *http.Request) {
 		}
 		a, err := h.ledger.Account(r.Context(), p.AccountID)
 		if errors.Is(err, store.ErrNotFound) {
-			problem.Write(w, r, rejected("unknown_account", "a debited account does not exist"))
-			return
+			return rejected("unknown_account", "a debited account does not exist")
 		}
 		if err != nil {
-			problem.Write(w, r, err)
-			return
+			return err
 		}
 		if err := h.az.Check(r.Context(), "ledger:post", h.resource(a)); err != nil {
-			problem.Write(w, r, err)
-			return
+			return err
 		}
 	}
 	out, err := h.ledger.Post(r.Context(), t)
 	switch {
 	case errors.Is(err, store.ErrInsufficientFunds):
-		err = rejected("insufficient_funds", "insufficient funds")
+		return rejected("insufficient_funds", "insufficient funds")
 	case errors.Is(err, store.ErrNotFound):
-		err = rejected("unknown_account", "an account does not exist")
+		return rejected("unknown_account", "an account does not exist")
 	case errors.Is(err, store.ErrCurrencyMismatch):
-		err = rejected("currency_mismatch", "an account is in another currency")
+		return rejected("currency_mismatch", "an account is in another currency")
 	case errors.Is(err, store.ErrReferenceConflict):
-		err = problem.Errorf(problem.ErrConflict, "reference already posted with different entries")
+		return problem.Errorf(problem.ErrConflict, "reference already posted with different entries")
 	case errors.Is(err, store.ErrInvalid):
-		err = problem.Errorf(problem.ErrUnprocessable, err.Error())
-	}
-	if err != nil {
-		problem.Write(w, r, err)
-		return
+		return problem.Errorf(problem.ErrUnprocessable, err.Error())
+	case err != nil:
+		return err
 	}
 	status := http.StatusCreated
 	if out.Replayed {
 		status = http.StatusOK
 	}
 	server.WriteJSON(w, status, ledgerapi.PostingResult{TransactionID: out.ID, Replayed: out.Replayed})
+	return nil
 }
 
 // rejected is a business refusal: final, so the payment service stores it (422 with a

@@ -25,25 +25,22 @@ type referenceLookup interface {
 // outcome was lost (the reference is the payment ID), with no user behind the call, so the
 // route is workload-only and admits the same tenant's payment service alone (routes.go). It
 // returns the transaction ID only: no amounts, accounts or descriptions.
-func (h *handlers) postingByReference(w http.ResponseWriter, r *http.Request) {
+func (h *handlers) postingByReference(w http.ResponseWriter, r *http.Request) error {
 	ref := chi.URLParam(r, "reference")
 	if ref == "" || len(ref) > ledgerapi.MaxReferenceBytes {
-		problem.Write(w, r, problem.Errorf(problem.ErrBadRequest, fmt.Sprintf("reference must be 1 to %d bytes", ledgerapi.MaxReferenceBytes)))
-		return
+		return problem.Errorf(problem.ErrBadRequest, fmt.Sprintf("reference must be 1 to %d bytes", ledgerapi.MaxReferenceBytes))
 	}
 	lookup, ok := h.ledger.(referenceLookup)
 	if !ok {
-		problem.Write(w, r, fmt.Errorf("ledger store %T cannot look up references", h.ledger))
-		return
+		return fmt.Errorf("ledger store %T cannot look up references", h.ledger)
 	}
 	t, err := lookup.TransactionByReference(r.Context(), ref)
 	if errors.Is(err, store.ErrNotFound) {
-		problem.Write(w, r, problem.Errorf(problem.ErrNotFound, "no posting with this reference"))
-		return
+		return problem.Errorf(problem.ErrNotFound, "no posting with this reference")
 	}
 	if err != nil {
-		problem.Write(w, r, err)
-		return
+		return err
 	}
 	server.WriteJSON(w, http.StatusOK, ledgerapi.PostingResult{TransactionID: t.ID, Replayed: true})
+	return nil
 }

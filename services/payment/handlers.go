@@ -26,13 +26,7 @@ type handlers struct {
 	tenant   string
 }
 
-func (h *handlers) create(w http.ResponseWriter, r *http.Request) {
-	if err := h.createPayment(w, r); err != nil {
-		problem.Write(w, r, err)
-	}
-}
-
-func (h *handlers) createPayment(w http.ResponseWriter, r *http.Request) error {
+func (h *handlers) create(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	key := r.Header.Get("Idempotency-Key")
 	if key == "" {
@@ -94,27 +88,24 @@ func (h *handlers) createPayment(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-func (h *handlers) get(w http.ResponseWriter, r *http.Request) {
+func (h *handlers) get(w http.ResponseWriter, r *http.Request) error {
 	id, err := server.PathUUID(r, "paymentID")
 	if err != nil {
-		problem.Write(w, r, err)
-		return
+		return err
 	}
 	p, err := h.payments.Get(r.Context(), id)
 	if errors.Is(err, store.ErrNotFound) {
 		// Decided as a payment nobody owns: customers cannot tell unknown from not theirs.
-		problem.Write(w, r, server.Unknown(r.Context(), h.az, "payments:read",
-			authz.Resource{Kind: "payment", ID: id.String(), Tenant: h.tenant}, "no such payment"))
-		return
+		return server.Unknown(r.Context(), h.az, "payments:read",
+			authz.Resource{Kind: "payment", ID: id.String(), Tenant: h.tenant}, "no such payment")
 	}
 	if err != nil {
-		problem.Write(w, r, err)
-		return
+		return err
 	}
 	if err := h.az.Check(r.Context(), "payments:read", authz.Resource{Kind: "payment", ID: id.String(),
 		Owner: server.OwnerID(h.tenant, p.RequestedBy), Tenant: h.tenant}); err != nil {
-		problem.Write(w, r, err)
-		return
+		return err
 	}
 	server.WriteJSON(w, http.StatusOK, p)
+	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/ztbank/ztbank/libs/authz"
+	"github.com/ztbank/ztbank/libs/problem"
 	"github.com/ztbank/ztbank/libs/server"
 )
 
@@ -23,6 +24,6 @@ func addRoutes(r chi.Router, rt *server.Runtime, peers []*server.Peer, h *handle
 	az := rt.Authz
 	rt.Diagnostics(r, "whoami", peers)
 
-	r.With(rt.UserToken, az.Require("payments:create", authz.FromSameTenant("gateway"))).Post("/v1/payments", h.create)
-	r.With(rt.UserToken, az.Require("payments:read", authz.FromSameTenant("gateway"))).Get("/v1/payments/{paymentID}", h.get)
+	r.With(rt.UserToken, az.Require("payments:create", authz.FromSameTenant("gateway"))).Post("/v1/payments", problem.Handle(h.create))
+	r.With(rt.UserToken, az.Require("payments:read", authz.FromSameTenant("gateway"))).Get("/v1/payments/{paymentID}", problem.Handle(h.get))
 }

@@ -34,85 +34,75 @@ type handlers struct {
 	tenant   string
 }
 
-func (h *handlers) me(w http.ResponseWriter, r *http.Request) {
+func (h *handlers) me(w http.ResponseWriter, r *http.Request) error {
 	id, err := server.UserUUID(r.Context(), h.tenant)
 	if err != nil {
-		problem.Write(w, r, err)
-		return
+		return err
 	}
-	h.show(w, r, id)
+	return h.show(w, r, id)
 }
 
-func (h *handlers) get(w http.ResponseWriter, r *http.Request) {
+func (h *handlers) get(w http.ResponseWriter, r *http.Request) error {
 	id, err := server.PathUUID(r, "userID")
 	if err != nil {
-		problem.Write(w, r, err)
-		return
+		return err
 	}
-	h.show(w, r, id)
+	return h.show(w, r, id)
 }
 
 // show decides on the user before reading it: the resource's owner is the user itself, so
 // a refused caller does not even learn whether the ID exists.
-func (h *handlers) show(w http.ResponseWriter, r *http.Request, id uuid.UUID) {
+func (h *handlers) show(w http.ResponseWriter, r *http.Request, id uuid.UUID) error {
 	if err := h.az.Check(r.Context(), "users:read", h.resource(id)); err != nil {
-		problem.Write(w, r, err)
-		return
+		return err
 	}
 	u, err := h.users.Get(r.Context(), id)
 	if errors.Is(err, store.ErrNotFound) {
-		err = problem.Errorf(problem.ErrNotFound, "no such user")
+		return problem.Errorf(problem.ErrNotFound, "no such user")
 	}
 	if err != nil {
-		problem.Write(w, r, err)
-		return
+		return err
 	}
 	server.WriteJSON(w, http.StatusOK, u)
+	return nil
 }
 
-func (h *handlers) accountsOf(w http.ResponseWriter, r *http.Request) {
+func (h *handlers) accountsOf(w http.ResponseWriter, r *http.Request) error {
 	id, err := server.PathUUID(r, "userID")
 	if err != nil {
-		problem.Write(w, r, err)
-		return
+		return err
 	}
 	if err := h.az.Check(r.Context(), "accounts:read", h.resource(id)); err != nil {
-		problem.Write(w, r, err)
-		return
+		return err
 	}
-	h.relay(w, r, http.MethodGet, "/v1/users/"+id.String()+"/accounts", nil)
+	return h.relay(w, r, http.MethodGet, "/v1/users/"+id.String()+"/accounts", nil)
 }
 
 // openAccount checks that the new account's owner is a customer of this tenant (the user
 // service holds the users; the account service does not) and asks the account service to
 // open it, which decides accounts:open again.
-func (h *handlers) openAccount(w http.ResponseWriter, r *http.Request) {
+func (h *handlers) openAccount(w http.ResponseWriter, r *http.Request) error {
 	body, err := jsonbody.ReadAll(r.Body, 1<<10)
 	if err != nil {
-		problem.Write(w, r, err)
-		return
+		return err
 	}
 	ownerID, err := openAccountOwner(body)
 	if err != nil {
-		problem.Write(w, r, err)
-		return
+		return err
 	}
 	if err := h.az.Check(r.Context(), "accounts:open", h.resource(ownerID)); err != nil {
-		problem.Write(w, r, err)
-		return
+		return err
 	}
 	owner, err := h.users.Get(r.Context(), ownerID)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		err = problem.Errorf(problem.ErrUnprocessable, "owner_id is not a user of this tenant")
-	case err == nil && owner.Role != authz.RoleCustomer:
-		err = problem.Errorf(problem.ErrUnprocessable, "accounts are opened for customers only")
+		return problem.Errorf(problem.ErrUnprocessable, "owner_id is not a user of this tenant")
+	case err != nil:
+		return err
+	case owner.Role != authz.RoleCustomer:
+		return problem.Errorf(problem.ErrUnprocessable, "accounts are opened for customers only")
 	}
-	if err != nil {
-		problem.Write(w, r, err)
-		return
-	}
-	h.relay(w, r, http.MethodPost, "/v1/accounts", body)
+	return h.relay(w, r, http.MethodPost, "/v1/accounts", body)
 }
 
 // openAccountOwner reads the owner of an open-account body. Only the owner is read here;
@@ -137,7 +127,7 @@ func openAccountOwner(body []byte) (uuid.UUID, error) {
 }
 
 // relay calls the account service and passes its answer (JSON or problem+json) through.
-func (h *handlers) relay(w http.ResponseWriter, r *http.Request, method, path string, body []byte) {
+func (h *handlers) relay(w http.ResponseWriter, r *http.Request, method, path string, body []byte) error {
 	ctx, cancel := context.WithTimeout(r.Context(), peerTimeout)
 	defer cancel()
 	var rd io.Reader
@@ -146,16 +136,14 @@ func (h *handlers) relay(w http.ResponseWriter, r *http.Request, method, path st
 	}
 	req, err := http.NewRequestWithContext(ctx, method, h.accounts.BaseURL+path, rd)
 	if err != nil {
-		problem.Write(w, r, err)
-		return
+		return err
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := h.accounts.Client.Do(req)
 	if err != nil {
-		problem.Write(w, r, fmt.Errorf("account service: %w: %w", problem.ErrUnavailable, err))
-		return
+		return fmt.Errorf("account service: %w: %w", problem.ErrUnavailable, err)
 	}
 	defer resp.Body.Close()
 	for _, k := range []string{"Content-Type", "Location", "Cache-Control"} {
@@ -165,6 +153,7 @@ func (h *handlers) relay(w http.ResponseWriter, r *http.Request, method, path st
 	}
 	w.WriteHeader(resp.StatusCode)
 	_, _ = io.Copy(w, io.LimitReader(resp.Body, 1<<20))
+	return nil
 }
 
 func (h *handlers) resource(id uuid.UUID) authz.Resource {

@@ -6,6 +6,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/ztbank/ztbank/libs/authz"
+	"github.com/ztbank/ztbank/libs/problem"
 	"github.com/ztbank/ztbank/libs/server"
 )
 
@@ -23,9 +24,9 @@ func addRoutes(r chi.Router, rt *server.Runtime, peers []*server.Peer, h *handle
 	az := rt.Authz
 	rt.Diagnostics(r, "whoami", peers)
 
-	r.With(rt.UserToken, az.Require("users:read", authz.FromSameTenant("gateway"))).Get("/v1/users/me", h.me)
-	r.With(rt.UserToken, az.Require("users:read", authz.FromSameTenant("gateway"))).Get("/v1/users/{userID}", h.get)
+	r.With(rt.UserToken, az.Require("users:read", authz.FromSameTenant("gateway"))).Get("/v1/users/me", problem.Handle(h.me))
+	r.With(rt.UserToken, az.Require("users:read", authz.FromSameTenant("gateway"))).Get("/v1/users/{userID}", problem.Handle(h.get))
 	// Both call the account service with the user's token, which decides again.
-	r.With(rt.UserToken, az.Require("accounts:read", authz.FromSameTenant("gateway"))).Get("/v1/users/{userID}/accounts", h.accountsOf)
-	r.With(rt.UserToken, az.Require("accounts:open", authz.FromSameTenant("gateway"))).Post("/v1/accounts", h.openAccount)
+	r.With(rt.UserToken, az.Require("accounts:read", authz.FromSameTenant("gateway"))).Get("/v1/users/{userID}/accounts", problem.Handle(h.accountsOf))
+	r.With(rt.UserToken, az.Require("accounts:open", authz.FromSameTenant("gateway"))).Post("/v1/accounts", problem.Handle(h.openAccount))
 }
