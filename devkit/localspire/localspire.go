@@ -18,11 +18,11 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
+	"github.com/ztbank/ztbank/devkit/childproc"
 	"github.com/ztbank/ztbank/devkit/localports"
 )
 
@@ -49,8 +49,8 @@ type Stack struct {
 	serverPort int
 	healthPort int
 
-	server *exec.Cmd
-	agent  *exec.Cmd
+	server *childproc.Process
+	agent  *childproc.Process
 	token  string
 }
 
@@ -113,7 +113,7 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 			s.healthPort = ports[1]
 			break
 		}
-		exitedEarly := exited(s.server)
+		exitedEarly := s.server.HasExited()
 		s.Stop()
 		if !exitedEarly || attempt == 3 || ctx.Err() != nil {
 			return nil, fmt.Errorf("spire-server did not become ready (see %s): %w", filepath.Join(dir, "server.log"), err)
@@ -170,11 +170,11 @@ func (s *Stack) StartAgent(ctx context.Context) error {
 	if _, err := os.Stat(filepath.Join(s.cfg.Dir, "agent-data", "agent_svid.der")); err != nil {
 		args = append(args, "-joinToken", s.token)
 	}
-	cmd, err := s.spawn("spire-agent", "agent.log", args...)
+	agent, err := s.spawn("spire-agent", "agent.log", args...)
 	if err != nil {
 		return err
 	}
-	s.agent = cmd
+	s.agent = agent
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		out, err := exec.CommandContext(ctx, filepath.Join(s.cfg.BinDir, "spire-agent"), "healthcheck",
@@ -182,7 +182,7 @@ func (s *Stack) StartAgent(ctx context.Context) error {
 		if err == nil {
 			return nil
 		}
-		if exited(cmd) || time.Now().After(deadline) || ctx.Err() != nil {
+		if agent.HasExited() || time.Now().After(deadline) || ctx.Err() != nil {
 			s.StopAgent()
 			return fmt.Errorf("spire-agent not healthy (see %s): %s", filepath.Join(s.cfg.Dir, "agent.log"), bytes.TrimSpace(out))
 		}
@@ -195,16 +195,16 @@ func (s *Stack) StartAgent(ctx context.Context) error {
 // The agent keeps running and must reconnect on its own.
 func (s *Stack) RestartServer(ctx context.Context) error {
 	if s.server != nil {
-		terminate(s.server)
+		s.server.Stop(5 * time.Second)
 		s.server = nil
 	}
 	os.Remove(s.ServerSock)
-	cmd, err := s.spawn("spire-server", "server.log", "run", "-config", filepath.Join(s.cfg.Dir, "server.conf"))
+	server, err := s.spawn("spire-server", "server.log", "run", "-config", filepath.Join(s.cfg.Dir, "server.conf"))
 	if err != nil {
 		return err
 	}
-	s.server = cmd
-	if err := waitHTTP(ctx, fmt.Sprintf("http://127.0.0.1:%d/ready", s.healthPort), 60*time.Second, cmd); err != nil {
+	s.server = server
+	if err := waitHTTP(ctx, fmt.Sprintf("http://127.0.0.1:%d/ready", s.healthPort), 60*time.Second, server); err != nil {
 		return fmt.Errorf("spire-server did not come back (see %s): %w", filepath.Join(s.cfg.Dir, "server.log"), err)
 	}
 	return nil
@@ -216,7 +216,7 @@ func (s *Stack) StopAgent() {
 	if s.agent == nil {
 		return
 	}
-	kill(s.agent)
+	s.agent.Kill()
 	s.agent = nil
 	os.Remove(s.AgentSock)
 }
@@ -225,7 +225,7 @@ func (s *Stack) StopAgent() {
 func (s *Stack) Stop() {
 	s.StopAgent()
 	if s.server != nil {
-		terminate(s.server)
+		s.server.Stop(5 * time.Second)
 		s.server = nil
 	}
 	os.Remove(s.ServerSock)
@@ -292,7 +292,7 @@ func (s *Stack) AgentPID() int {
 	if s.agent == nil {
 		return 0
 	}
-	return s.agent.Process.Pid
+	return s.agent.PID()
 }
 
 // ServerPID returns the server's process ID, or 0 if it is not running.
@@ -300,7 +300,7 @@ func (s *Stack) ServerPID() int {
 	if s.server == nil {
 		return 0
 	}
-	return s.server.Process.Pid
+	return s.server.PID()
 }
 
 func (s *Stack) serverCmd(ctx context.Context, args ...string) ([]byte, error) {
@@ -314,48 +314,17 @@ func (s *Stack) serverCmd(ctx context.Context, args ...string) ([]byte, error) {
 	return out, nil
 }
 
-func (s *Stack) spawn(bin, logName string, args ...string) (*exec.Cmd, error) {
-	logf, err := os.OpenFile(filepath.Join(s.cfg.Dir, logName), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(filepath.Join(s.cfg.BinDir, bin), args...)
-	var w io.Writer = logf
+// spawn starts one of the SPIRE binaries, logging to logName under the stack's directory and,
+// with Config.Log, to that writer too, each line prefixed with the binary's name.
+func (s *Stack) spawn(bin, logName string, args ...string) (*childproc.Process, error) {
+	var also io.Writer
 	if s.cfg.Log != nil {
-		w = io.MultiWriter(logf, prefixWriter{s.cfg.Log, bin + ": "})
+		also = prefixWriter{s.cfg.Log, bin + ": "}
 	}
-	cmd.Stdout, cmd.Stderr = w, w
-	// Own process group, and die with our process: a crashed test or Ctrl-C must not
-	// leave SPIRE holding ports and sockets.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		return nil, fmt.Errorf("start %s: %w", bin, err)
-	}
-	go func() { cmd.Wait(); logf.Close() }()
-	return cmd, nil
+	return childproc.Start(exec.Command(filepath.Join(s.cfg.BinDir, bin), args...), filepath.Join(s.cfg.Dir, logName), also)
 }
 
-func exited(cmd *exec.Cmd) bool {
-	return cmd.Process.Signal(syscall.Signal(0)) != nil
-}
-
-func terminate(cmd *exec.Cmd) {
-	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-	for i := 0; i < 50 && !exited(cmd); i++ {
-		time.Sleep(100 * time.Millisecond)
-	}
-	kill(cmd)
-}
-
-func kill(cmd *exec.Cmd) {
-	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-	for i := 0; i < 50 && !exited(cmd); i++ {
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func waitHTTP(ctx context.Context, url string, timeout time.Duration, cmd *exec.Cmd) error {
+func waitHTTP(ctx context.Context, url string, timeout time.Duration, p *childproc.Process) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		resp, err := http.Get(url)
@@ -366,7 +335,7 @@ func waitHTTP(ctx context.Context, url string, timeout time.Duration, cmd *exec.
 			}
 			err = fmt.Errorf("status %d", resp.StatusCode)
 		}
-		if exited(cmd) {
+		if p.HasExited() {
 			return errors.New("process exited")
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {

@@ -16,9 +16,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
+	"sync"
 	"time"
 
+	"github.com/ztbank/ztbank/devkit/childproc"
 	"github.com/ztbank/ztbank/devkit/localports"
 	"github.com/ztbank/ztbank/devkit/localspire"
 )
@@ -147,19 +148,13 @@ func Start(ctx context.Context, dir string, opts ...Option) (_ Endpoints, stop f
 		Prometheus:  fmt.Sprintf("http://127.0.0.1:%d", ports[3]),
 		TargetsFile: filepath.Join(dir, "targets.json"),
 	}
-	var procs []*process
+	var procs []*childproc.Process
 	stop = func() {
+		var wg sync.WaitGroup
 		for _, p := range procs {
-			p.cmd.Process.Signal(syscall.SIGTERM)
+			wg.Go(func() { p.Stop(10 * time.Second) })
 		}
-		for _, p := range procs {
-			select {
-			case <-p.exited:
-			case <-time.After(10 * time.Second):
-				p.cmd.Process.Kill()
-				<-p.exited
-			}
-		}
+		wg.Wait()
 	}
 	defer func() {
 		if err != nil {
@@ -179,7 +174,7 @@ func Start(ctx context.Context, dir string, opts ...Option) (_ Endpoints, stop f
 			return ep, nil, err
 		}
 		fmt.Fprintf(o.progress, "==> starting Jaeger (UI %s, OTLP %s)\n", ep.JaegerUI, ep.OTLPHTTP)
-		p, err := spawn(bin, filepath.Join(dir, "jaeger.log"), "--config", cfg)
+		p, err := childproc.Start(exec.Command(bin, "--config", cfg), filepath.Join(dir, "jaeger.log"), nil)
 		if err != nil {
 			return ep, nil, err
 		}
@@ -215,9 +210,9 @@ func Start(ctx context.Context, dir string, opts ...Option) (_ Endpoints, stop f
 			return ep, nil, err
 		}
 		fmt.Fprintf(o.progress, "==> starting Prometheus (%s)\n", ep.Prometheus)
-		p, err := spawn(bin, filepath.Join(dir, "prometheus.log"), "--config.file="+cfg,
+		p, err := childproc.Start(exec.Command(bin, "--config.file="+cfg,
 			"--storage.tsdb.path="+filepath.Join(dir, "prometheus-data"),
-			"--web.listen-address="+strings.TrimPrefix(ep.Prometheus, "http://"))
+			"--web.listen-address="+strings.TrimPrefix(ep.Prometheus, "http://")), filepath.Join(dir, "prometheus.log"), nil)
 		if err != nil {
 			return ep, nil, err
 		}
@@ -306,45 +301,21 @@ scrape_configs:
 `, targetsFile)
 }
 
-// process is a started backend. Only spawn's goroutine waits for it (a second Wait raced
-// with the first under go test -race); exited is closed when it has.
-type process struct {
-	cmd    *exec.Cmd
-	exited chan struct{}
-}
-
-func spawn(bin, logPath string, args ...string) (*process, error) {
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		return nil, fmt.Errorf("start %s: %w", filepath.Base(bin), err)
-	}
-	p := &process{cmd: cmd, exited: make(chan struct{})}
-	go func() { cmd.Wait(); logf.Close(); close(p.exited) }()
-	return p, nil
-}
-
 // waitHTTP polls url until it answers 200, the process exits, or timeout passes.
-func waitHTTP(ctx context.Context, url string, timeout time.Duration, p *process) error {
+func waitHTTP(ctx context.Context, url string, timeout time.Duration, p *childproc.Process) error {
 	return waitFor(ctx, url, timeout, p, func() (*http.Response, error) { return http.Get(url) })
 }
 
 // waitOTLP posts an empty OTLP/HTTP export to url until it is accepted, the process exits,
 // or timeout passes: the receiver, not the UI, is what the stack needs ready.
-func waitOTLP(ctx context.Context, url string, timeout time.Duration, p *process) error {
+func waitOTLP(ctx context.Context, url string, timeout time.Duration, p *childproc.Process) error {
 	return waitFor(ctx, "OTLP receiver "+url, timeout, p, func() (*http.Response, error) {
 		return http.Post(url, "application/json", strings.NewReader("{}"))
 	})
 }
 
 // waitFor repeats do until it answers 200, the process exits, or timeout passes.
-func waitFor(ctx context.Context, what string, timeout time.Duration, p *process, do func() (*http.Response, error)) error {
+func waitFor(ctx context.Context, what string, timeout time.Duration, p *childproc.Process, do func() (*http.Response, error)) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		resp, err := do()
@@ -355,7 +326,7 @@ func waitFor(ctx context.Context, what string, timeout time.Duration, p *process
 			}
 		}
 		select {
-		case <-p.exited:
+		case <-p.Exited():
 			return errors.New("exited during start-up")
 		default:
 		}

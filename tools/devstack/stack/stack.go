@@ -17,9 +17,9 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
+	"github.com/ztbank/ztbank/devkit/childproc"
 	"github.com/ztbank/ztbank/devkit/localpg"
 	"github.com/ztbank/ztbank/devkit/localspire"
 	"github.com/ztbank/ztbank/libs/topology"
@@ -102,8 +102,7 @@ type Service struct {
 	Env      []string
 
 	mu        sync.Mutex
-	cmd       *exec.Cmd
-	exited    chan struct{}
+	proc      *childproc.Process
 	started   time.Time
 	restarts  int
 	crashLoop int
@@ -383,28 +382,19 @@ func envName(name string) string {
 
 func (s *Stack) startService(w topology.Workload) error {
 	svc := s.Services[w.Name]
-	logf, err := os.OpenFile(svc.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return err
-	}
 	svc.mu.Lock()
 	defer svc.mu.Unlock()
 	cmd := exec.Command(svc.Binary)
 	cmd.Env = s.serviceEnv(svc)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		return fmt.Errorf("start %s: %w", w.Name, err)
+	p, err := childproc.Start(cmd, svc.LogPath, nil)
+	if err != nil {
+		return fmt.Errorf("%s: %w", w.Name, err)
 	}
-	exited := make(chan struct{})
 	go func() {
-		cmd.Wait()
-		logf.Close()
-		close(exited)
-		s.supervise(svc, cmd)
+		<-p.Exited()
+		s.supervise(svc, p)
 	}()
-	svc.cmd, svc.exited, svc.started = cmd, exited, time.Now()
+	svc.proc, svc.started = p, time.Now()
 	return nil
 }
 
@@ -415,17 +405,17 @@ const (
 	restartBackoffMax = 5 * time.Second
 )
 
-// supervise restarts svc after its process cmd exited, unless the stack is stopping or
+// supervise restarts svc after its process p exited, unless the stack is stopping or
 // supervision is off. A service that ran for a while restarts at once; one that keeps dying
 // backs off.
-func (s *Stack) supervise(svc *Service, cmd *exec.Cmd) {
+func (s *Stack) supervise(svc *Service, p *childproc.Process) {
 	if !s.opts.Supervise {
 		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	svc.mu.Lock()
-	current := svc.cmd == cmd
+	current := svc.proc == p
 	svc.mu.Unlock()
 	if s.stopping || !current {
 		return
@@ -437,7 +427,7 @@ func (s *Stack) supervise(svc *Service, cmd *exec.Cmd) {
 	} else {
 		svc.crashLoop = 0
 	}
-	s.opts.progress("%s exited (%s); restarting it in %s", svc.Workload.Name, cmd.ProcessState, wait)
+	s.opts.progress("%s exited (%s); restarting it in %s", svc.Workload.Name, p.Cmd.ProcessState, wait)
 	// s.mu is released while waiting so Stop is not held up by a back-off.
 	s.mu.Unlock()
 	time.Sleep(wait)
@@ -507,15 +497,7 @@ func (svc *Service) Ready(ctx context.Context) error { return svc.ready(ctx) }
 func (svc *Service) running() bool {
 	svc.mu.Lock()
 	defer svc.mu.Unlock()
-	if svc.cmd == nil {
-		return false
-	}
-	select {
-	case <-svc.exited:
-		return false
-	default:
-		return true
-	}
+	return svc.proc != nil && !svc.proc.HasExited()
 }
 
 func (svc *Service) startedAt() time.Time {
@@ -528,10 +510,10 @@ func (svc *Service) startedAt() time.Time {
 func (svc *Service) PID() int {
 	svc.mu.Lock()
 	defer svc.mu.Unlock()
-	if svc.cmd == nil {
+	if svc.proc == nil {
 		return 0
 	}
-	return svc.cmd.Process.Pid
+	return svc.proc.PID()
 }
 
 // Restarts is how many times the supervisor has restarted the service.
@@ -545,15 +527,12 @@ func (svc *Service) Restarts() int {
 // returns once it is gone. Under Supervise the stack then starts a new one.
 func (svc *Service) Kill() error {
 	svc.mu.Lock()
-	cmd, exited := svc.cmd, svc.exited
+	p := svc.proc
 	svc.mu.Unlock()
-	if cmd == nil {
+	if p == nil || p.HasExited() {
 		return fmt.Errorf("%s is not running", svc.Workload.Name)
 	}
-	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		return fmt.Errorf("kill %s: %w", svc.Workload.Name, err)
-	}
-	<-exited
+	p.Kill()
 	return nil
 }
 
@@ -561,7 +540,10 @@ func (svc *Service) Kill() error {
 func (svc *Service) Exited() <-chan struct{} {
 	svc.mu.Lock()
 	defer svc.mu.Unlock()
-	return svc.exited
+	if svc.proc == nil {
+		return nil
+	}
+	return svc.proc.Exited()
 }
 
 // SetEnv replaces the service's extra environment for its next start (a supervised
@@ -590,17 +572,12 @@ func (s *Stack) Stop() {
 	var wg sync.WaitGroup
 	for _, svc := range s.Services {
 		svc.mu.Lock()
-		cmd := svc.cmd
-		svc.cmd = nil
+		p := svc.proc
+		svc.proc = nil
 		svc.mu.Unlock()
-		if cmd == nil {
-			continue
+		if p != nil {
+			wg.Go(func() { p.Stop(25 * time.Second) })
 		}
-		wg.Add(1)
-		go func(cmd *exec.Cmd) {
-			defer wg.Done()
-			stopProcess(cmd, 25*time.Second)
-		}(cmd)
 	}
 	wg.Wait()
 	s.stopFrontDoor()
@@ -609,18 +586,6 @@ func (s *Stack) Stop() {
 		s.Spire.Stop()
 		s.Spire = nil
 	}
-}
-
-func stopProcess(cmd *exec.Cmd, grace time.Duration) {
-	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-	deadline := time.Now().Add(grace)
-	for time.Now().Before(deadline) {
-		if cmd.Process.Signal(syscall.Signal(0)) != nil {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 }
 
 // Info returns what stack.json holds.
