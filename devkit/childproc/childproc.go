@@ -6,8 +6,11 @@
 package childproc
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -83,4 +86,36 @@ func (p *Process) Stop(grace time.Duration) {
 func (p *Process) Kill() {
 	_ = syscall.Kill(-p.PID(), syscall.SIGKILL)
 	<-p.exited
+}
+
+// Get is a WaitReady probe: a GET of url.
+func Get(url string) func() (*http.Response, error) {
+	return func() (*http.Response, error) { return http.Get(url) }
+}
+
+// WaitReady repeats probe until it answers 200, and fails when the process exits first (at
+// once, rather than after the whole timeout), when timeout passes or when ctx ends.
+func (p *Process) WaitReady(ctx context.Context, timeout time.Duration, probe func() (*http.Response, error)) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		resp, err := probe()
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			err = fmt.Errorf("status %d", resp.StatusCode)
+		}
+		if p.HasExited() {
+			return errors.New("exited during start-up")
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not ready after %s: %w", timeout, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }

@@ -1,6 +1,8 @@
 package childproc
 
 import (
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -62,6 +64,41 @@ func TestStop(t *testing.T) {
 			}
 			if !p.HasExited() {
 				t.Error("Stop returned before the process exited")
+			}
+		})
+	}
+}
+
+func TestWaitReady(t *testing.T) {
+	ready := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer ready.Close()
+	notReady := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	defer notReady.Close()
+	for _, tc := range []struct {
+		name, script, url string
+		wantErr           string // "" for success
+	}{
+		{"answers 200", "exec sleep 60", ready.URL, ""},
+		{"never ready", "exec sleep 60", notReady.URL, "not ready after 300ms: status 503"},
+		{"exits while starting", "exit 3", notReady.URL, "exited during start-up"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := Start(exec.Command("sh", "-c", tc.script), filepath.Join(t.TempDir(), "log"), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p.Stop(time.Second)
+			if tc.name == "exits while starting" {
+				<-p.Exited()
+			}
+			err = p.WaitReady(t.Context(), 300*time.Millisecond, Get(tc.url))
+			switch {
+			case tc.wantErr == "" && err != nil:
+				t.Errorf("WaitReady = %v, want nil", err)
+			case tc.wantErr != "" && (err == nil || err.Error() != tc.wantErr):
+				t.Errorf("WaitReady = %v, want %q", err, tc.wantErr)
 			}
 		})
 	}

@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -108,7 +107,7 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 		if err != nil {
 			return nil, err
 		}
-		err = waitHTTP(ctx, fmt.Sprintf("http://127.0.0.1:%d/ready", ports[1]), 60*time.Second, s.server)
+		err = s.server.WaitReady(ctx, 60*time.Second, childproc.Get(fmt.Sprintf("http://127.0.0.1:%d/ready", ports[1])))
 		if err == nil {
 			s.healthPort = ports[1]
 			break
@@ -204,7 +203,7 @@ func (s *Stack) RestartServer(ctx context.Context) error {
 		return err
 	}
 	s.server = server
-	if err := waitHTTP(ctx, fmt.Sprintf("http://127.0.0.1:%d/ready", s.healthPort), 60*time.Second, server); err != nil {
+	if err := server.WaitReady(ctx, 60*time.Second, childproc.Get(fmt.Sprintf("http://127.0.0.1:%d/ready", s.healthPort))); err != nil {
 		return fmt.Errorf("spire-server did not come back (see %s): %w", filepath.Join(s.cfg.Dir, "server.log"), err)
 	}
 	return nil
@@ -322,27 +321,6 @@ func (s *Stack) spawn(bin, logName string, args ...string) (*childproc.Process, 
 		also = prefixWriter{s.cfg.Log, bin + ": "}
 	}
 	return childproc.Start(exec.Command(filepath.Join(s.cfg.BinDir, bin), args...), filepath.Join(s.cfg.Dir, logName), also)
-}
-
-func waitHTTP(ctx context.Context, url string, timeout time.Duration, p *childproc.Process) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		resp, err := http.Get(url)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-			err = fmt.Errorf("status %d", resp.StatusCode)
-		}
-		if p.HasExited() {
-			return errors.New("process exited")
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			return err
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }
 
 // FreePorts returns n distinct loopback ports reserved for this process (localports.Reserve):

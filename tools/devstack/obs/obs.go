@@ -179,13 +179,15 @@ func Start(ctx context.Context, dir string, opts ...Option) (_ Endpoints, stop f
 			return ep, nil, err
 		}
 		procs = append(procs, p)
-		if err := waitHTTP(ctx, ep.JaegerUI+"/", o.readyAfter, p); err != nil {
+		if err := p.WaitReady(ctx, o.readyAfter, childproc.Get(ep.JaegerUI+"/")); err != nil {
 			return ep, nil, fmt.Errorf("jaeger: %w (log: %s)", err, filepath.Join(dir, "jaeger.log"))
 		}
 		// The UI answers before the OTLP receivers listen, and services send traces there:
 		// Jaeger is ready when an (empty) OTLP/HTTP export is accepted.
-		if err := waitOTLP(ctx, ep.OTLPHTTP+"/v1/traces", o.readyAfter, p); err != nil {
-			return ep, nil, fmt.Errorf("jaeger: %w (log: %s)", err, filepath.Join(dir, "jaeger.log"))
+		if err := p.WaitReady(ctx, o.readyAfter, func() (*http.Response, error) {
+			return http.Post(ep.OTLPHTTP+"/v1/traces", "application/json", strings.NewReader("{}"))
+		}); err != nil {
+			return ep, nil, fmt.Errorf("jaeger's OTLP receiver: %w (log: %s)", err, filepath.Join(dir, "jaeger.log"))
 		}
 	}
 	if !o.noProm {
@@ -217,7 +219,7 @@ func Start(ctx context.Context, dir string, opts ...Option) (_ Endpoints, stop f
 			return ep, nil, err
 		}
 		procs = append(procs, p)
-		if err := waitHTTP(ctx, ep.Prometheus+"/-/ready", o.readyAfter, p); err != nil {
+		if err := p.WaitReady(ctx, o.readyAfter, childproc.Get(ep.Prometheus+"/-/ready")); err != nil {
 			return ep, nil, fmt.Errorf("prometheus: %w (log: %s)", err, filepath.Join(dir, "prometheus.log"))
 		}
 	}
@@ -299,46 +301,6 @@ scrape_configs:
       - files: [%q]
         refresh_interval: 5s
 `, targetsFile)
-}
-
-// waitHTTP polls url until it answers 200, the process exits, or timeout passes.
-func waitHTTP(ctx context.Context, url string, timeout time.Duration, p *childproc.Process) error {
-	return waitFor(ctx, url, timeout, p, func() (*http.Response, error) { return http.Get(url) })
-}
-
-// waitOTLP posts an empty OTLP/HTTP export to url until it is accepted, the process exits,
-// or timeout passes: the receiver, not the UI, is what the stack needs ready.
-func waitOTLP(ctx context.Context, url string, timeout time.Duration, p *childproc.Process) error {
-	return waitFor(ctx, "OTLP receiver "+url, timeout, p, func() (*http.Response, error) {
-		return http.Post(url, "application/json", strings.NewReader("{}"))
-	})
-}
-
-// waitFor repeats do until it answers 200, the process exits, or timeout passes.
-func waitFor(ctx context.Context, what string, timeout time.Duration, p *childproc.Process, do func() (*http.Response, error)) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		resp, err := do()
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		select {
-		case <-p.Exited():
-			return errors.New("exited during start-up")
-		default:
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s not ready after %s", what, timeout)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
 }
 
 // freePorts reserves ports the way the rest of the local stack does (localports.Reserve), so
