@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -138,26 +137,11 @@ func (c *LedgerClient) PostingByReference(ctx context.Context, reference string)
 	return uuid.Nil, false, fmt.Errorf("ledger posting lookup %s: status %d", reference, status)
 }
 
+// do calls the ledger and reads its answer; no answer at all is a 503 (server.Peer.Call).
 func (c *LedgerClient) do(ctx context.Context, method, path string, body []byte) (int, []byte, error) {
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, c.peer.BaseURL+path, rd)
+	resp, err := c.peer.Call(ctx, method, path, body)
 	if err != nil {
 		return 0, nil, err
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := c.peer.Client.Do(req)
-	if err != nil {
-		// The ledger cannot be reached (restarting, its SVID expired): a retry can succeed,
-		// so the client gets 503 with Retry-After, not 500.
-		if ctx.Err() == nil {
-			err = fmt.Errorf("%w: %w", problem.ErrUnavailable, err)
-		}
-		return 0, nil, fmt.Errorf("ledger %s %s: %w", method, path, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))

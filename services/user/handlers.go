@@ -1,11 +1,9 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"time"
@@ -130,20 +128,9 @@ func openAccountOwner(body []byte) (uuid.UUID, error) {
 func (h *handlers) relay(w http.ResponseWriter, r *http.Request, method, path string, body []byte) error {
 	ctx, cancel := context.WithTimeout(r.Context(), peerTimeout)
 	defer cancel()
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, h.accounts.BaseURL+path, rd)
+	resp, err := h.accounts.Call(ctx, method, path, body)
 	if err != nil {
 		return err
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := h.accounts.Client.Do(req)
-	if err != nil {
-		return fmt.Errorf("account service: %w: %w", problem.ErrUnavailable, err)
 	}
 	defer resp.Body.Close()
 	for _, k := range []string{"Content-Type", "Location", "Cache-Control"} {
