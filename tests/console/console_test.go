@@ -9,7 +9,6 @@ package console
 import (
 	"context"
 	"crypto/sha256"
-	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
@@ -29,9 +28,8 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/ztbank/ztbank/devkit/demo"
-	"github.com/ztbank/ztbank/devkit/devoidc"
 	"github.com/ztbank/ztbank/devkit/localspire"
-	"github.com/ztbank/ztbank/libs/transport"
+	"github.com/ztbank/ztbank/tests/internal/teststack"
 	"github.com/ztbank/ztbank/tools/console/web"
 	"github.com/ztbank/ztbank/tools/devstack/stack"
 )
@@ -73,21 +71,16 @@ func TestConsoleInBrowser(t *testing.T) {
 	if err := os.MkdirAll(artefacts, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	// Unix socket paths must stay short, so not t.TempDir() under a long test name.
-	state, err := os.MkdirTemp("", "ztcon")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(state)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	stackStart := time.Now()
-	st, err := stack.Start(ctx, stack.Options{Root: root, StateDir: state, FreePorts: true, FrontDoor: true, Postgres: true, Progress: testWriter{t}})
+	st, err := teststack.Start(ctx, "ztcon", stack.Options{FrontDoor: true, Postgres: true, Progress: testWriter{t}})
 	if err != nil {
-		t.Fatalf("start the local stack: %v", err)
+		t.Fatal(err)
 	}
-	defer st.Stop()
+	defer st.Close()
+	state := st.Dir
 	t.Logf("stack ready in %s", time.Since(stackStart).Round(100*time.Millisecond))
 	info := st.Info()
 
@@ -181,8 +174,14 @@ func TestConsoleInBrowser(t *testing.T) {
 		}
 	})
 
-	client := caClient(t, info.Edge.CAFile)
-	alice := userToken(t, client, info.OIDC, "alice@bank-a")
+	client := &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{TLSClientConfig: st.EdgeTLS()}}
+	loginCtx, cancelLogin := context.WithTimeout(ctx, 30*time.Second)
+	tok, err := st.Login(loginCtx, client, "alice@bank-a")
+	cancelLogin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice := tok.AccessToken
 	carol := demo.UserID("carol@bank-a")
 
 	t.Run("an allowed request appears within two seconds", func(t *testing.T) {
@@ -345,30 +344,6 @@ func spkiPin(t *testing.T, certFile string) string {
 	}
 	sum := sha256.Sum256(c.RawSubjectPublicKeyInfo)
 	return base64.StdEncoding.EncodeToString(sum[:])
-}
-
-func caClient(t *testing.T, caFile string) *http.Client {
-	t.Helper()
-	pool, err := transport.CAPool(caFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-}
-
-func userToken(t *testing.T, client *http.Client, oidc *stack.OIDCInfo, username string) string {
-	t.Helper()
-	passwords, err := devoidc.ReadSecrets(oidc.PasswordsFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	tok, err := devoidc.Login(ctx, client, oidc.Issuer, devoidc.CLIClientID, username, passwords[username])
-	if err != nil {
-		t.Fatalf("login %s: %v", username, err)
-	}
-	return tok.AccessToken
 }
 
 func call(t *testing.T, client *http.Client, url, token string) (int, []byte) {
