@@ -28,7 +28,7 @@ const requestTimeout = 20 * time.Second
 
 // env is one running stack and a client of its edge.
 type env struct {
-	st     *stack.Stack
+	st     *teststack.Stack
 	dir    string // the stack's state directory; tests keep their own files under it too
 	edge   string
 	client *http.Client
@@ -56,9 +56,9 @@ func startEnv(t *testing.T, ctx context.Context, configure func(*stack.Options))
 		os.RemoveAll(st.Dir)
 	})
 	tr := &http.Transport{TLSClientConfig: st.EdgeTLS(), MaxIdleConnsPerHost: 64}
-	e := &env{st: st.Stack, dir: st.Dir, edge: st.EdgeURL,
+	e := &env{st: st, dir: st.Dir, edge: st.EdgeURL,
 		client: &http.Client{Timeout: requestTimeout, Transport: tr}}
-	e.tokens = &tokenSource{e: e, passwords: st.Passwords, cur: map[string]devoidc.Tokens{}}
+	e.tokens = &tokenSource{e: e, cur: map[string]devoidc.Tokens{}}
 	for _, u := range demo.Users() {
 		if _, err := e.tokens.get(ctx, u.Username); err != nil {
 			t.Fatalf("log in %s: %v", u.Username, err)
@@ -79,10 +79,9 @@ func (w testWriter) Write(b []byte) (int, error) {
 // on expiry. The margin is two request timeouts, so a token handed out is still valid when
 // the request carrying it reaches the edge, even after a retry.
 type tokenSource struct {
-	e         *env
-	passwords map[string]string
-	mu        sync.Mutex
-	cur       map[string]devoidc.Tokens
+	e   *env
+	mu  sync.Mutex
+	cur map[string]devoidc.Tokens
 }
 
 const tokenMargin = 2 * requestTimeout
@@ -93,9 +92,9 @@ func (s *tokenSource) get(ctx context.Context, user string) (string, error) {
 	if tok, ok := s.cur[user]; ok && time.Until(tok.Expiry) > tokenMargin {
 		return tok.AccessToken, nil
 	}
-	tok, err := devoidc.Login(ctx, s.e.client, s.e.st.OIDC.Issuer, devoidc.CLIClientID, user, s.passwords[user])
+	tok, err := s.e.st.Login(ctx, s.e.client, user)
 	if err != nil {
-		return "", fmt.Errorf("log in %s: %w", user, err)
+		return "", err
 	}
 	s.cur[user] = tok
 	return tok.AccessToken, nil
@@ -160,5 +159,5 @@ func (s *tokenSource) earliestExpiry() time.Time {
 func devoidcLogin(ctx context.Context, e *env, user string) (devoidc.Tokens, error) {
 	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
-	return devoidc.Login(ctx, e.client, e.st.OIDC.Issuer, devoidc.CLIClientID, user, e.tokens.passwords[user])
+	return e.st.Login(ctx, e.client, user)
 }
