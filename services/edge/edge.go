@@ -181,20 +181,31 @@ func (e *edge) proxy(tenant string) http.Handler {
 		},
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if e.refuseInternal(w, r, strings.TrimPrefix(r.URL.Path, prefix)) {
-			return
-		}
-		g, ok := e.ex.Authorize(w, r, tenant)
-		if !ok {
-			return
-		}
-		release, ok := e.budget.admit(w, r, g.User.Tenant, g.User.ID.String())
+		g, release, ok := e.admit(w, r, tenant, strings.TrimPrefix(r.URL.Path, prefix))
 		if !ok {
 			return
 		}
 		defer release()
 		rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), grantKey{}, g)))
 	})
+}
+
+// admit makes the checks every client request to a tenant passes, in this order, whichever
+// front end (proxy or ext_authz) it came through: an internal route is refused before the
+// token is looked at, the external token is exchanged, and the user's and the tenant's
+// budgets are charged. rest is the path below the tenant. When ok is false a check has
+// answered; otherwise the caller releases the concurrency slot when the request is done.
+func (e *edge) admit(w http.ResponseWriter, r *http.Request, tenant, rest string) (g exchange.Grant, release func(), ok bool) {
+	if e.refuseInternal(w, r, rest) {
+		return exchange.Grant{}, nil, false
+	}
+	if g, ok = e.ex.Authorize(w, r, tenant); !ok {
+		return exchange.Grant{}, nil, false
+	}
+	if release, ok = e.budget.admit(w, r, g.User.Tenant, g.User.ID.String()); !ok {
+		return exchange.Grant{}, nil, false
+	}
+	return g, release, true
 }
 
 // refuseInternal answers 404 for a path below the tenant whose first segment is "internal"
@@ -242,16 +253,9 @@ func (e *edge) authz() http.Handler {
 			problem.Write(w, r, problem.Refuse(problem.TypeEdge, problem.ErrForbidden, "no such tenant", nil))
 			return
 		}
-		if e.refuseInternal(w, r, strings.TrimPrefix(rest, tenant)) {
-			return
-		}
-		g, ok := e.ex.Authorize(w, r, tenant)
-		if !ok {
-			return
-		}
 		// The rates apply to requests admitted through Emissary too; its requests' time in
 		// flight is not seen here, so the concurrency slot is given back at once.
-		release, ok := e.budget.admit(w, r, g.User.Tenant, g.User.ID.String())
+		g, release, ok := e.admit(w, r, tenant, strings.TrimPrefix(rest, tenant))
 		if !ok {
 			return
 		}
