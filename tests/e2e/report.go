@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"html"
+	"slices"
 	"strings"
 )
 
@@ -65,10 +66,10 @@ func split(cases []Case) (front, direct, edge grid) {
 			g, col = &direct, c.Route.Service+" "+c.Route.Method+" "+c.Route.Path
 		}
 		row := c.Identity.Name()
-		if !contains(g.rows, row) {
+		if !slices.Contains(g.rows, row) {
 			g.rows = append(g.rows, row)
 		}
-		if !contains(g.cols, col) {
+		if !slices.Contains(g.cols, col) {
 			g.cols = append(g.cols, col)
 		}
 		g.cells[[2]string{row, col}] = append(g.cells[[2]string{row, col}], c)
@@ -82,15 +83,6 @@ func countCases(g grid) int {
 		n += len(cs)
 	}
 	return n
-}
-
-func contains(xs []string, x string) bool {
-	for _, v := range xs {
-		if v == x {
-			return true
-		}
-	}
-	return false
 }
 
 var shortRelation = map[Relation]string{Own: "own", SameTenantOther: "same", OtherTenant: "other"}

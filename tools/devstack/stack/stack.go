@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -234,7 +235,7 @@ func progressOr(w io.Writer) io.Writer {
 func (s *Stack) selected() []topology.Workload {
 	var out []topology.Workload
 	for _, w := range s.Topo.Workloads {
-		if s.opts.Services != nil && !contains(s.opts.Services, w.Name) {
+		if s.opts.Services != nil && !slices.Contains(s.opts.Services, w.Name) {
 			continue
 		}
 		// The edge needs the OIDC provider and dev CA that only FrontDoor provides.
@@ -247,15 +248,6 @@ func (s *Stack) selected() []topology.Workload {
 		out = append(out, w)
 	}
 	return out
-}
-
-func contains(xs []string, x string) bool {
-	for _, v := range xs {
-		if v == x {
-			return true
-		}
-	}
-	return false
 }
 
 // binaryPath is the per-workload binary: .dev/bin/<namespace>/<service>/<service>.
