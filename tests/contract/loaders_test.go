@@ -1,6 +1,7 @@
 package contract
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -84,12 +85,12 @@ func TestLoadersReadOnlyWhatTheModeUses(t *testing.T) {
 			}
 			var missing, extra []string
 			for _, v := range tc.read {
-				if !contains(l.Read, v) {
+				if !slices.Contains(l.Read, v) {
 					missing = append(missing, v)
 				}
 			}
 			for _, v := range tc.unread {
-				if contains(l.Read, v) {
+				if slices.Contains(l.Read, v) {
 					extra = append(extra, v)
 				}
 			}
@@ -98,13 +99,4 @@ func TestLoadersReadOnlyWhatTheModeUses(t *testing.T) {
 			}
 		})
 	}
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }

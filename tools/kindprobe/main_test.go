@@ -1,6 +1,7 @@
 package main
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -26,7 +27,7 @@ func TestParseCapBnd(t *testing.T) {
 			}
 			if tc.name == "docker default set" {
 				// The default set lacks SYS_ADMIN among many others: spot-check one.
-				if !contains(missing, "SYS_ADMIN") {
+				if !slices.Contains(missing, "SYS_ADMIN") {
 					t.Errorf("missing = %v, want SYS_ADMIN among them", missing)
 				}
 				return
@@ -36,15 +37,6 @@ func TestParseCapBnd(t *testing.T) {
 			}
 		})
 	}
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // The verdict depends only on kind's own variant: a near-privileged container that works
