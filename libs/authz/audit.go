@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"log/slog"
 	"sync"
 
 	"github.com/google/uuid"
@@ -35,6 +34,21 @@ func decisionCounter(reg prometheus.Registerer) (*prometheus.CounterVec, error) 
 		Name: "ztbank_authz_decisions_total",
 		Help: "Authorisation decisions, one per request, by service workload, result and reason.",
 	}, []string{"service", "result", "reason"})
+	return registerCounter(reg, c)
+}
+
+// auditWaitCounter returns ztbank_authz_audit_waits_total, shared like the decision counter.
+func auditWaitCounter(reg prometheus.Registerer) (*prometheus.CounterVec, error) {
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "ztbank_authz_audit_waits_total",
+		Help: "Requests that waited for room in the full audit buffer (ADR 1002): the audit output is not keeping up.",
+	}, []string{"service"})
+	return registerCounter(reg, c)
+}
+
+// registerCounter registers c on reg, or returns the counter already registered under its
+// name, so several engines in one process share it. A nil reg registers nothing.
+func registerCounter(reg prometheus.Registerer, c *prometheus.CounterVec) (*prometheus.CounterVec, error) {
 	if reg == nil {
 		return c, nil
 	}
@@ -52,19 +66,29 @@ func decisionCounter(reg prometheus.Registerer) (*prometheus.CounterVec, error) 
 
 // auditor writes audit lines and counts decisions.
 type auditor struct {
-	log     *slog.Logger
+	out     io.Writer // takes each line in one Write: the auditSink, or a lockedWriter around the given writer
 	counter *prometheus.CounterVec
 	svc     Service
 }
 
 func newAuditor(w io.Writer, counter *prometheus.CounterVec, svc Service) *auditor {
-	return &auditor{
-		// slog's JSON handler serialises writes to w, so concurrent requests never
-		// interleave lines.
-		log:     slog.New(slog.NewJSONHandler(w, nil)),
-		counter: counter,
-		svc:     svc,
+	if _, ok := w.(*auditSink); !ok {
+		// Concurrent requests must never interleave lines, and w need not be goroutine-safe.
+		w = &lockedWriter{w: w}
 	}
+	return &auditor{out: w, counter: counter, svc: svc}
+}
+
+// lockedWriter serialises writes to w.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
 
 // record is one request's decision as it will be audited. Require and Check update it;
@@ -78,8 +102,7 @@ type record struct {
 	in       Input
 	d        Decision
 	err      error
-	traceID  string
-	spanID   string
+	span     trace.SpanContext // the request's, for the line's trace_id and span_id
 	route    routeOptions
 	hasRoute bool
 	status   int
@@ -106,7 +129,7 @@ func (r *record) update(ctx context.Context, in Input, d Decision, err error) st
 	// The context closest to the handler carries the request's span even when the tracing
 	// middleware sits inside the Audit middleware.
 	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
-		r.traceID, r.spanID = sc.TraceID().String(), sc.SpanID().String()
+		r.span = sc
 	}
 	return r.id
 }
@@ -120,63 +143,24 @@ func (r *record) isDecided() bool {
 // write emits the audit line and counts the decision. It is called exactly once per record.
 func (a *auditor) write(ctx context.Context, e *Engine, r *record) {
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.traceID == "" {
+	if !r.span.IsValid() {
 		if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
-			r.traceID, r.spanID = sc.TraceID().String(), sc.SpanID().String()
+			r.span = sc
 		}
+	}
+	lb := lineBufs.Get().(*lineBuf)
+	lb.b = a.appendLine(lb.b[:0], e, r, e.now())
+	allow, reason := r.d.Allow, r.d.Reason
+	r.mu.Unlock()
+	_, _ = a.out.Write(lb.b) // an audit writer failure must not fail the request
+	if cap(lb.b) <= maxPooledLine {
+		lineBufs.Put(lb)
 	}
 	result := "deny"
-	if r.d.Allow {
+	if allow {
 		result = "allow"
 	}
-	in := &r.in
-	attrs := make([]slog.Attr, 0, 24)
-	attrs = append(attrs,
-		slog.String("decision_id", r.id),
-		slog.String("service", a.svc.Workload),
-		slog.String("service_id", a.svc.ID.String()),
-		slog.String("tenant", a.svc.Tenant),
-		slog.String("caller_workload", idString(in.Caller)),
-		slog.String("user", idString(in.User)),
-		slog.String("user_tenant", in.Tenant),
-		slog.Any("roles", nonNil(in.Roles)),
-		slog.String("action", in.Action),
-		slog.String("method", in.Method),
-		slog.String("route", in.Route),
-	)
-	if len(in.Params) > 0 {
-		params := make([]any, 0, len(in.Params))
-		for _, k := range sortedKeys(in.Params) {
-			params = append(params, slog.String(k, in.Params[k]))
-		}
-		attrs = append(attrs, slog.Group("params", params...))
-	}
-	if res := in.Resource; res != nil {
-		attrs = append(attrs, slog.Group("resource",
-			slog.String("kind", res.Kind),
-			slog.String("id", res.ID),
-			slog.String("owner", idString(res.Owner)),
-			slog.String("tenant", res.Tenant),
-		))
-	}
-	attrs = append(attrs,
-		slog.String("result", result),
-		slog.String("reason", r.d.Reason),
-		slog.String("policy_revision", e.revision),
-		slog.String("trace_id", r.traceID),
-		slog.String("span_id", r.spanID),
-	)
-	if r.status != 0 {
-		attrs = append(attrs, slog.Int("status", r.status))
-	}
-	if r.err != nil {
-		attrs = append(attrs, slog.String("error", r.err.Error()))
-	}
-	rec := slog.NewRecord(e.now(), slog.LevelInfo, "authz decision", 0)
-	rec.AddAttrs(attrs...)
-	_ = a.log.Handler().Handle(ctx, rec) // an audit writer failure must not fail the request
-	a.counter.WithLabelValues(a.svc.Workload, result, r.d.Reason).Inc()
+	a.counter.WithLabelValues(a.svc.Workload, result, reason).Inc()
 }
 
 func nonNil(s []string) []string {

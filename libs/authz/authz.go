@@ -73,6 +73,7 @@ type Engine struct {
 	// FromSameTenant.
 	tenantWorkloads map[string]string
 	audit           *auditor
+	sink            *auditSink // nil unless WithBufferedAuditWriter
 	terms           termCache
 	now             func() time.Time
 	cache           *decisionCache // nil: every decision is evaluated
@@ -88,6 +89,7 @@ type Engine struct {
 type config struct {
 	policy       *policySource
 	auditW       io.Writer
+	bufferAudit  bool
 	reg          prometheus.Registerer
 	now          func() time.Time
 	skipSelfTest bool
@@ -106,6 +108,20 @@ func WithAuditWriter(w io.Writer) Option {
 			return errors.New("nil audit writer")
 		}
 		c.auditW = w
+		return nil
+	}
+}
+
+// WithBufferedAuditWriter is WithAuditWriter with the lines buffered in memory and written
+// in batches by one goroutine (ADR 1002): no request waits for a write(2), none is dropped
+// (a request waits when the buffer is full), and Close writes what is left. Services use it
+// and must call Close when they stop.
+func WithBufferedAuditWriter(w io.Writer) Option {
+	return func(c *config) error {
+		if err := WithAuditWriter(w)(c); err != nil {
+			return err
+		}
+		c.bufferAudit = true
 		return nil
 	}
 }
@@ -261,7 +277,24 @@ func New(ctx context.Context, svc Service, topo *topology.Topology, opts ...Opti
 			return nil, err
 		}
 	}
+	if cfg.bufferAudit {
+		waits, err := auditWaitCounter(cfg.reg)
+		if err != nil {
+			return nil, fmt.Errorf("authz: %w", err)
+		}
+		e.sink = newAuditSink(cfg.auditW, auditFlushInterval, auditFlushAt, auditQueueLimit, waits.WithLabelValues(svc.Workload))
+		e.audit = newAuditor(e.sink, counter, svc)
+	}
 	return e, nil
+}
+
+// Close writes the audit lines still buffered (WithBufferedAuditWriter) and stops the
+// writer; lines audited after it are written synchronously. Without buffering it does
+// nothing. It is safe to call more than once.
+func (e *Engine) Close() {
+	if e.sink != nil {
+		e.sink.Close()
+	}
 }
 
 // Revision identifies the policy and permission table in force: a digest of the policy

@@ -109,11 +109,14 @@ func SetupConfig(ctx context.Context, cfg Config, stderr io.Writer) (*Runtime, e
 	// tenant's data: its decisions are the token exchange's, audited by the edge itself.
 	if self.Tenant != "" {
 		rt.Authz, err = authz.New(ctx, authz.Service{Workload: self.Name, Tenant: self.Tenant, ID: self.ID}, topo,
-			append(cfg.Authz[:len(cfg.Authz):len(cfg.Authz)], authz.WithAuditWriter(stderr))...)
+			append(cfg.Authz[:len(cfg.Authz):len(cfg.Authz)], authz.WithBufferedAuditWriter(stderr))...)
 		if err != nil {
 			rt.Close()
 			return nil, fmt.Errorf("authorisation policy: %w", err)
 		}
+		// Registered first, so it runs last: the audit lines of whatever the other closers
+		// still do are written too (ADR 1002).
+		rt.AtClose(rt.Authz.Close)
 	}
 	if edge, ok := topo.Workload("edge"); ok && self.Tenant != "" {
 		// The JWKS is public data, but fetching it over mTLS pinned to the edge's ID means
