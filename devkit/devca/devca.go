@@ -23,6 +23,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/ztbank/ztbank/devkit/atomicfile"
 )
 
 // DefaultValidity is how long the root and the leaves it issues are valid. A day covers a
@@ -287,32 +289,16 @@ func randomSerial() (*big.Int, error) {
 	return serial, nil
 }
 
-// writeFile writes through a temporary file and a rename, so that a process reading the
-// file while the stack restarts sees the old content or the new, never half of it, and a
+// writeFile writes path atomically (atomicfile.Write) after creating its directory, so that
+// a process reading the file while the stack restarts sees the old content or the new, and a
 // key file is never readable by others even for an instant.
 func writeFile(path string, data []byte, mode os.FileMode) error {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("devca: create %s: %w", dir, err)
 	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*")
-	if err != nil {
-		return fmt.Errorf("devca: write %s: %w", path, err)
-	}
-	defer os.Remove(f.Name()) // no-op after a successful rename
-	if err := f.Chmod(mode); err != nil {
-		f.Close()
-		return fmt.Errorf("devca: write %s: %w", path, err)
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("devca: write %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("devca: write %s: %w", path, err)
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return fmt.Errorf("devca: write %s: %w", path, err)
+	if err := atomicfile.Write(path, data, mode); err != nil {
+		return fmt.Errorf("devca: %w", err)
 	}
 	return nil
 }

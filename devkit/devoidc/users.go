@@ -6,11 +6,11 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"strings"
 
+	"github.com/ztbank/ztbank/devkit/atomicfile"
 	"github.com/ztbank/ztbank/devkit/demo"
 )
 
@@ -133,24 +133,8 @@ func writeSecrets(path string, secrets map[string]string) error {
 	if err != nil {
 		return fmt.Errorf("devoidc: encode secrets: %w", err)
 	}
-	tmp := path + ".tmp"
-	if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("devoidc: write %s: %w", path, err)
-	}
-	// O_EXCL: refuse to follow a link planted where the temporary file goes.
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return fmt.Errorf("devoidc: write %s: %w", path, err)
-	}
-	if _, err := f.Write(append(data, '\n')); err != nil {
-		f.Close()
-		return fmt.Errorf("devoidc: write %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("devoidc: write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("devoidc: write %s: %w", path, err)
+	if err := atomicfile.Write(path, append(data, '\n'), 0o600); err != nil {
+		return fmt.Errorf("devoidc: %w", err)
 	}
 	return nil
 }
@@ -189,15 +173,8 @@ func WriteEnrolment(path string, users []User) error {
 	if err != nil {
 		return err
 	}
-	tmp := path + ".tmp"
-	if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("devoidc: write %s: %w", path, err)
-	}
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
-		return fmt.Errorf("devoidc: write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("devoidc: write %s: %w", path, err)
+	if err := atomicfile.Write(path, b, 0o644); err != nil {
+		return fmt.Errorf("devoidc: %w", err)
 	}
 	return nil
 }

@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/ztbank/ztbank/devkit/atomicfile"
 	"github.com/ztbank/ztbank/devkit/devca"
 	"github.com/ztbank/ztbank/devkit/devoidc"
 	"github.com/ztbank/ztbank/libs/topology"
@@ -175,14 +176,14 @@ func postgresSecrets(out string, topo *topology.Topology, stdout io.Writer) erro
 		if err != nil {
 			pw = []byte(randomSecret())
 			// Readable by PostgreSQL's uid (see above); nobody else mounts this volume.
-			if err := writeFile(pwPath, pw, 0o644); err != nil {
+			if err := atomicfile.Write(pwPath, pw, 0o644); err != nil {
 				return err
 			}
 			fmt.Fprintf(stdout, "%s: superuser password generated\n", t.Name)
 		}
 		// The passfile lets dbadmin and the rotator log in without the password ever
 		// appearing in a DSN, an environment variable or a command line.
-		if err := writeFile(filepath.Join(admin, pgPassFile), []byte("*:*:*:postgres:"+string(pw)+"\n"), 0o600); err != nil {
+		if err := atomicfile.Write(filepath.Join(admin, pgPassFile), []byte("*:*:*:postgres:"+string(pw)+"\n"), 0o600); err != nil {
 			return err
 		}
 	}
@@ -337,22 +338,5 @@ func requireDir(dir string) error {
 }
 
 func writePEM(path, typ string, der []byte, mode os.FileMode) error {
-	return writeFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), mode)
-}
-
-// writeFile writes through a temporary file and a rename, so a reader never sees half a file.
-func writeFile(path string, data []byte, mode os.FileMode) error {
-	tmp := fmt.Sprintf("%s.%d.tmp", path, time.Now().UnixNano())
-	if err := os.WriteFile(tmp, data, mode); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Chmod(tmp, mode); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
+	return atomicfile.Write(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), mode)
 }

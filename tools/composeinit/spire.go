@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/ztbank/ztbank/devkit/atomicfile"
 	"github.com/ztbank/ztbank/libs/topology"
 )
 
@@ -70,7 +71,7 @@ func spire(ctx context.Context, args []string, getenv func(string) string, stdou
 	if len(pemBytes) == 0 {
 		return errors.New("SPIRE server returned a bundle without X.509 authorities")
 	}
-	if err := writeFile(filepath.Join(*out, bundleFile), pemBytes, 0o644); err != nil {
+	if err := atomicfile.Write(filepath.Join(*out, bundleFile), pemBytes, 0o644); err != nil {
 		return err
 	}
 
@@ -87,7 +88,7 @@ func spire(ctx context.Context, args []string, getenv func(string) string, stdou
 	// 0644: the agent reads it as root without capabilities, which does not let it read
 	// another user's 0600 file. Only this step and the agent mount the volume, and the token
 	// is single-use and expires in ten minutes.
-	if err := writeFile(filepath.Join(*out, joinTokenFile), []byte(tok.Value+"\n"), 0o644); err != nil {
+	if err := atomicfile.Write(filepath.Join(*out, joinTokenFile), []byte(tok.Value+"\n"), 0o644); err != nil {
 		return err
 	}
 

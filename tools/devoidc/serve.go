@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ztbank/ztbank/devkit/atomicfile"
 	"github.com/ztbank/ztbank/devkit/devca"
 	"github.com/ztbank/ztbank/devkit/devoidc"
 	"github.com/ztbank/ztbank/tools/devoidc/config"
@@ -145,11 +146,7 @@ func writeJSON(path string, v any) error {
 	if err != nil {
 		return err
 	}
-	tmp := fmt.Sprintf("%s.%d.tmp", path, time.Now().UnixNano())
-	if err := os.WriteFile(tmp, append(data, '\n'), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return atomicfile.Write(path, append(data, '\n'), 0o644)
 }
 
 // healthcheck answers a container's health probe: distroless images have no curl, so the

@@ -19,6 +19,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ztbank/ztbank/devkit/atomicfile"
 	"github.com/ztbank/ztbank/devkit/childproc"
 	"github.com/ztbank/ztbank/devkit/localports"
 	"github.com/ztbank/ztbank/devkit/localspire"
@@ -78,12 +79,8 @@ func (e Endpoints) SetTargets(targets []Target) error {
 	if err != nil {
 		return err
 	}
-	// Write then rename, so Prometheus never reads a half-written file.
-	tmp := e.TargetsFile + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, e.TargetsFile)
+	// Prometheus must never read a half-written file.
+	return atomicfile.Write(e.TargetsFile, b, 0o644)
 }
 
 // Option configures Start.

@@ -20,6 +20,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ztbank/ztbank/devkit/atomicfile"
 	"github.com/ztbank/ztbank/devkit/childproc"
 	"github.com/ztbank/ztbank/devkit/localpg"
 	"github.com/ztbank/ztbank/devkit/localspire"
@@ -615,11 +616,7 @@ func WriteInfo(path string, info Info) error {
 	if err != nil {
 		return err
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return atomicfile.Write(path, append(b, '\n'), 0o644)
 }
 
 // ReadInfo reads stack.json.
