@@ -213,8 +213,7 @@ func (r *results) missedNote(b *strings.Builder) {
 		for _, z := range r.Profile.Parts {
 			ps = append(ps, fmt.Sprintf("%s %.0f µs", z.What, z.CumUS))
 		}
-		w(" By cumulative CPU per request over all processes: %s. The policy decisions cost several times what "+
-			"`make bench-authz` measures for one decision alone, because each request is decided at every hop and again by "+
+		w(" By cumulative CPU per request over all processes: %s. Each request is decided at every hop and again by "+
 			"the handlers' Check on the loaded resource, on cores the other work keeps busy.", strings.Join(ps, "; "))
 	}
 	w("\n")
