@@ -29,8 +29,9 @@ import (
 // through the writer services use, as they go to the service's standard error.
 //
 // "plain" is the floor: the same handler with no middleware over plain HTTP, so mtls minus
-// plain is what the platform adds per hop in this process (tools/pathbench measures the
-// same on the real stacks, against a zero-trust-off build).
+// plain is what the platform adds per hop in this process, zero trust and the middleware
+// the zero-trust-off build keeps (tracing, limits, request log) together; tools/pathbench
+// measures the hop on the real stacks against that build.
 func BenchmarkHop(b *testing.B) {
 	topo := topology.Default()
 	self, _ := topo.Workload("bank-a/account")
@@ -61,24 +62,29 @@ func BenchmarkHop(b *testing.B) {
 		}
 	}
 
-	b.Run("mtls", func(b *testing.B) {
+	// router is the account service's real router in mode, its audit lines going to a file.
+	router := func(b *testing.B, mode transport.Mode) http.Handler {
 		f, err := os.Create(filepath.Join(b.TempDir(), "stderr"))
 		if err != nil {
 			b.Fatal(err)
 		}
-		defer f.Close()
+		b.Cleanup(func() { f.Close() })
 		az, err := authz.New(b.Context(), authz.Service{Workload: self.Name, Tenant: self.Tenant, ID: self.ID}, topo,
 			authz.WithRegisterer(prometheus.NewRegistry()), authz.WithBufferedAuditWriter(f))
 		if err != nil {
 			b.Fatal(err)
 		}
-		defer az.Close()
-		rt := &Runtime{Env: Env{Mode: transport.Direct}, Topology: topo, Self: self,
+		b.Cleanup(az.Close)
+		rt := &Runtime{Env: Env{Mode: mode}, Topology: topo, Self: self,
 			Log: slog.New(slog.NewJSONHandler(io.Discard, nil)), Authz: az, Tenants: NewConcurrency(64),
 			Tokens: usertoken.NewVerifier(issuer, self.Tenant, edge.ID)}
 		r := rt.Router()
 		r.With(rt.UserToken, az.Require("accounts:read")).Get("/v1/accounts/{accountID}", account(az))
+		return r
+	}
 
+	b.Run("mtls", func(b *testing.B) {
+		r := router(b, transport.Direct)
 		ca := spiffetest.NewCA(b, self.ID.TrustDomain())
 		bundle := ca.Bundle()
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -90,7 +96,22 @@ func BenchmarkHop(b *testing.B) {
 			topo.AllowedCallers(self.Name))))
 		defer srv.Close()
 		client := transport.Client(spiffetest.Source{SVID: ca.SVID(b, gateway.ID), Bundle: bundle}, self.ID)
-		runHop(b, client, "https://"+ln.Addr().String()+"/v1/accounts/acc-42", token)
+		runHop(b, client, "https://"+ln.Addr().String()+"/v1/accounts/acc-42", token, nil)
+	})
+
+	// mesh is the same router over plain HTTP, the caller named by the sidecar's header:
+	// mtls minus mesh is what TLS itself costs the hop.
+	b.Run("mesh", func(b *testing.B) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		srv := &http.Server{Handler: router(b, transport.Mesh)}
+		go srv.Serve(ln)
+		defer srv.Close()
+		client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 32}}
+		xfcc := http.Header{"X-Forwarded-Client-Cert": {"By=" + self.ID.String() + ";URI=" + gateway.ID.String()}}
+		runHop(b, client, "http://"+ln.Addr().String()+"/v1/accounts/acc-42", token, xfcc)
 	})
 
 	b.Run("plain", func(b *testing.B) {
@@ -104,16 +125,19 @@ func BenchmarkHop(b *testing.B) {
 		go srv.Serve(ln)
 		defer srv.Close()
 		client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 32}}
-		runHop(b, client, "http://"+ln.Addr().String()+"/v1/accounts/acc-42", token)
+		runHop(b, client, "http://"+ln.Addr().String()+"/v1/accounts/acc-42", token, nil)
 	})
 }
 
-// runHop sends GET url with the token, sequentially over one kept-alive connection.
-func runHop(b *testing.B, client *http.Client, url, token string) {
+// runHop sends GET url with the token and hdr, sequentially over one kept-alive connection.
+func runHop(b *testing.B, client *http.Client, url, token string, hdr http.Header) {
 	b.Helper()
 	req, err := http.NewRequestWithContext(b.Context(), http.MethodGet, url, nil)
 	if err != nil {
 		b.Fatal(err)
+	}
+	for k, v := range hdr {
+		req.Header[k] = v
 	}
 	req.Header.Set("Authorization", "Bearer "+token)
 	do := func() {
