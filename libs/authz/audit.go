@@ -162,10 +162,3 @@ func (a *auditor) write(ctx context.Context, e *Engine, r *record) {
 	}
 	a.counter.WithLabelValues(a.svc.Workload, result, reason).Inc()
 }
-
-func nonNil(s []string) []string {
-	if s == nil {
-		return []string{}
-	}
-	return s
-}

@@ -71,6 +71,14 @@ func slogLine(t *testing.T, a *auditor, e *Engine, r *record, now time.Time) str
 	return buf.String()
 }
 
+// nonNil is how the slog encoder made nil roles an empty array rather than null.
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
 // TestAuditLineMatchesSlog: the hand-written encoder produces exactly the bytes slog's JSON
 // handler produced, for plain records and for every awkward character an attribute can
 // carry (each ASCII byte, invalid UTF-8, U+2028/2029, non-ASCII text).
