@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/ztbank/ztbank/devkit/demo"
 	"github.com/ztbank/ztbank/devkit/devca"
+	"github.com/ztbank/ztbank/devkit/localports"
 )
 
 // startProvider starts a real provider on loopback, with its own CA and state directory.
@@ -525,13 +527,14 @@ func TestStartRefusesBadConfig(t *testing.T) {
 // TestInsecureContainerMode covers the docker-compose setup: plain HTTP, an issuer named by
 // the service's host name rather than the bound address.
 func TestInsecureContainerMode(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	// A reserved port, not a port-0 pick closed again: that one is in the ephemeral range,
+	// where a parallel package's outgoing connection can take it before the provider binds.
+	ports, err := localports.Reserve(1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := ln.Addr().String()
-	ln.Close()
-	_, port, _ := net.SplitHostPort(addr)
+	port := strconv.Itoa(ports[0])
+	addr := net.JoinHostPort("127.0.0.1", port)
 	issuer := "http://localhost:" + port
 
 	ctx, cancel := context.WithCancel(context.Background())

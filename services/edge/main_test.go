@@ -10,12 +10,14 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
+	"github.com/ztbank/ztbank/devkit/localports"
 	"github.com/ztbank/ztbank/libs/topology"
 	"github.com/ztbank/ztbank/libs/usertoken"
 	"github.com/ztbank/ztbank/services/edge/internal/oidctest"
@@ -25,15 +27,18 @@ func envOf(m map[string]string) func(string) string {
 	return func(k string) string { return m[k] }
 }
 
-// freeAddr returns a loopback address that was free a moment ago.
+// freeAddr returns a loopback address reserved for this test process. Not a port-0 pick
+// closed again: that port is in the kernel's ephemeral range, and the thousands of client
+// connections a replica test makes can be given it as their local port before (or while)
+// a replica binds it again after a restart ("bind: address already in use", seen in a
+// loaded make test run).
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ports, err := localports.Reserve(1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0]))
 }
 
 // TestRunMeshMode starts the real binary's run() in mesh mode (plain HTTP behind a sidecar,

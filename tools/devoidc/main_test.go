@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/ztbank/ztbank/devkit/devca"
 	"github.com/ztbank/ztbank/devkit/devoidc"
+	"github.com/ztbank/ztbank/devkit/localports"
 	"github.com/ztbank/ztbank/devkit/syncbuf"
 )
 
@@ -244,13 +246,14 @@ func TestHealthcheck(t *testing.T) {
 // TestContainerMode runs the binary as docker-compose does: no arguments, configuration from
 // the environment, a plain-HTTP issuer named by host name, and its own health probe.
 func TestContainerMode(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	// A reserved port, not a port-0 pick closed again: that one is in the ephemeral range,
+	// where a parallel package's outgoing connection can take it before the provider binds.
+	ports, err := localports.Reserve(1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := ln.Addr().String()
-	ln.Close()
-	_, port, _ := net.SplitHostPort(addr)
+	port := strconv.Itoa(ports[0])
+	addr := net.JoinHostPort("127.0.0.1", port)
 	stateDir := filepath.Join(t.TempDir(), "oidc")
 	env := map[string]string{
 		"DEVOIDC_LISTEN":    addr,
