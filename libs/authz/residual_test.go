@@ -289,3 +289,38 @@ func TestResidualOfBrokenPoliciesIsFaithful(t *testing.T) {
 		})
 	}
 }
+
+// TestResidualTriesCheapBodiesFirst: every rule of the compiled residual, support rules
+// included, tries its bodies cheapest first, so the common cases (the owner comparison of a
+// customer reading her own account, say) stop evaluation early. The order never changes a
+// decision; TestResidualPolicyDecidesAsFullPolicy proves that.
+func TestResidualTriesCheapBodiesFirst(t *testing.T) {
+	e := newTestEngine(t, "bank-a/account")
+	if e.fast == nil {
+		t.Fatalf("no compiled residual: %v", e.fastErr)
+	}
+	seen := map[*rule]bool{}
+	var walk func(r *rule)
+	walk = func(r *rule) {
+		if seen[r] {
+			return
+		}
+		seen[r] = true
+		for i, b := range r.bodies {
+			if i > 0 && bodyCost(r.bodies[i-1]) > bodyCost(b) {
+				t.Errorf("body %d (cost %d) comes after a body of cost %d", i, bodyCost(b), bodyCost(r.bodies[i-1]))
+			}
+			for _, x := range b {
+				if x.op == opRule {
+					walk(x.rule)
+				}
+			}
+		}
+	}
+	for _, s := range e.fast.steps {
+		walk(s.cond)
+	}
+	if len(seen) < len(e.fast.steps)+3 {
+		t.Errorf("walked %d rules; the residual of the account service has support rules too", len(seen))
+	}
+}
