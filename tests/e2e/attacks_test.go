@@ -98,7 +98,7 @@ func directGet(t *testing.T, d *deployment, caller, service, path string, header
 	for k, v := range headers {
 		req.Header.Set(k, v)
 	}
-	return classify(client.Do(req))
+	return do(client, req)
 }
 
 // TestReplayedInternalJWT replays a genuine bank-b internal token, captured from a bank-b

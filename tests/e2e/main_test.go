@@ -286,7 +286,7 @@ func (d *deployment) direct(ctx context.Context, caller, server spiffeid.ID) (*h
 		return nil, err
 	}
 	cfg := tlsconfig.MTLSClientConfig(svid, svid.Bundle, tlsconfig.AuthorizeID(server))
-	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg}}
+	c := mtlsClient(cfg, 10*time.Second)
 	d.clients[key] = c
 	return c, nil
 }

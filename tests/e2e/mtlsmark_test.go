@@ -49,9 +49,10 @@ func TestHandshakeMark(t *testing.T) {
 
 	call := func(svid *x509svid.SVID, trust *x509bundle.Bundle) Observed {
 		cfg := tlsconfig.MTLSClientConfig(svid, trust, tlsconfig.AuthorizeID(ledger.ID))
-		c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg}}
+		c := mtlsClient(cfg, 10*time.Second)
 		defer c.CloseIdleConnections()
-		return classify(c.Get(base))
+		req, _ := http.NewRequest(http.MethodGet, base, nil)
+		return do(c, req)
 	}
 	refusals := func() float64 {
 		return testutil.ToFloat64(transport.HandshakeFailures().WithLabelValues("not_allowed"))

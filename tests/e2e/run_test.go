@@ -6,10 +6,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -127,7 +125,7 @@ func (d *deployment) run(ctx context.Context, c Case) (obs Observed, echo string
 			echo += " " + sentEarlier
 		}
 	}
-	return classify(client.Do(req)), echo, nil
+	return do(client, req), echo, nil
 }
 
 // runEdge sends an edge case: a request to the edge's public listener, with the client SVID
@@ -161,9 +159,8 @@ func (d *deployment) runEdge(ctx context.Context, c Case) (Observed, string, err
 // an answer. Anything else is reported as what it is and fails the case.
 func classify(resp *http.Response, err error) Observed {
 	if err != nil {
-		var op *net.OpError
-		if errors.As(err, &op) && op.Op == "remote error" {
-			return classifyParts(0, "", nil, op.Err.Error(), err)
+		if a := remoteAlert(err); a != "" {
+			return classifyParts(0, "", nil, a, err)
 		}
 		return Observed{Layer: Layer("transport"), Err: err}
 	}
