@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"strconv"
 	"strings"
@@ -135,15 +136,19 @@ func (l *loader) op(ctx context.Context, i int) {
 		user, method, path = "alice@bank-a", http.MethodGet, "/bank-a/v1/users/me"
 	}
 	deadline := time.Now().Add(l.cfg.RetryBudget)
-	for {
+	for try := 0; ; try++ {
 		retryAfter, ok := l.try(ctx, kind, user, method, path, key, body)
 		if ok {
 			l.opsOK.Add(1)
 			return
 		}
-		// A client retries the same operation (a payment on the same Idempotency-Key) after
-		// the server's Retry-After, or a short pause, until its budget is spent.
-		wait := max(retryAfter, 250*time.Millisecond)
+		// A client retries the same operation (a payment on the same Idempotency-Key) until
+		// its budget is spent, as a well-behaved client does: exponential backoff with
+		// jitter, never sooner than the server's Retry-After. A fixed pause made every
+		// operation started during an outage retry in step, and once a loaded machine
+		// stretched a PostgreSQL restart to ~5 s, their retries alone spent bob's per-user
+		// edge budget (429s in series run 2).
+		wait := max(retryAfter, backoff(try))
 		if ctx.Err() != nil || time.Now().Add(wait).After(deadline) {
 			l.opsLost.Add(1)
 			return
@@ -236,4 +241,11 @@ func summarise(as []attempt) summary {
 		}
 	}
 	return s
+}
+
+// backoff is the pause before retry number try+1: 250 ms doubling per try up to 4 s, with
+// full jitter on the upper half so clients that failed together do not retry together.
+func backoff(try int) time.Duration {
+	d := 250 * time.Millisecond << min(try, 4)
+	return d/2 + rand.N(d/2+1)
 }
