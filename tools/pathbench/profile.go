@@ -103,8 +103,9 @@ func (b *bench) profile(ctx context.Context, m *mode) (profile, error) {
 	perProfile := float64(p.Requests) * float64(secs) / max(p.Seconds, 1e-9)
 	p.Top = parseTop(p.Raw, perProfile, 5)
 	// The zero-trust parts by cumulative time: the flat top shows where cycles go (often
-	// syscalls and the scheduler), this shows what each zero-trust step costs in all.
-	cum, err := exec.CommandContext(ctx, "go", append([]string{"tool", "pprof", "-top", "-cum", "-nodecount=2000"}, files...)...).Output()
+	// syscalls and the scheduler), this shows what each zero-trust step costs in all. No node
+	// fraction: pprof would otherwise drop a step under 0.5% and the table would omit it.
+	cum, err := exec.CommandContext(ctx, "go", append([]string{"tool", "pprof", "-top", "-cum", "-nodecount=2000", "-nodefraction=0"}, files...)...).Output()
 	if err == nil {
 		p.Parts = zeroTrustParts(parseTop(string(cum), perProfile, 2000))
 	}

@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -54,15 +55,31 @@ func spliceFile(path, section string) error {
 
 var pathLabel = map[string]string{"read": "read", "pay": "payment"}
 
+// loadWords says how busy the machine was, from the one-minute load averages the run
+// recorded: the harness cannot know what else ran, only how loaded the cores were.
+func (r *results) loadWords() string {
+	peak := 0.0
+	for _, l := range []string{r.LoadStart, r.LoadEnd} {
+		if f := strings.Fields(l); len(f) > 0 {
+			if v, err := strconv.ParseFloat(f[0], 64); err == nil {
+				peak = max(peak, v)
+			}
+		}
+	}
+	if r.Machine.Cores > 0 && peak > float64(r.Machine.Cores) {
+		return "**heavily loaded by other work**"
+	}
+	return "shared with other work"
+}
+
 // section is the generated Markdown.
 func (r *results) section(svg string) string {
 	var b strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
 	w("## Request path: zero trust on and off, side by side (make bench-path)\n\n")
-	w("One run, %s, on a machine **heavily loaded by other work** (a `make test` series and two busy loops ran "+
-		"throughout; load average %s at the start, %s at the end, on %d cores): absolute figures are inflated and noisy, "+
-		"so compare on with off within this run, not with other runs or other machines.\n\n",
-		r.When, r.LoadStart, r.LoadEnd, r.Machine.Cores)
+	w("One run, %s, on a machine %s (load average %s at the start, %s at the end, on %d cores): absolute figures "+
+		"depend on that load, so compare on with off within this run, not with other runs or other machines.\n\n",
+		r.When, r.loadWords(), r.LoadStart, r.LoadEnd, r.Machine.Cores)
 	w("Two local stacks ran at once, each with its own SPIRE server and agent, PostgreSQL, OIDC provider, edge and the " +
 		"services of two tenants, real processes as `make dev` starts them:\n\n")
 	w("- **read** path: client → edge → `%s/gateway` → `%s/account` → PostgreSQL (`GET /v1/accounts/{id}`, a customer reading "+

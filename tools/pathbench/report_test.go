@@ -197,3 +197,24 @@ func TestReportRoundTrip(t *testing.T) {
 		t.Errorf("chart from saved results differs (-run +saved):\n%s", diff)
 	}
 }
+
+// TestLoadWords: the page calls the machine heavily loaded only when a recorded one-minute
+// load average exceeded its cores.
+func TestLoadWords(t *testing.T) {
+	for _, tc := range []struct {
+		start, end string
+		cores      int
+		want       string
+	}{
+		{"17.86 22.21 23.92", "24.69 22.21 23.07", 2, "**heavily loaded by other work**"},
+		{"0.70 3.63 5.22", "5.81 4.52 5.15", 2, "**heavily loaded by other work**"},
+		{"0.70 3.63 5.22", "1.81 4.52 5.15", 2, "shared with other work"},
+		{"", "", 2, "shared with other work"},
+	} {
+		r := &results{LoadStart: tc.start, LoadEnd: tc.end}
+		r.Machine.Cores = tc.cores
+		if diff := cmp.Diff(tc.want, r.loadWords()); diff != "" {
+			t.Errorf("load %q → %q on %d cores (-want +got):\n%s", tc.start, tc.end, tc.cores, diff)
+		}
+	}
+}
