@@ -118,7 +118,7 @@ func (r *results) section(svg string) string {
 	}
 	w("\nAnswered and CPU columns count both paths together. Failed counts errors, non-2xx answers and requests the open "+
 		"loop dropped because %d were outstanding. In the whole run (warm-up, closed loop and profile included) the ledger "+
-		"answered %d payments on and %d off with 500 because a serializable transaction ran out of retries: every payment "+
+		"answered %d payments on and %d off with 503 (type contention, Retry-After) because a serializable transaction ran out of retries: every payment "+
 		"debits the same account, and concurrent ones conflict in the database, zero trust or not.\n\n",
 		r.MaxInFlight, r.RetriesExhausted["on"], r.RetriesExhausted["off"])
 	w("![request-path latency, zero trust on and off](%s)\n\n", svg)

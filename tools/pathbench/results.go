@@ -84,7 +84,7 @@ type results struct {
 	Handshakes   handshakes                    `json:"handshakes_on"`
 	Cache        cacheStats                    `json:"jwt_cache_on"`
 	Profile      profile                       `json:"profile_on"`
-	// RetriesExhausted counts, per mode, requests the ledger failed (500) because a
+	// RetriesExhausted counts, per mode, requests the ledger refused (503 contention) because a
 	// serializable transaction ran out of retries: concurrent payments from one account.
 	RetriesExhausted map[string]int `json:"db_retries_exhausted"`
 	Goals            []goal         `json:"goals"`
