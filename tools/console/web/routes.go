@@ -68,7 +68,11 @@ func (rc *routeCache) get(ctx context.Context) map[string]WorkloadRoutes {
 			if w.External {
 				msg = "external: not run locally, so it publishes no routes here"
 			}
+			// Under mu: scrapes started for earlier workloads are writing out already
+			// (a -race run of make test caught this write unguarded).
+			mu.Lock()
 			out[w.Name] = WorkloadRoutes{Routes: []RouteInfo{}, Error: msg}
+			mu.Unlock()
 			continue
 		}
 		wg.Add(1)
